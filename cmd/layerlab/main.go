@@ -1,0 +1,46 @@
+// Command layerlab studies container storage drivers: it lists and
+// describes them, and (as the harness lands) benchmarks and reports them.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/overlay"
+	"github.com/layerlab/layerlab/drivers/vfs"
+)
+
+// registry wires in the drivers this build carries.
+func registry() *drivers.Registry {
+	return drivers.NewRegistry(
+		vfs.Factory(),
+		overlay.OverlayFactory(),
+		overlay.Overlay2Factory(),
+	)
+}
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "layerlab:", err)
+		if errors.Is(err, drivers.ErrInvalidArgument) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "layerlab",
+		Short:         "Study container storage drivers: list, probe, benchmark and report them",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().String("root", "/var/lib/layerlab", "directory under which each driver keeps its home (ROOT/DRIVER)")
+	root.AddCommand(newDriverCmd(registry()))
+	return root
+}

@@ -1,0 +1,137 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/containerd/continuity/fs"
+	"golang.org/x/sys/unix"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/mount"
+)
+
+// Dirs is the layout of a directory-based driver: one directory per
+// snapshot id under Root (home/snapshots).
+type Dirs struct {
+	Root string
+}
+
+// NewDirs creates home/snapshots and returns its layout.
+func NewDirs(home string) (Dirs, error) {
+	d := Dirs{Root: filepath.Join(home, "snapshots")}
+	if err := os.MkdirAll(d.Root, 0o700); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// Path returns the directory of snapshot id, joined with elem.
+func (d Dirs) Path(id string, elem ...string) string {
+	return filepath.Join(append([]string{d.Root, id}, elem...)...)
+}
+
+// IDs lists the snapshot directories.
+func (d Dirs) IDs(ctx context.Context) ([]string, error) {
+	entries, err := os.ReadDir(d.Root)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range entries {
+		if _, err := strconv.ParseUint(e.Name(), 10, 64); err == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+// Remove deletes the directory of snapshot id.
+func (d Dirs) Remove(id string) error {
+	return os.RemoveAll(d.Path(id))
+}
+
+// Mkdir makes the directories of snapshot id with the given subdirectories;
+// subdirectories get mode 0755 whatever the umask, as containers expect of
+// their root.
+func (d Dirs) Mkdir(id string, sub ...string) error {
+	if err := os.Mkdir(d.Path(id), 0o700); err != nil {
+		return err
+	}
+	for _, s := range sub {
+		p := d.Path(id, s)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DiskUsage measures the blocks and inodes under dir.
+func DiskUsage(ctx context.Context, dir string) (drivers.Usage, error) {
+	u, err := fs.DiskUsage(ctx, dir)
+	if err != nil {
+		return drivers.Usage{}, fmt.Errorf("disk usage of %s: %w", dir, err)
+	}
+	return drivers.Usage{Size: u.Size, Inodes: u.Inodes}, nil
+}
+
+// Bind returns a bind mount of dir, read-only when ro.
+func Bind(dir string, ro bool) []drivers.Mount {
+	opt := "rw"
+	if ro {
+		opt = "ro"
+	}
+	return []drivers.Mount{{Type: "bind", Source: dir, Options: []string{"rbind", opt}}}
+}
+
+// SyncFS flushes the filesystem holding path, so statfs and block counts
+// reflect what was written.
+func SyncFS(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
+
+// Reflinks reports whether the filesystem under dir clones extents
+// (FICLONE works): then copy_file_range, and overlayfs's copy-up which uses
+// it, share blocks instead of copying data.
+func Reflinks(dir string) (bool, error) {
+	probe, err := os.MkdirTemp(dir, ".reflink-")
+	if err != nil {
+		return false, err
+	}
+	defer os.RemoveAll(probe)
+	src, err := os.Create(filepath.Join(probe, "src"))
+	if err != nil {
+		return false, err
+	}
+	defer src.Close()
+	if _, err := src.Write(make([]byte, 4096)); err != nil {
+		return false, err
+	}
+	dst, err := os.Create(filepath.Join(probe, "dst"))
+	if err != nil {
+		return false, err
+	}
+	defer dst.Close()
+	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())) == nil, nil
+}
+
+// FSType names the filesystem under path for messages, or "the backing
+// filesystem" when it cannot be found.
+func FSType(path string) string {
+	if m, err := mount.Lookup(path); err == nil {
+		return m.FSType
+	}
+	return "the backing filesystem"
+}

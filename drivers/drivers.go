@@ -1,0 +1,138 @@
+// Package drivers defines layerlab's one copy-on-write / redirect-on-write
+// snapshotter interface, the capabilities every driver declares, a registry
+// that opens drivers by name, and the sentinel errors they return.
+//
+// The shape follows containerd's snapshotter: operations return mount
+// descriptions instead of mounting, so a harness can time creation and
+// mounting apart, and Commit is explicit so it maps 1:1 onto zfs
+// snapshot+clone, btrfs read-only snapshots, dm create_snap and overlay
+// upper→lower.
+package drivers
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Kind is the state of a snapshot.
+type Kind uint8
+
+// The snapshot kinds. Active snapshots are writable, views are read-only
+// and disposable, committed snapshots are immutable parents.
+const (
+	KindUnknown Kind = iota
+	KindView
+	KindActive
+	KindCommitted
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindView:
+		return "view"
+	case KindActive:
+		return "active"
+	case KindCommitted:
+		return "committed"
+	}
+	return "unknown"
+}
+
+// ParseKind is the inverse of Kind.String.
+func ParseKind(s string) (Kind, error) {
+	for _, k := range []Kind{KindView, KindActive, KindCommitted} {
+		if k.String() == s {
+			return k, nil
+		}
+	}
+	return KindUnknown, fmt.Errorf("kind %q: %w (want view, active or committed)", s, ErrInvalidArgument)
+}
+
+// Info describes one snapshot.
+type Info struct {
+	Kind    Kind
+	Name    string            // the key of an active or view snapshot, the name of a committed one
+	Parent  string            // name of the committed parent, empty for a base snapshot
+	Labels  map[string]string // free-form, owned by the caller
+	Created time.Time
+	Updated time.Time
+}
+
+// Usage is the space a snapshot adds on top of its parent.
+type Usage struct {
+	Size   int64 // bytes of allocated blocks
+	Inodes int64
+}
+
+// Add accumulates u2 into u.
+func (u *Usage) Add(u2 Usage) {
+	u.Size += u2.Size
+	u.Inodes += u2.Inodes
+}
+
+// Mount describes one mount(2) call. Drivers return these; the mount package
+// performs them.
+type Mount struct {
+	Type    string   // filesystem type: "overlay", "bind", "btrfs", ...
+	Source  string   // device or directory
+	Options []string // fstab-style options, including flags such as "ro" and "rbind"
+}
+
+// Opt changes the Info a Prepare, View or Commit records.
+type Opt func(*Info) error
+
+// WithLabels merges labels into the snapshot's labels.
+func WithLabels(labels map[string]string) Opt {
+	return func(info *Info) error {
+		if info.Labels == nil {
+			info.Labels = make(map[string]string, len(labels))
+		}
+		for k, v := range labels {
+			info.Labels[k] = v
+		}
+		return nil
+	}
+}
+
+// WalkFunc is called for every snapshot by Walk. Returning an error stops
+// the walk and returns that error.
+type WalkFunc func(context.Context, Info) error
+
+// Snapshotter manages a tree of snapshots. Implementations are safe for
+// concurrent use.
+type Snapshotter interface {
+	// Stat returns the info of the snapshot named key.
+	Stat(ctx context.Context, key string) (Info, error)
+	// Update changes the mutable fields of a snapshot (labels). With no
+	// fieldpaths all labels are replaced; "labels" does the same, and
+	// "labels.NAME" changes only that label.
+	Update(ctx context.Context, info Info, fieldpaths ...string) (Info, error)
+	// Usage returns the space the snapshot adds on top of its parent.
+	Usage(ctx context.Context, key string) (Usage, error)
+	// Mounts returns the mounts of an active or view snapshot.
+	Mounts(ctx context.Context, key string) ([]Mount, error)
+	// Prepare creates an active (writable) snapshot on top of parent, which
+	// must be committed, or empty for a base snapshot.
+	Prepare(ctx context.Context, key, parent string, opts ...Opt) ([]Mount, error)
+	// View creates a read-only snapshot of parent.
+	View(ctx context.Context, key, parent string, opts ...Opt) ([]Mount, error)
+	// Commit turns the active snapshot key into the committed snapshot name.
+	// The active snapshot must not be mounted any more.
+	Commit(ctx context.Context, name, key string, opts ...Opt) error
+	// Remove deletes a snapshot; a committed snapshot with children cannot
+	// be removed.
+	Remove(ctx context.Context, key string) error
+	// Walk calls fn for every snapshot.
+	Walk(ctx context.Context, fn WalkFunc) error
+	// Close releases the driver. Calling it twice is allowed.
+	Close() error
+}
+
+// Driver is a Snapshotter that can say how it stores data.
+type Driver interface {
+	Snapshotter
+	// Capabilities reports the storage strategy of this opened driver; it
+	// may differ from its factory's (vfs reflinks on btrfs and xfs).
+	Capabilities() Capabilities
+}

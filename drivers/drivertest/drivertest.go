@@ -1,0 +1,189 @@
+// Package drivertest is layerlab's conformance suite. Conformance runs, on
+// loop-backed filesystems it makes and tears down, containerd's snapshotter
+// test suite (through the containerd adapter) and layerlab's own checks for
+// what containerd's does not cover: that Capabilities tells the truth on the
+// backing store, that Usage matches what was written, concurrency, reopening
+// after a close mid-way, 128-layer chains and error sentinels.
+package drivertest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/core/snapshots/testsuite"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/containerd"
+	"github.com/layerlab/layerlab/drivers/loopfs"
+	"github.com/layerlab/layerlab/drivers/mount"
+)
+
+// Config says what to run.
+type Config struct {
+	Factory drivers.Factory
+	// FSTypes are the loop filesystems to run on (ext4, xfs, btrfs).
+	FSTypes []string
+	// ContainerdName is the name containerd's suite knows the driver by; it
+	// adapts some checks to it ("overlayfs": no directory renames across
+	// layers, which overlay refuses without redirect_dir).
+	ContainerdName string
+	// Size of each loop filesystem; loopfs.MinSize if zero.
+	Size int64
+}
+
+// Conformance runs both suites on each filesystem type.
+func Conformance(t *testing.T, c Config) {
+	for _, fstype := range c.FSTypes {
+		t.Run(fstype, func(t *testing.T) {
+			fs := loopfs.ForTest(t, fstype, c.Size)
+			if p := c.Factory.Probe(fs.Dir); !p.Available() {
+				t.Skipf("%s on %s: %s", c.Factory.Name, fstype, p.Reason)
+			}
+			t.Run("containerd", func(t *testing.T) { Containerd(t, c.Factory, c.ContainerdName, fs.Dir) })
+			t.Run("layerlab", func(t *testing.T) { Suite(t, c.Factory, fs.Dir) })
+		})
+	}
+}
+
+// Containerd runs containerd's snapshotter suite with each driver home in
+// a new directory under dir (containerd's own root argument, in /tmp, is
+// left unused so the home sits on the filesystem under test).
+func Containerd(t *testing.T, f drivers.Factory, name, dir string) {
+	if name == "" {
+		name = f.Name
+	}
+	testsuite.SnapshotterSuite(t, name, func(ctx context.Context, _ string) (snapshots.Snapshotter, func() error, error) {
+		home, err := os.MkdirTemp(dir, "containerd-")
+		if err != nil {
+			return nil, nil, err
+		}
+		d, err := f.Open(ctx, home, nil)
+		if err != nil {
+			os.RemoveAll(home)
+			return nil, nil, err
+		}
+		cleanup := func() error {
+			d.Close()
+			return os.RemoveAll(home)
+		}
+		return containerd.New(d), cleanup, nil
+	})
+}
+
+// Suite runs layerlab's own checks with driver homes under dir.
+func Suite(t *testing.T, f drivers.Factory, dir string) {
+	checks := []struct {
+		name string
+		fn   func(*testing.T, *env)
+	}{
+		{"Capabilities", checkCapabilities},
+		{"Usage", checkUsage},
+		{"Concurrent", checkConcurrent},
+		{"ReopenAfterCloseMidway", checkReopen},
+		{"Chain128", checkChain128},
+		{"Errors", checkErrors},
+		{"BadOpen", checkBadOpen},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			c.fn(t, newEnv(t, f, dir))
+		})
+	}
+}
+
+// env is one check's driver, home and scratch space.
+type env struct {
+	t       *testing.T
+	ctx     context.Context
+	factory drivers.Factory
+	home    string
+	work    string // mount points, outside home
+	d       drivers.Driver
+}
+
+func newEnv(t *testing.T, f drivers.Factory, dir string) *env {
+	home, err := os.MkdirTemp(dir, "drivertest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, ctx: context.Background(), factory: f, home: home, work: t.TempDir()}
+	e.open()
+	t.Cleanup(func() {
+		if ms, err := mount.Under(e.work); err == nil {
+			for _, m := range ms {
+				mount.UnmountAll(m)
+			}
+		}
+		e.d.Close()
+		os.RemoveAll(home)
+	})
+	return e
+}
+
+func (e *env) open() {
+	e.t.Helper()
+	d, err := e.factory.Open(e.ctx, e.home, nil)
+	if err != nil {
+		e.t.Fatalf("open %s: %v", e.factory.Name, err)
+	}
+	e.d = d
+}
+
+// mount mounts ms on a new directory and unmounts it when the check ends.
+func (e *env) mount(name string, ms []drivers.Mount) string {
+	e.t.Helper()
+	target := filepath.Join(e.work, name)
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := mount.All(ms, target); err != nil {
+		e.t.Fatalf("mount %s: %v", name, err)
+	}
+	e.t.Cleanup(func() { mount.UnmountAll(target) })
+	return target
+}
+
+func (e *env) unmount(target string) {
+	e.t.Helper()
+	if err := mount.UnmountAll(target); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// layer prepares key on parent, lets write fill it, and commits it as name.
+func (e *env) layer(name, parent string, write func(dir string)) {
+	e.t.Helper()
+	key := name + "-active"
+	ms, err := e.d.Prepare(e.ctx, key, parent)
+	if err != nil {
+		e.t.Fatalf("prepare %s: %v", key, err)
+	}
+	dir := e.mount(key, ms)
+	write(dir)
+	e.unmount(dir)
+	if err := e.d.Commit(e.ctx, name, key); err != nil {
+		e.t.Fatalf("commit %s: %v", name, err)
+	}
+}
+
+func (e *env) writeFile(path string, data []byte) {
+	e.t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func mountAll(ms []drivers.Mount, target string) error { return mount.All(ms, target) }
+
+func unmountAll(target string) error { return mount.UnmountAll(target) }

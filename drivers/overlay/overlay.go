@@ -1,0 +1,112 @@
+// Package overlay holds the two overlayfs drivers: overlay2, which stacks a
+// snapshot's ancestors as multiple lowerdirs, and overlay, the classic
+// single-lowerdir driver whose committed layers each hold a complete tree
+// hardlinked to their parent's.
+//
+// Layout under home:
+//
+//	metadata.db            snapshot records (drivers/storage)
+//	snapshots/<id>/fs      the upper directory, or the whole tree of a base
+//	snapshots/<id>/work    overlay's workdir (active snapshots with a parent)
+//	snapshots/<id>/root    overlay only: the complete tree of a committed layer
+//	l/<id>                 overlay2 only: symlink to ../snapshots/<id>/fs
+package overlay
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/core"
+	"github.com/layerlab/layerlab/drivers/kernel"
+	"github.com/layerlab/layerlab/drivers/storage"
+)
+
+// Driver names.
+const (
+	NameOverlay  = "overlay"
+	NameOverlay2 = "overlay2"
+)
+
+// MaxDepth is the kernel's limit on stacked lower layers (OVL_MAX_STACK).
+const MaxDepth = 500
+
+func capabilities(multiLower bool) drivers.Capabilities {
+	c := drivers.Capabilities{
+		Strategy:    drivers.CopyOnWrite,
+		Granularity: drivers.GranularityFile,
+		QuotaNote:   "size limits need xfs project quota, which this driver does not set up yet",
+		Kernel:      []string{"overlay filesystem", "d_type on the backing filesystem"},
+	}
+	if multiLower {
+		c.MaxDepth = MaxDepth
+		c.Kernel = append(c.Kernel, "multiple lowerdirs (Linux 4.0)")
+		c.Notes = []string{"lowerdirs are short symlinks in l/; options longer than a page are mounted with paths relative to l/"}
+	} else {
+		c.Notes = []string{"each committed layer is a complete tree hardlinked to its parent's; mounts use one lowerdir"}
+	}
+	return c
+}
+
+// capabilitiesAt is what the driver does with its home on fstype: overlay
+// copies up with copy_file_range, which clones extents where the backing
+// filesystem reflinks (xfs with reflink=1, btrfs), so a copy-up there costs
+// metadata and only the written blocks take new space.
+func capabilitiesAt(multiLower bool, home string) (drivers.Capabilities, error) {
+	c := capabilities(multiLower)
+	reflink, err := core.Reflinks(home)
+	if err != nil {
+		return c, err
+	}
+	if reflink {
+		c.Granularity = drivers.GranularityBlock
+		c.Notes = append(c.Notes, "copy-up clones extents on "+core.FSType(home)+" (reflink): a first write copies the file's metadata, not its data")
+	}
+	return c, nil
+}
+
+// baseOptions are overlay options every mount gets: with the index feature
+// on, an upper that outlives its lower stack fails to mount again.
+func baseOptions() []string {
+	if kernel.Param("overlay", "index") == "Y" {
+		return []string{"index=off"}
+	}
+	return nil
+}
+
+func overlayMount(lowers []string, upper, work string) drivers.Mount {
+	opts := append(baseOptions(), "lowerdir="+strings.Join(lowers, ":"))
+	if upper != "" {
+		opts = append(opts, "upperdir="+upper, "workdir="+work)
+	}
+	return drivers.Mount{Type: "overlay", Source: "overlay", Options: opts}
+}
+
+// setup checks options, home and the probe before anything touches the
+// disk, then lays out home/snapshots.
+func setup(name, home string, opts drivers.Options) (core.Dirs, error) {
+	if err := opts.Check(name); err != nil {
+		return core.Dirs{}, err
+	}
+	if err := core.CheckHome(name, home); err != nil {
+		return core.Dirs{}, err
+	}
+	if err := Probe(name, home).Err(name); err != nil {
+		return core.Dirs{}, err
+	}
+	dirs, err := core.NewDirs(home)
+	return dirs, wrap(name, err)
+}
+
+// usage measures the upper directory: what the snapshot adds.
+func usage(ctx context.Context, dirs core.Dirs, s storage.Snapshot) (drivers.Usage, error) {
+	return core.DiskUsage(ctx, dirs.Path(s.ID, "fs"))
+}
+
+func wrap(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}

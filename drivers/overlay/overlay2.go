@@ -1,0 +1,118 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/core"
+	"github.com/layerlab/layerlab/drivers/storage"
+)
+
+// Overlay2Factory returns the registry entry for overlay2.
+func Overlay2Factory() drivers.Factory {
+	return drivers.Factory{
+		Name:         NameOverlay2,
+		Summary:      "overlayfs with the ancestors stacked as multiple lowerdirs (dockerd's default)",
+		Capabilities: capabilities(true),
+		Probe:        func(home string) drivers.Probe { return Probe(NameOverlay2, home) },
+		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
+			return NewOverlay2(ctx, home, opts)
+		},
+	}
+}
+
+type overlay2 struct {
+	dirs  core.Dirs
+	links string // home/l
+	caps  drivers.Capabilities
+}
+
+// NewOverlay2 opens an overlay2 driver with its state under home.
+func NewOverlay2(ctx context.Context, home string, opts drivers.Options) (*core.Driver, error) {
+	dirs, err := setup(NameOverlay2, home, opts)
+	if err != nil {
+		return nil, err
+	}
+	b := &overlay2{dirs: dirs, links: filepath.Join(home, "l")}
+	if err := os.MkdirAll(b.links, 0o700); err != nil {
+		return nil, wrap(NameOverlay2, err)
+	}
+	if err := checkMultipleLowers(home); err != nil {
+		return nil, wrap(NameOverlay2, err)
+	}
+	if b.caps, err = capabilitiesAt(true, home); err != nil {
+		return nil, wrap(NameOverlay2, err)
+	}
+	return core.Open(ctx, NameOverlay2, home, b)
+}
+
+// link is the short path the lowerdir option names for snapshot id. The
+// links share one directory so that a long option can be shortened to
+// paths relative to it (see mount.All).
+func (b *overlay2) link(id string) string { return filepath.Join(b.links, id) }
+
+func (b *overlay2) Create(ctx context.Context, s storage.Snapshot) error {
+	sub := []string{"fs"}
+	if s.Kind == drivers.KindActive && len(s.ParentIDs) > 0 {
+		sub = append(sub, "work")
+	}
+	if err := b.dirs.Mkdir(s.ID, sub...); err != nil {
+		b.dirs.Remove(s.ID)
+		return err
+	}
+	// Views never become parents; only active snapshots need a link.
+	if s.Kind == drivers.KindActive {
+		if err := os.Symlink(filepath.Join("..", "snapshots", s.ID, "fs"), b.link(s.ID)); err != nil {
+			b.Remove(ctx, s.ID)
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *overlay2) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
+	switch {
+	case len(s.ParentIDs) == 0:
+		return core.Bind(b.dirs.Path(s.ID, "fs"), s.Kind == drivers.KindView), nil
+	case s.Kind == drivers.KindView && len(s.ParentIDs) == 1:
+		// overlay without an upper needs two lowers; one is a bind.
+		return core.Bind(b.dirs.Path(s.ParentIDs[0], "fs"), true), nil
+	}
+	if len(s.ParentIDs) > MaxDepth {
+		return nil, fmt.Errorf("%s: %d parent layers, the kernel stacks at most %d: %w", NameOverlay2, len(s.ParentIDs), MaxDepth, drivers.ErrFailedPrecondition)
+	}
+	lowers := make([]string, len(s.ParentIDs))
+	for i, id := range s.ParentIDs {
+		lowers[i] = b.link(id)
+	}
+	if s.Kind == drivers.KindView {
+		return []drivers.Mount{overlayMount(lowers, "", "")}, nil
+	}
+	return []drivers.Mount{overlayMount(lowers, b.dirs.Path(s.ID, "fs"), b.dirs.Path(s.ID, "work"))}, nil
+}
+
+// Commit needs no data movement: the upper directory becomes a lower.
+func (b *overlay2) Commit(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
+	return usage(ctx, b.dirs, s)
+}
+
+func (b *overlay2) Usage(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
+	return usage(ctx, b.dirs, s)
+}
+
+func (b *overlay2) Remove(ctx context.Context, id string) error {
+	if err := os.Remove(b.link(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return b.dirs.Remove(id)
+}
+
+func (b *overlay2) IDs(ctx context.Context) ([]string, error) { return b.dirs.IDs(ctx) }
+
+func (b *overlay2) Capabilities() drivers.Capabilities { return b.caps }
+
+func (b *overlay2) Close() error { return nil }

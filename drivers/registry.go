@@ -1,0 +1,138 @@
+package drivers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Fact is one thing a probe found out about the machine.
+type Fact struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Probe is the result of asking whether a driver can run with a given home.
+type Probe struct {
+	// Reason is empty when the driver can run, else one sentence saying why
+	// not and what to do.
+	Reason string `json:"reason,omitempty"`
+	// Facts are the kernel and filesystem facts the probe looked at.
+	Facts []Fact `json:"facts"`
+}
+
+// Available reports whether the probe found nothing in the way.
+func (p Probe) Available() bool { return p.Reason == "" }
+
+// Err returns nil when available, else the reason wrapping ErrUnavailable.
+func (p Probe) Err(name string) error {
+	if p.Available() {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: %s", name, ErrUnavailable, p.Reason)
+}
+
+// Options are driver options ("key=value" pairs, as --storage-opt gives).
+type Options map[string]string
+
+// Check returns ErrInvalidArgument naming the first option not in allowed.
+func (o Options) Check(driver string, allowed ...string) error {
+	keys := make([]string, 0, len(o))
+	for k := range o {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !contains(allowed, k) {
+			if len(allowed) == 0 {
+				return fmt.Errorf("%s: option %q: %w: this driver takes no options", driver, k, ErrInvalidArgument)
+			}
+			return fmt.Errorf("%s: option %q: %w: accepted options are %s", driver, k, ErrInvalidArgument, strings.Join(allowed, ", "))
+		}
+	}
+	return nil
+}
+
+// ParseOptions turns "key=value" strings into Options.
+func ParseOptions(kvs []string) (Options, error) {
+	o := Options{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("option %q: %w: want key=value", kv, ErrInvalidArgument)
+		}
+		o[k] = v
+	}
+	return o, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Factory describes a driver and opens it.
+type Factory struct {
+	Name    string
+	Summary string
+	// Capabilities is what the driver declares before it is opened.
+	Capabilities Capabilities
+	// Probe checks whether the driver can run with its home at home (which
+	// need not exist yet).
+	Probe func(home string) Probe
+	// Open opens the driver with its state under home, creating home if
+	// needed.
+	Open func(ctx context.Context, home string, opts Options) (Driver, error)
+}
+
+// Registry holds the drivers a program wires in. It is built once and not
+// changed afterwards.
+type Registry struct {
+	factories map[string]Factory
+}
+
+// NewRegistry returns a registry holding factories.
+func NewRegistry(factories ...Factory) *Registry {
+	r := &Registry{factories: make(map[string]Factory, len(factories))}
+	for _, f := range factories {
+		r.factories[f.Name] = f
+	}
+	return r
+}
+
+// Names returns the registered driver names, sorted.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.factories))
+	for n := range r.factories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Get returns the factory registered as name, or an ErrNotFound error that
+// lists the drivers that exist.
+func (r *Registry) Get(name string) (Factory, error) {
+	f, ok := r.factories[name]
+	if !ok {
+		return Factory{}, fmt.Errorf("storage driver %q: %w; known drivers: %s", name, ErrNotFound, strings.Join(r.Names(), ", "))
+	}
+	return f, nil
+}
+
+// Open probes and opens the driver registered as name with its home at home.
+func (r *Registry) Open(ctx context.Context, name, home string, opts Options) (Driver, error) {
+	f, err := r.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Probe(home).Err(name); err != nil {
+		return nil, err
+	}
+	return f.Open(ctx, home, opts)
+}

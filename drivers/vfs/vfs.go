@@ -1,0 +1,143 @@
+// Package vfs is the baseline driver: every snapshot is a full copy of its
+// parent, made with continuity's CopyDir. CopyDir copies with
+// copy_file_range, which the kernel turns into an extent clone (reflink) on
+// btrfs and on xfs with reflink, and into an in-kernel data copy elsewhere;
+// the driver probes which one its home gets and reports it.
+package vfs
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/continuity/fs"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/core"
+	"github.com/layerlab/layerlab/drivers/kernel"
+	"github.com/layerlab/layerlab/drivers/storage"
+)
+
+// Name is the registry name of the driver.
+const Name = "vfs"
+
+// The copy methods a home can get.
+const (
+	CopyReflink   = "reflink"
+	CopyFileRange = "copy_file_range"
+)
+
+// Factory returns the registry entry for vfs.
+func Factory() drivers.Factory {
+	return drivers.Factory{
+		Name:         Name,
+		Summary:      "full copy of the parent per snapshot; the baseline every other driver is compared with",
+		Capabilities: capabilities(CopyFileRange, ""),
+		Probe:        Probe,
+		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
+			return New(ctx, home, opts)
+		},
+	}
+}
+
+func capabilities(method, fstype string) drivers.Capabilities {
+	c := drivers.Capabilities{
+		Strategy:    drivers.FullCopy,
+		Granularity: drivers.GranularitySnapshot,
+		QuotaNote:   "vfs cannot limit a snapshot's size",
+		Kernel:      []string{"bind mounts"},
+		Notes:       []string{"copies files with copy_file_range (" + method + ")"},
+	}
+	if method == CopyReflink {
+		// The copy shares extents with the parent, so creation writes
+		// metadata only and the first write copies the touched blocks.
+		c.Granularity = drivers.GranularityBlock
+		c.Notes = []string{"copies files with copy_file_range, which " + fstype + " turns into extent clones (reflink)"}
+	}
+	return c
+}
+
+// Probe implements drivers.Factory.Probe.
+func Probe(home string) drivers.Probe {
+	p := drivers.Probe{Facts: []drivers.Fact{{Name: "kernel", Value: kernel.Release()}}}
+	b, err := kernel.BackingOf(home)
+	if err != nil {
+		p.Reason = fmt.Sprintf("cannot examine the filesystem under %s: %v", home, err)
+		return p
+	}
+	p.Facts = append(p.Facts, drivers.Fact{Name: "backing filesystem", Value: b.Type + " at " + b.Path})
+	if err := core.CheckHome(Name, home); err != nil {
+		p.Reason = err.Error()
+	} else if !kernel.IsRoot() {
+		p.Reason = "bind-mounting snapshots needs root (CAP_SYS_ADMIN); run as root"
+	}
+	return p
+}
+
+type backend struct {
+	dirs   core.Dirs
+	method string
+	caps   drivers.Capabilities
+}
+
+// New opens a vfs driver with its state under home. vfs takes no options.
+func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, error) {
+	if err := opts.Check(Name); err != nil {
+		return nil, err
+	}
+	if err := core.CheckHome(Name, home); err != nil {
+		return nil, err
+	}
+	dirs, err := core.NewDirs(home)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	reflink, err := core.Reflinks(home)
+	if err != nil {
+		return nil, fmt.Errorf("%s: probe copy method: %w", Name, err)
+	}
+	method := CopyFileRange
+	if reflink {
+		method = CopyReflink
+	}
+	b := &backend{dirs: dirs, method: method}
+	b.caps = capabilities(method, core.FSType(home))
+	return core.Open(ctx, Name, home, b)
+}
+
+func (b *backend) fs(id string) string { return b.dirs.Path(id, "fs") }
+
+func (b *backend) Create(ctx context.Context, s storage.Snapshot) error {
+	if err := b.dirs.Mkdir(s.ID, "fs"); err != nil {
+		return err
+	}
+	if len(s.ParentIDs) == 0 {
+		return nil
+	}
+	if err := fs.CopyDir(b.fs(s.ID), b.fs(s.ParentIDs[0])); err != nil {
+		b.dirs.Remove(s.ID)
+		return fmt.Errorf("copy parent: %w", err)
+	}
+	return nil
+}
+
+func (b *backend) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
+	return core.Bind(b.fs(s.ID), s.Kind == drivers.KindView), nil
+}
+
+func (b *backend) Commit(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
+	return b.Usage(ctx, s)
+}
+
+// Usage counts the whole tree: a vfs snapshot owns a full copy (which may
+// share extents with its parent when reflinked; du cannot see that).
+func (b *backend) Usage(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
+	return core.DiskUsage(ctx, b.fs(s.ID))
+}
+
+func (b *backend) Remove(ctx context.Context, id string) error { return b.dirs.Remove(id) }
+
+func (b *backend) IDs(ctx context.Context) ([]string, error) { return b.dirs.IDs(ctx) }
+
+func (b *backend) Capabilities() drivers.Capabilities { return b.caps }
+
+func (b *backend) Close() error { return nil }
