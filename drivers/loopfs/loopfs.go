@@ -42,7 +42,10 @@ type FS struct {
 	Image   string // the backing file
 	Device  string // /dev/loopN
 	Options string // mount data
-	scratch string // directory holding Image and Dir, removed on Close
+	// DirectIO says the loop device bypasses the host page cache, so
+	// flushes and block statistics reflect the image file, not a cache.
+	DirectIO bool
+	scratch  string // directory holding Image and Dir, removed on Close
 }
 
 // Check returns nil when fstype can be made here, else why not.
@@ -128,9 +131,13 @@ func (fs *FS) attachAndMount() error {
 			return fmt.Errorf("open %s: %w", dev, err)
 		}
 		cfg := unix.LoopConfig{Fd: uint32(img.Fd())}
-		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR
+		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR | unix.LO_FLAGS_DIRECT_IO
 		copy(cfg.Info.File_name[:], fs.Image)
 		err = unix.IoctlLoopConfigure(int(loop.Fd()), &cfg)
+		if errors.Is(err, unix.EINVAL) { // the host filesystem cannot do direct I/O
+			cfg.Info.Flags &^= unix.LO_FLAGS_DIRECT_IO
+			err = unix.IoctlLoopConfigure(int(loop.Fd()), &cfg)
+		}
 		if errors.Is(err, unix.EBUSY) {
 			loop.Close() // another process took it between GET_FREE and here
 			time.Sleep(time.Millisecond)
@@ -150,6 +157,8 @@ func (fs *FS) attachAndMount() error {
 		// once this descriptor is closed, goes away.
 		loop.Close()
 		fs.Device = dev
+		dio, _ := os.ReadFile(fmt.Sprintf("/sys/block/loop%d/loop/dio", n))
+		fs.DirectIO = strings.TrimSpace(string(dio)) == "1"
 		return nil
 	}
 	return fmt.Errorf("attach %s: every free loop device was taken by others: %w", fs.Image, unix.EBUSY)

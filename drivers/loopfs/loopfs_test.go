@@ -20,6 +20,7 @@ func TestEachTypeMountsAndTearsDown(t *testing.T) {
 			if m.Mountpoint != fs.Dir || m.FSType != typ || !strings.HasPrefix(m.Source, "/dev/loop") {
 				t.Fatalf("mount of %s: got %s %s %s", typ, m.Mountpoint, m.FSType, m.Source)
 			}
+			t.Logf("%s on %s, direct I/O %v", typ, fs.Device, fs.DirectIO)
 			if err := os.WriteFile(filepath.Join(fs.Dir, "f"), []byte("x"), 0o644); err != nil {
 				t.Fatal(err)
 			}
