@@ -1,0 +1,63 @@
+package drivers
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestRegistryNamesTheDriversThatExist(t *testing.T) {
+	r := NewRegistry(Factory{Name: "b"}, Factory{Name: "a"})
+	if got := strings.Join(r.Names(), ","); got != "a,b" {
+		t.Fatalf("names %s", got)
+	}
+	_, err := r.Get("nosuch")
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "a, b") {
+		t.Fatalf("unknown driver: %v", err)
+	}
+}
+
+func TestOpenRefusesAnUnavailableDriver(t *testing.T) {
+	opened := false
+	r := NewRegistry(Factory{
+		Name:  "x",
+		Probe: func(string) Probe { return Probe{Reason: "the kernel lacks x"} },
+		Open: func(context.Context, string, Options) (Driver, error) {
+			opened = true
+			return nil, nil
+		},
+	})
+	_, err := r.Open(context.Background(), "x", "/h", nil)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "the kernel lacks x") || opened {
+		t.Fatalf("got %v, opened %v", err, opened)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	o, err := ParseOptions([]string{"size=10G", "a=b=c"})
+	if err != nil || o["size"] != "10G" || o["a"] != "b=c" {
+		t.Fatalf("%v %v", o, err)
+	}
+	if _, err := ParseOptions([]string{"novalue"}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("option without =: %v", err)
+	}
+	err = o.Check("drv", "size")
+	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), `"a"`) || !strings.Contains(err.Error(), "size") {
+		t.Fatalf("unknown option: %v", err)
+	}
+	if err := (Options{"x": "1"}).Check("drv"); !strings.Contains(err.Error(), "takes no options") {
+		t.Fatalf("no options: %v", err)
+	}
+}
+
+func TestParseKind(t *testing.T) {
+	for _, k := range []Kind{KindView, KindActive, KindCommitted} {
+		if got, err := ParseKind(k.String()); got != k || err != nil {
+			t.Errorf("%s: %v %v", k, got, err)
+		}
+	}
+	if _, err := ParseKind("Active"); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("bad kind: %v", err)
+	}
+}

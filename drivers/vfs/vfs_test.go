@@ -1,0 +1,61 @@
+package vfs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/loopfs"
+)
+
+// Storage that no record names — what a crash between making a snapshot's
+// directory and committing its record leaves — is swept on open, and
+// recorded snapshots are not touched.
+func TestOpenSweepsOrphans(t *testing.T) {
+	fs := loopfs.ForTest(t, "ext4", 0)
+	ctx := context.Background()
+	home := filepath.Join(fs.Dir, "home")
+	d, err := New(ctx, home, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Prepare(ctx, "kept", ""); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	orphan := filepath.Join(home, "snapshots", "999")
+	if err := os.MkdirAll(filepath.Join(orphan, "fs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = New(ctx, home, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Fatalf("orphan %s survived the open: %v", orphan, err)
+	}
+	ms, err := d.Mounts(ctx, "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(ms[0].Source); err != nil {
+		t.Fatalf("recorded snapshot's directory: %v", err)
+	}
+}
+
+// On a filesystem that reflinks, the opened driver says so.
+func TestCapabilitiesFollowTheBackingFilesystem(t *testing.T) {
+	for fstype, want := range map[string]drivers.Granularity{"ext4": drivers.GranularitySnapshot, "xfs": drivers.GranularityBlock} {
+		fs := loopfs.ForTest(t, fstype, 0)
+		d, err := New(context.Background(), filepath.Join(fs.Dir, "home"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.Capabilities().Granularity; got != want {
+			t.Errorf("vfs on %s: granularity %s, want %s (%v)", fstype, got, want, d.Capabilities().Notes)
+		}
+		d.Close()
+	}
+}
