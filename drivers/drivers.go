@@ -12,6 +12,9 @@ package drivers
 import (
 	"context"
 	"fmt"
+	"strconv"
+
+	units "github.com/docker/go-units"
 	"time"
 )
 
@@ -93,6 +96,39 @@ func WithLabels(labels map[string]string) Opt {
 		}
 		return nil
 	}
+}
+
+// LabelSize is the label WithSize sets: a per-snapshot size limit in
+// bytes, enforced by drivers whose Capabilities say Quota.
+const LabelSize = "layerlab.io/size"
+
+// WithSize asks for a size limit of bytes on an active snapshot.
+func WithSize(bytes int64) Opt {
+	return WithLabels(map[string]string{LabelSize: strconv.FormatInt(bytes, 10)})
+}
+
+// SizeOf returns the size limit labels ask for, or def when they ask for
+// none.
+func SizeOf(labels map[string]string, def int64) (int64, error) {
+	v, ok := labels[LabelSize]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("label %s=%q: want a byte count: %w", LabelSize, v, ErrInvalidArgument)
+	}
+	return n, nil
+}
+
+// ParseSize reads a size option such as "10G" or "512M" (binary units, as
+// dockerd's --storage-opt size= does).
+func ParseSize(option, v string) (int64, error) {
+	n, err := units.RAMInBytes(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("option %s=%q: want a size such as 10G or 512M: %w", option, v, ErrInvalidArgument)
+	}
+	return n, nil
 }
 
 // WalkFunc is called for every snapshot by Walk. Returning an error stops

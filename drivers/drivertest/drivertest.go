@@ -32,18 +32,35 @@ type Config struct {
 	ContainerdName string
 	// Size of each loop filesystem; loopfs.MinSize if zero.
 	Size int64
+	// Fixtures are backing stores other than loop filesystems (a zfs
+	// pool): each returns a directory to keep homes in, torn down by the
+	// fixture through t.Cleanup, or skips the test saying why.
+	Fixtures []Fixture
+}
+
+// Fixture makes a backing store for the suites.
+type Fixture struct {
+	Name string
+	Dir  func(t *testing.T) string
 }
 
 // Conformance runs both suites on each filesystem type.
 func Conformance(t *testing.T, c Config) {
+	fixtures := c.Fixtures
 	for _, fstype := range c.FSTypes {
-		t.Run(fstype, func(t *testing.T) {
-			fs := loopfs.ForTest(t, fstype, c.Size)
-			if p := c.Factory.Probe(fs.Dir); !p.Available() {
-				t.Skipf("%s on %s: %s", c.Factory.Name, fstype, p.Reason)
+		fstype := fstype
+		fixtures = append(fixtures, Fixture{Name: fstype, Dir: func(t *testing.T) string {
+			return loopfs.ForTest(t, fstype, c.Size).Dir
+		}})
+	}
+	for _, f := range fixtures {
+		t.Run(f.Name, func(t *testing.T) {
+			dir := f.Dir(t)
+			if p := c.Factory.Probe(dir); !p.Available() {
+				t.Skipf("%s on %s: %s", c.Factory.Name, f.Name, p.Reason)
 			}
-			t.Run("containerd", func(t *testing.T) { Containerd(t, c.Factory, c.ContainerdName, fs.Dir) })
-			t.Run("layerlab", func(t *testing.T) { Suite(t, c.Factory, fs.Dir) })
+			t.Run("containerd", func(t *testing.T) { Containerd(t, c.Factory, c.ContainerdName, dir) })
+			t.Run("layerlab", func(t *testing.T) { Suite(t, c.Factory, dir) })
 		})
 	}
 }
@@ -86,6 +103,7 @@ func Suite(t *testing.T, f drivers.Factory, dir string) {
 		{"Chain128", checkChain128},
 		{"Errors", checkErrors},
 		{"BadOpen", checkBadOpen},
+		{"Quota", checkQuota},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {

@@ -49,7 +49,8 @@ func (r record) info(name string) drivers.Info {
 type Snapshot struct {
 	ID        string
 	Kind      drivers.Kind
-	ParentIDs []string // nearest parent first
+	ParentIDs []string          // nearest parent first
+	Labels    map[string]string // as recorded; drivers read drivers.LabelSize
 }
 
 // ValidKey checks a key or name: non-empty, no NUL, bounded.
@@ -143,7 +144,7 @@ func (t *Tx) Create(key, parent string, kind drivers.Kind, opts ...drivers.Opt) 
 			return Snapshot{}, err
 		}
 	}
-	return Snapshot{ID: r.ID, Kind: kind, ParentIDs: parentIDs}, nil
+	return Snapshot{ID: r.ID, Kind: kind, ParentIDs: parentIDs, Labels: r.Labels}, nil
 }
 
 // chain returns the ids of name and its ancestors, nearest first.
@@ -172,7 +173,7 @@ func (t *Tx) Get(key string) (Snapshot, error) {
 			return Snapshot{}, err
 		}
 	}
-	return Snapshot{ID: r.ID, Kind: r.Kind, ParentIDs: parents}, nil
+	return Snapshot{ID: r.ID, Kind: r.Kind, ParentIDs: parents, Labels: r.Labels}, nil
 }
 
 // Info returns the public description of the snapshot named key.
