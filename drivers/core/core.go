@@ -44,6 +44,13 @@ type Backend interface {
 	Close() error
 }
 
+// Projects is implemented by backends that put every active snapshot in
+// a quota project of its own (overlay2 on xfs with prjquota). ProjectBase
+// returns the lowest id to hand out, or 0 when quotas are off.
+type Projects interface {
+	ProjectBase() uint32
+}
+
 // MetadataFile is the name of the metadata database inside a driver's home.
 const MetadataFile = "metadata.db"
 
@@ -210,6 +217,11 @@ func (d *Driver) create(ctx context.Context, kind drivers.Kind, key, parent stri
 	err := d.store.Update(ctx, func(tx *storage.Tx) (err error) {
 		if s, err = tx.Create(key, parent, kind, opts...); err != nil {
 			return err
+		}
+		if p, ok := d.backend.(Projects); ok && kind == drivers.KindActive && p.ProjectBase() > 0 {
+			if s.Project, err = tx.AssignProject(key, p.ProjectBase()); err != nil {
+				return err
+			}
 		}
 		if err = d.backend.Create(ctx, s); err != nil {
 			return fmt.Errorf("%s: create storage for %q: %w", d.name, key, err)

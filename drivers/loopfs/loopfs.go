@@ -194,10 +194,21 @@ type TB interface {
 // filesystem cannot be made here.
 func ForTest(t TB, fstype string, size int64) *FS {
 	t.Helper()
+	return ForTestWith(t, fstype, size, "")
+}
+
+// ForTestWith is ForTest with mount data (such as "prjquota"). When the
+// kernel refuses the data, the test is skipped with the kernel's answer:
+// a feature this kernel lacks, not a failure.
+func ForTestWith(t TB, fstype string, size int64, data string) *FS {
+	t.Helper()
 	if err := Check(fstype); err != nil {
 		t.Skipf("%v", err)
 	}
-	fs, err := New(context.Background(), os.TempDir(), fstype, size, "")
+	fs, err := New(context.Background(), os.TempDir(), fstype, size, data)
+	if err != nil && data != "" {
+		t.Skipf("%s mounted with %q is refused by this kernel: %v", fstype, data, err)
+	}
 	if err != nil {
 		t.Fatalf("loop filesystem: %v", err)
 	}

@@ -85,8 +85,8 @@ func overlayMount(lowers []string, upper, work string) drivers.Mount {
 
 // setup checks options, home and the probe before anything touches the
 // disk, then lays out home/snapshots.
-func setup(name, home string, opts drivers.Options) (core.Dirs, error) {
-	if err := opts.Check(name); err != nil {
+func setup(name, home string, opts drivers.Options, allowed ...string) (core.Dirs, error) {
+	if err := opts.Check(name, allowed...); err != nil {
 		return core.Dirs{}, err
 	}
 	if err := core.CheckHome(name, home); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/core"
 	"github.com/layerlab/layerlab/drivers/storage"
+	"github.com/layerlab/layerlab/quota"
 )
 
 // Overlay2Factory returns the registry entry for overlay2.
@@ -29,15 +30,28 @@ type overlay2 struct {
 	dirs  core.Dirs
 	links string // home/l
 	caps  drivers.Capabilities
+	// quota is set when home is on xfs with project quota enforced; every
+	// active snapshot then gets a project id from projectBase up.
+	quota       *quota.XFS
+	projectBase uint32
+	size        int64 // default limit from the size option, 0 for none
 }
 
 // NewOverlay2 opens an overlay2 driver with its state under home.
 func NewOverlay2(ctx context.Context, home string, opts drivers.Options) (*core.Driver, error) {
-	dirs, err := setup(NameOverlay2, home, opts)
+	dirs, err := setup(NameOverlay2, home, opts, "size")
 	if err != nil {
 		return nil, err
 	}
 	b := &overlay2{dirs: dirs, links: filepath.Join(home, "l")}
+	if v, ok := opts["size"]; ok {
+		if b.size, err = drivers.ParseSize("size", v); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.setupQuota(home); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(b.links, 0o700); err != nil {
 		return nil, wrap(NameOverlay2, err)
 	}
@@ -47,6 +61,9 @@ func NewOverlay2(ctx context.Context, home string, opts drivers.Options) (*core.
 	if b.caps, err = capabilitiesAt(true, home); err != nil {
 		return nil, wrap(NameOverlay2, err)
 	}
+	if b.quota != nil {
+		b.caps.Quota, b.caps.QuotaNote = true, b.quota.Mechanism()
+	}
 	return core.Open(ctx, NameOverlay2, home, b)
 }
 
@@ -54,6 +71,50 @@ func NewOverlay2(ctx context.Context, home string, opts drivers.Options) (*core.
 // links share one directory so that a long option can be shortened to
 // paths relative to it (see mount.All).
 func (b *overlay2) link(id string) string { return filepath.Join(b.links, id) }
+
+// setupQuota turns project quota on when the backing filesystem enforces
+// it. Without it a size option is refused with the reason.
+func (b *overlay2) setupQuota(home string) error {
+	x, err := quota.NewXFS(home)
+	if err != nil {
+		if b.size > 0 {
+			return fmt.Errorf("%s on %s: size=%d: %w: %w", NameOverlay2, core.FSType(home), b.size, drivers.ErrInvalidArgument, err)
+		}
+		return nil
+	}
+	if b.projectBase, err = quota.HomeProject(home); err != nil {
+		return wrap(NameOverlay2, err)
+	}
+	b.quota = x
+	return nil
+}
+
+// ProjectBase implements core.Projects.
+func (b *overlay2) ProjectBase() uint32 { return b.projectBase }
+
+// limit applies the snapshot's size limit to its upper directory. Every
+// active snapshot on a quota filesystem is put in its project, also
+// without a limit, so a reused id never carries a stale limit.
+func (b *overlay2) limit(ctx context.Context, s storage.Snapshot) error {
+	size, err := drivers.SizeOf(s.Labels, b.size)
+	if err != nil {
+		return err
+	}
+	if s.Project == 0 {
+		if size > 0 {
+			return fmt.Errorf("%s: a size limit needs project quota: %w: overlay2 on %s: project quota needs xfs mounted with prjquota", NameOverlay2, drivers.ErrInvalidArgument, core.FSType(b.links))
+		}
+		return nil
+	}
+	t := quota.Target{Path: b.dirs.Path(s.ID, "fs"), Project: s.Project}
+	if size == 0 {
+		if err := quota.SetProject(t.Path, t.Project); err != nil {
+			return err
+		}
+		return b.quota.Clear(ctx, t)
+	}
+	return b.quota.Set(ctx, t, size)
+}
 
 func (b *overlay2) Create(ctx context.Context, s storage.Snapshot) error {
 	sub := []string{"fs"}
@@ -63,6 +124,12 @@ func (b *overlay2) Create(ctx context.Context, s storage.Snapshot) error {
 	if err := b.dirs.Mkdir(s.ID, sub...); err != nil {
 		b.dirs.Remove(s.ID)
 		return err
+	}
+	if s.Kind == drivers.KindActive {
+		if err := b.limit(ctx, s); err != nil {
+			b.dirs.Remove(s.ID)
+			return err
+		}
 	}
 	// Views never become parents; only active snapshots need a link.
 	if s.Kind == drivers.KindActive {

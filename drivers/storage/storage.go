@@ -26,6 +26,7 @@ var (
 	bucketSnapshots = []byte("snapshots") // key → record (JSON)
 	bucketChildren  = []byte("children")  // parent + "\x00" + child → nil
 	bucketMeta      = []byte("meta")      // ids sequence, schema version
+	bucketProjects  = []byte("projects")  // quota project id (big endian) → key
 	keySchema       = []byte("schema")
 	schemaVersion   = []byte("1")
 )
@@ -46,7 +47,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("metadata store %s: %w (is another process using this home?)", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketSnapshots, bucketChildren, bucketMeta} {
+		for _, b := range [][]byte{bucketSnapshots, bucketChildren, bucketMeta, bucketProjects} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

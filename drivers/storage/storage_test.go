@@ -155,3 +155,41 @@ func TestBadKeys(t *testing.T) {
 		t.Errorf("path-like keys are allowed (containerd uses them): %v", err)
 	}
 }
+
+// Project ids are handed out lowest-free and come back on Remove.
+func TestProjectsAreReleased(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	assign := func(key string) uint32 {
+		var id uint32
+		err := s.Update(ctx, func(tx *Tx) (err error) {
+			if _, err = tx.Create(key, "", drivers.KindActive); err != nil {
+				return err
+			}
+			id, err = tx.AssignProject(key, 1000)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	if a, b := assign("a"), assign("b"); a != 1000 || b != 1001 {
+		t.Fatalf("got %d %d", a, b)
+	}
+	s.Update(ctx, func(tx *Tx) error { _, _, err := tx.Remove("a"); return err })
+	if c := assign("c"); c != 1000 {
+		t.Fatalf("released id not reused: %d", c)
+	}
+	var snap Snapshot
+	s.Update(ctx, func(tx *Tx) (err error) {
+		if _, err = tx.Commit("b", "bc", drivers.Usage{}); err != nil {
+			return err
+		}
+		snap, err = tx.Get("bc")
+		return err
+	})
+	if snap.Project != 1001 {
+		t.Fatalf("commit dropped the project id: %+v", snap)
+	}
+}

@@ -2,8 +2,10 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +30,7 @@ type record struct {
 	Updated int64             `json:"updated"`
 	Size    int64             `json:"size,omitempty"` // usage, recorded at commit
 	Inodes  int64             `json:"inodes,omitempty"`
+	Project uint32            `json:"project,omitempty"` // xfs project id, released on Remove
 }
 
 func (r record) info(name string) drivers.Info {
@@ -51,6 +54,7 @@ type Snapshot struct {
 	Kind      drivers.Kind
 	ParentIDs []string          // nearest parent first
 	Labels    map[string]string // as recorded; drivers read drivers.LabelSize
+	Project   uint32            // quota project id, 0 if none was assigned
 }
 
 // ValidKey checks a key or name: non-empty, no NUL, bounded.
@@ -173,7 +177,7 @@ func (t *Tx) Get(key string) (Snapshot, error) {
 			return Snapshot{}, err
 		}
 	}
-	return Snapshot{ID: r.ID, Kind: r.Kind, ParentIDs: parents, Labels: r.Labels}, nil
+	return Snapshot{ID: r.ID, Kind: r.Kind, ParentIDs: parents, Labels: r.Labels, Project: r.Project}, nil
 }
 
 // Info returns the public description of the snapshot named key.
@@ -294,7 +298,43 @@ func (t *Tx) Remove(key string) (string, drivers.Kind, error) {
 			return "", drivers.KindUnknown, err
 		}
 	}
+	if r.Project != 0 {
+		if err := t.tx.Bucket(bucketProjects).Delete(projectKey(r.Project)); err != nil {
+			return "", drivers.KindUnknown, err
+		}
+	}
 	return r.ID, r.Kind, nil
+}
+
+func projectKey(id uint32) []byte {
+	return binary.BigEndian.AppendUint32(nil, id)
+}
+
+// AssignProject gives snapshot key the lowest quota project id at or above
+// base that no other snapshot holds, and records it; Remove releases it.
+// (dockerd hands out ids from a counter and never takes them back.)
+func (t *Tx) AssignProject(key string, base uint32) (uint32, error) {
+	r, err := t.get(key)
+	if err != nil {
+		return 0, err
+	}
+	if r.Project != 0 {
+		return r.Project, nil
+	}
+	projects := t.tx.Bucket(bucketProjects)
+	id := base
+	c := projects.Cursor()
+	for k, _ := c.Seek(projectKey(base)); k != nil && binary.BigEndian.Uint32(k) == id; k, _ = c.Next() {
+		if id == math.MaxUint32 {
+			return 0, fmt.Errorf("no free quota project id at or above %d: %w", base, drivers.ErrUnavailable)
+		}
+		id++
+	}
+	if err := projects.Put(projectKey(id), []byte(key)); err != nil {
+		return 0, err
+	}
+	r.Project = id
+	return id, t.put(key, r)
 }
 
 // Walk calls fn with every snapshot's info, in key order.
