@@ -61,6 +61,11 @@ func (d Dirs) Mkdir(id string, sub ...string) error {
 	if err := os.Mkdir(d.Path(id), 0o700); err != nil {
 		return err
 	}
+	return d.Sub(id, sub...)
+}
+
+// Sub makes subdirectories of snapshot id's existing directory, mode 0755.
+func (d Dirs) Sub(id string, sub ...string) error {
 	for _, s := range sub {
 		p := d.Path(id, s)
 		if err := os.Mkdir(p, 0o755); err != nil {

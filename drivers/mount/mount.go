@@ -64,13 +64,19 @@ func parse(options []string) (uintptr, string) {
 
 // All mounts every mount in order on target. On failure the mounts already
 // made are undone.
+// Remount entries (aufs's "append:" branches) change the mount below them
+// and add none, so only the others are counted for the undo.
 func All(mounts []drivers.Mount, target string) error {
-	for i, m := range mounts {
+	made := 0
+	for _, m := range mounts {
 		if err := one(m, target); err != nil {
-			for j := i - 1; j >= 0; j-- {
+			for ; made > 0; made-- {
 				_ = Unmount(target)
 			}
 			return err
+		}
+		if flags, _ := parse(m.Options); flags&unix.MS_REMOUNT == 0 {
+			made++
 		}
 	}
 	return nil

@@ -106,7 +106,7 @@ func (b *overlay2) limit(ctx context.Context, s storage.Snapshot) error {
 		}
 		return nil
 	}
-	t := quota.Target{Path: b.dirs.Path(s.ID, "fs"), Project: s.Project}
+	t := quota.Target{Path: b.dirs.Path(s.ID), Project: s.Project}
 	if size == 0 {
 		if err := quota.SetProject(t.Path, t.Project); err != nil {
 			return err
@@ -121,15 +121,19 @@ func (b *overlay2) Create(ctx context.Context, s storage.Snapshot) error {
 	if s.Kind == drivers.KindActive && len(s.ParentIDs) > 0 {
 		sub = append(sub, "work")
 	}
-	if err := b.dirs.Mkdir(s.ID, sub...); err != nil {
+	// The project goes on the snapshot's directory before fs and work
+	// exist, so both inherit it: xfs refuses (EXDEV) to rename across
+	// projects, and overlay copies up by renaming from work into fs.
+	err := b.dirs.Mkdir(s.ID)
+	if err == nil && s.Kind == drivers.KindActive {
+		err = b.limit(ctx, s)
+	}
+	if err == nil {
+		err = b.dirs.Sub(s.ID, sub...)
+	}
+	if err != nil {
 		b.dirs.Remove(s.ID)
 		return err
-	}
-	if s.Kind == drivers.KindActive {
-		if err := b.limit(ctx, s); err != nil {
-			b.dirs.Remove(s.ID)
-			return err
-		}
 	}
 	// Views never become parents; only active snapshots need a link.
 	if s.Kind == drivers.KindActive {

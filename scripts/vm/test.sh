@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make vm-test`: builds the Go test binaries of the suites that need the
+# guest's kernel, shares them with the qemu test guest and runs
+# jobs/vm-test.sh there. Exit as scripts/vm/run.sh: the job's code, 124
+# for a guest time-out, 125 for a guest that crashed.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.."
+share=$(mktemp -d "${TMPDIR:-/tmp}/layerlab-vm-share.XXXXXX")
+trap 'rm -rf "$share"' EXIT
+mkdir -p "$share/bin"
+# package and the tests of it that need the guest (a -test.run pattern)
+suites=(
+  "./quota XFS"
+  "./drivers/overlay XFSQuota"
+)
+for s in "${suites[@]}"; do
+  pkg=${s% *}; pattern=${s#* }
+  name=$(echo "${pkg#./}" | tr / -)
+  CGO_ENABLED=0 go test -c -o "$share/bin/$name.test" "$pkg"
+  echo "$pattern" > "$share/bin/$name.test.run"
+done
+cp "$here/jobs/vm-test.sh" "$share/vm-test.sh"
+rc=0
+bash "$here/run.sh" "$share" vm-test.sh "${LAYERLAB_VM_TIMEOUT:-900}" || rc=$?
+mkdir -p bin && cp "$share/console-vm-test.sh.log" bin/vm-test-console.log 2>/dev/null &&
+  echo "vm-test: guest console kept in bin/vm-test-console.log" >&2
+exit $rc
