@@ -1,0 +1,270 @@
+// Package aufs is the aufs driver, laid out like overlay2 and mounting the
+// way dockerd's aufs graphdriver did: each snapshot is one aufs branch, an
+// active snapshot's directory its writable branch, committed ancestors its
+// read-only ones, nearest first.
+//
+// aufs is in no mainline kernel. It is an out-of-tree patch set
+// (github.com/sfjro/aufs-standalone) that some distributions built into
+// their kernels, Ubuntu 20.04's among them. Nothing in this package has run against aufs on the
+// machines layerlab is developed on; the pure parts (mount options, chain
+// splitting, whiteout listing) are unit tested, and the driver as a whole
+// is meant to be exercised in the aufs Vagrant VM.
+//
+// Layout under home:
+//
+//	metadata.db            snapshot records (drivers/storage)
+//	snapshots/<id>/fs      the branch: writable while active, read-only once committed
+//	l/<id>                 symlink to ../snapshots/<id>/fs, the short path mounts name
+//
+// Whiteouts: aufs records a deletion in a writable branch as an empty file
+// .wh.<name> beside the deleted name, and marks a directory whose lower
+// contents are hidden (a directory removed and made again) with a file
+// .wh..wh..opq inside it. The OCI image layer format took both names from
+// aufs, so an aufs branch is already an OCI layer diff, less aufs's own
+// bookkeeping (.wh..wh.aufs, .wh..wh.plnk, .wh..wh.orph in the branch root),
+// which Whiteouts reports apart so export code can drop it.
+package aufs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/core"
+	"github.com/layerlab/layerlab/drivers/storage"
+)
+
+// Name is the driver's registry name.
+const Name = "aufs"
+
+// DefaultMaxBranches is aufs's default limit on branches in one mount
+// (CONFIG_AUFS_BRANCH_MAX_127, the Kconfig default; 511, 1023 and 32767 are
+// the other choices). An active snapshot's writable branch counts, so it
+// takes one parent fewer than a view.
+const DefaultMaxBranches = 127
+
+// xinoDir holds the external inode number (xino) files. aufs refuses an
+// xino file on xfs and btrfs (au_test_fs_bad_xino: they do not keep
+// i_size/i_blocks the way xino needs) and by default puts it on the first
+// writable branch that can hold it, else /tmp/.aufs.xino; naming a tmpfs
+// path keeps that choice fixed whatever the home is on. dockerd used
+// /dev/shm for the same reason (moby#826).
+const xinoDir = "/dev/shm"
+
+// Notes every aufs driver carries.
+const (
+	noteUnverified = "NOT verified on layerlab's CI kernel (it has no aufs): only option building, chain splitting and whiteout listing are unit tested; the conformance suites are meant to run in the aufs Vagrant VM"
+	noteNoQuota    = "aufs has no quota support"
+)
+
+func capabilities() drivers.Capabilities {
+	return drivers.Capabilities{
+		Strategy:    drivers.CopyOnWrite,
+		Granularity: drivers.GranularityFile,
+		QuotaNote:   noteNoQuota,
+		Kernel:      []string{"aufs (out of tree)"},
+		MaxDepth:    DefaultMaxBranches,
+		Notes: []string{
+			noteUnverified,
+			"an active snapshot's writable branch counts toward the branch limit, so it takes one parent fewer than a view",
+			"branches past one page of mount options are added with remount append:, as dockerd did",
+		},
+	}
+}
+
+// Factory returns the registry entry for aufs.
+func Factory() drivers.Factory {
+	return drivers.Factory{
+		Name:         Name,
+		Summary:      "aufs (out-of-tree union filesystem): the writable branch on top of every ancestor as read-only branches (dockerd's original driver)",
+		Capabilities: capabilities(),
+		Probe:        Probe,
+		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
+			return New(ctx, home, opts)
+		},
+	}
+}
+
+type backend struct {
+	dirs  core.Dirs
+	links string // home/l
+	home  string
+	feat  features // xino is filled in per snapshot
+	max   int      // branches the running aufs unites in one mount
+	caps  drivers.Capabilities
+}
+
+// New opens an aufs driver with its state under home. Options: dio=true
+// adds aufs's dio mount option (direct I/O through to the branches).
+func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, error) {
+	if err := opts.Check(Name, "dio"); err != nil {
+		return nil, err
+	}
+	b := &backend{home: home, links: filepath.Join(home, "l")}
+	if v, ok := opts["dio"]; ok {
+		dio, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: option dio=%q: want true or false: %w", Name, v, drivers.ErrInvalidArgument)
+		}
+		b.feat.dio = dio
+	}
+	if err := core.CheckHome(Name, home); err != nil {
+		return nil, err
+	}
+	if err := Probe(home).Err(Name); err != nil {
+		return nil, err
+	}
+	var err error
+	if b.dirs, err = core.NewDirs(home); err != nil {
+		return nil, wrap(err)
+	}
+	if err := os.MkdirAll(b.links, 0o700); err != nil {
+		return nil, wrap(err)
+	}
+	b.feat.dirperm1 = supportsDirperm1(home)
+	b.max = maxBranches()
+	if b.caps, err = capabilitiesAt(home, b.max, b.feat); err != nil {
+		return nil, wrap(err)
+	}
+	return core.Open(ctx, Name, home, b)
+}
+
+// capabilitiesAt is what the driver does with its home: aufs copies up by
+// cloning extents when both branches are on one filesystem that can
+// (au_clone_or_copy: vfs_clone_file_range, then a plain copy), so on a
+// reflink filesystem a first write costs metadata, not the file's data.
+func capabilitiesAt(home string, maxBranches int, f features) (drivers.Capabilities, error) {
+	c := capabilities()
+	c.MaxDepth = maxBranches
+	reflink, err := core.Reflinks(home)
+	if err != nil {
+		return c, err
+	}
+	if reflink {
+		c.Granularity = drivers.GranularityBlock
+		c.Notes = append(c.Notes, "copy-up clones extents on "+core.FSType(home)+" (reflink): a first write copies the file's metadata, not its data")
+	}
+	c.Notes = append(c.Notes, fmt.Sprintf("dirperm1 %s; one xino file per snapshot under %s", onOff(f.dirperm1), xinoDir))
+	if f.dio {
+		c.Notes = append(c.Notes, "mounted with dio")
+	}
+	return c, nil
+}
+
+// link is the short path mounts name for snapshot id's branch.
+func (b *backend) link(id string) string { return filepath.Join(b.links, id) }
+
+// xinoPath is the external inode number file for mounts of snapshot id (or
+// another tag) of the driver at home. aufs creates the file with O_EXCL and
+// unlinks it at once, one file per mount;
+// before aufs 2019-05-23 ("protect creating XINO from concurrent mounts")
+// two mounts naming the same path at the same moment could fail, which is
+// why dockerd serialised its mounts. A path per home and snapshot keeps
+// concurrent mounts of different snapshots apart without a lock.
+func xinoPath(home, tag string) string {
+	h := fnv.New32a()
+	h.Write([]byte(home))
+	return fmt.Sprintf("%s/aufs.%08x.%s.xino", xinoDir, h.Sum32(), tag)
+}
+
+// checkDepth refuses a snapshot whose mount would unite more branches than
+// the running aufs can. Create calls it too, so a refused Prepare or View
+// leaves no record behind.
+func (b *backend) checkDepth(s storage.Snapshot) error {
+	n := len(s.ParentIDs)
+	if s.Kind == drivers.KindActive {
+		n++ // the writable branch
+	}
+	if n > b.max {
+		return fmt.Errorf("%s: %q needs %d branches, the running aufs unites at most %d: %w; squash the chain into fewer layers, or use a kernel built with a larger CONFIG_AUFS_BRANCH_MAX_*", Name, s.ID, n, b.max, drivers.ErrFailedPrecondition)
+	}
+	return nil
+}
+
+func (b *backend) Create(ctx context.Context, s storage.Snapshot) error {
+	if err := b.checkDepth(s); err != nil {
+		return err
+	}
+	if err := b.dirs.Mkdir(s.ID, "fs"); err != nil {
+		b.dirs.Remove(s.ID)
+		return err
+	}
+	// Views never become branches of another mount; only active snapshots
+	// need a link.
+	if s.Kind == drivers.KindActive {
+		if err := os.Symlink(filepath.Join("..", "snapshots", s.ID, "fs"), b.link(s.ID)); err != nil {
+			b.Remove(ctx, s.ID)
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *backend) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
+	switch {
+	case len(s.ParentIDs) == 0:
+		return core.Bind(b.dirs.Path(s.ID, "fs"), s.Kind == drivers.KindView), nil
+	case s.Kind == drivers.KindView && len(s.ParentIDs) == 1:
+		// One read-only branch is the parent itself: a bind is enough.
+		return core.Bind(b.dirs.Path(s.ParentIDs[0], "fs"), true), nil
+	}
+	// Checked again here: the kernel may have changed since Create.
+	if err := b.checkDepth(s); err != nil {
+		return nil, err
+	}
+	rw := ""
+	if s.Kind == drivers.KindActive {
+		rw = b.link(s.ID)
+	}
+	ro := make([]string, len(s.ParentIDs))
+	for i, id := range s.ParentIDs {
+		ro[i] = b.link(id)
+	}
+	f := b.feat
+	f.xino = xinoPath(b.home, s.ID)
+	return branchMounts(rw, ro, os.Getpagesize(), f)
+}
+
+// Commit moves nothing: the writable branch is used as a read-only branch
+// from now on.
+func (b *backend) Commit(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
+	return b.Usage(ctx, s)
+}
+
+func (b *backend) Usage(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
+	return core.DiskUsage(ctx, b.dirs.Path(s.ID, "fs"))
+}
+
+// Remove deletes the link first, so no later mount names a branch that is
+// half gone.
+func (b *backend) Remove(ctx context.Context, id string) error {
+	if err := os.Remove(b.link(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return b.dirs.Remove(id)
+}
+
+func (b *backend) IDs(ctx context.Context) ([]string, error) { return b.dirs.IDs(ctx) }
+
+func (b *backend) Capabilities() drivers.Capabilities { return b.caps }
+
+func (b *backend) Close() error { return nil }
+
+func wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", Name, err)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
