@@ -25,4 +25,6 @@ rc=0
 bash "$here/run.sh" "$share" vm-test.sh "${LAYERLAB_VM_TIMEOUT:-900}" || rc=$?
 mkdir -p bin && cp "$share/console-vm-test.sh.log" bin/vm-test-console.log 2>/dev/null &&
   echo "vm-test: guest console kept in bin/vm-test-console.log" >&2
+# The guest's tally, last, as the line CI reads.
+grep -ao 'vm-test: [0-9]* passed, [0-9]* failed' bin/vm-test-console.log 2>/dev/null | tail -1
 exit $rc
