@@ -251,6 +251,14 @@ func (d *Driver) Commit(ctx context.Context, name, key string, opts ...drivers.O
 		if s.Kind != drivers.KindActive {
 			return fmt.Errorf("commit %q: snapshot is a %s, only active snapshots can be committed: %w", key, s.Kind, drivers.ErrFailedPrecondition)
 		}
+		// Refuse a bad or taken name before the backend does any work it
+		// would have to undo.
+		if err := storage.ValidKey("commit name", name); err != nil {
+			return err
+		}
+		if _, err := tx.Info(name); err == nil {
+			return fmt.Errorf("commit %q as %q: %w", key, name, drivers.ErrAlreadyExists)
+		}
 		u, err := d.backend.Commit(ctx, s)
 		if err != nil {
 			return fmt.Errorf("%s: commit %q: %w", d.name, key, err)
