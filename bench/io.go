@@ -1,0 +1,166 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+
+	"github.com/layerlab/layerlab/drivers/core"
+)
+
+// appendByte opens path for appending, writes one byte and closes it: the
+// first write to an inherited file, where a copy-on-write driver copies
+// the file up.
+func appendByte(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write([]byte{1}); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// copyUp times the first 1-byte append to an inherited file of each size,
+// warm and (for the profile's cold sizes) with caches dropped first. Its
+// floors are `cp` of the same file on the same filesystem and, to show
+// what of that is process start, `true`.
+func copyUp(ctx context.Context, r *run, t *target) error {
+	cold := map[int64]bool{}
+	for _, s := range r.prof.ColdSizes {
+		cold[s] = true
+	}
+	for _, size := range r.prof.CopyUpSizes {
+		parent, err := t.layer(ctx, "", func(dir string) error { return writeFile(filepath.Join(dir, "file"), size, size) })
+		if err != nil {
+			return err
+		}
+		for _, isCold := range []bool{false, true} {
+			if isCold && !cold[size] {
+				continue
+			}
+			pt := point{Workload: "copy-up", Op: "append-1b", Target: t.info.ID, Param: "size", Value: float64(size), Cold: isCold}
+			for i := 0; i < r.prof.Warmup+r.prof.N; i++ {
+				c, err := t.child(ctx, parent)
+				if err != nil {
+					return err
+				}
+				if isCold {
+					if err := dropCaches(); err != nil {
+						return err
+					}
+				}
+				if err := r.recorderFor(i).time(pt, func() error { return appendByte(filepath.Join(c.dir, "file")) }); err != nil {
+					return err
+				}
+				if err := c.release(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		if err := copyFloor(r, t, size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFloor(r *run, t *target, size int64) error {
+	src := filepath.Join(t.work, "floor-src")
+	dst := filepath.Join(t.work, "floor-dst")
+	if err := writeFile(src, size, size); err != nil {
+		return err
+	}
+	defer os.Remove(src)
+	cp := point{Workload: "copy-up", Op: "append-1b", Target: "floor:cp/" + t.info.Backing, Floor: true, Param: "size", Value: float64(size)}
+	exe := point{Workload: "copy-up", Op: "append-1b", Target: "floor:exec-true", Floor: true, Param: "size", Value: float64(size)}
+	if r.seenFloor(cp.Target, size) {
+		return nil // one cp floor per backing filesystem and size
+	}
+	for i := 0; i < r.prof.Warmup+r.prof.N; i++ {
+		rec := r.recorderFor(i)
+		if err := rec.time(cp, func() error { return run1("cp", src, dst) }); err != nil {
+			return err
+		}
+		os.Remove(dst)
+		if err := rec.time(exe, func() error { return run1("true") }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func run1(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", name, err, out)
+	}
+	return nil
+}
+
+// smallFiles appends to every file of a parent holding N small files, one
+// after the other and then from several goroutines at once: the copy-up
+// storm a package manager or a log rotation causes.
+func smallFiles(ctx context.Context, r *run, t *target) error {
+	for _, n := range r.prof.SmallFiles {
+		parent, err := t.layer(ctx, "", func(dir string) error {
+			for i := 0; i < n; i++ {
+				sub := filepath.Join(dir, fmt.Sprintf("d%d", i/1000))
+				if i%1000 == 0 {
+					if err := os.Mkdir(sub, 0o755); err != nil {
+						return err
+					}
+				}
+				if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%d", i)), pattern(4096, int64(i)), 0o644); err != nil {
+					return err
+				}
+			}
+			return core.SyncFS(dir)
+		})
+		if err != nil {
+			return err
+		}
+		for _, par := range []int{1, r.prof.Parallel} {
+			pt := point{Workload: "small-files", Op: fmt.Sprintf("append-all/%d-threads", par), Target: t.info.ID, Param: "files", Value: float64(n)}
+			samples := max(r.prof.N/2, 3)
+			for i := 0; i < r.prof.Warmup+samples; i++ {
+				c, err := t.child(ctx, parent)
+				if err != nil {
+					return err
+				}
+				if err := r.recorderFor(i).time(pt, func() error { return storm(c.dir, n, par) }); err != nil {
+					return err
+				}
+				if err := c.release(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func storm(dir string, n, par int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, par)
+	for g := 0; g < par; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := g; i < n; i += par {
+				if err := appendByte(filepath.Join(dir, fmt.Sprintf("d%d", i/1000), fmt.Sprintf("f%d", i))); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}

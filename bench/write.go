@@ -1,0 +1,195 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/layerlab/layerlab/drivers/core"
+)
+
+// write measures sequential (1 MiB writes) and random (4 KiB writes)
+// throughput with an fsync at the end, inside a mounted snapshot of its
+// own and, as the floor, on the bare backing filesystem with no driver.
+func write(ctx context.Context, r *run, t *target) error {
+	bare := filepath.Join(t.work, "bare")
+	if err := os.MkdirAll(bare, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(bare)
+	floorID := "floor:bare/" + t.info.Backing
+	doFloor := !r.seenFloor(floorID, 0)
+	samples := max(r.prof.N/2, 3)
+	for i := 0; i < r.prof.Warmup+samples; i++ {
+		rec := r.recorderFor(i)
+		c, err := t.child(ctx, "")
+		if err != nil {
+			return err
+		}
+		dirs := map[string]string{t.info.ID: c.dir}
+		if doFloor {
+			dirs[floorID] = bare
+		}
+		for id, dir := range dirs {
+			for _, op := range []string{"seq-write", "rand-write"} {
+				bps, err := throughput(filepath.Join(dir, op), r.prof.WriteBytes, op == "rand-write", int64(i))
+				if err != nil {
+					return fmt.Errorf("%s on %s: %w", op, id, err)
+				}
+				rec.add(point{Workload: "write", Op: op, Target: id, Floor: id == floorID, Unit: "bytes/s"}, bps)
+				os.Remove(filepath.Join(dir, op))
+			}
+		}
+		if err := c.release(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// throughput writes size bytes to a new file at path, sequentially in
+// 1 MiB writes or at random 4 KiB offsets (the file made full-size
+// first, untimed), fsyncs, and returns bytes per second.
+func throughput(path string, size int64, random bool, seed int64) (float64, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	block := int64(1 << 20)
+	if random {
+		block = 4096
+		if err := f.Truncate(size); err != nil {
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+	}
+	buf := pattern(int(block), seed)
+	offsets := make([]int64, size/block)
+	for i := range offsets {
+		offsets[i] = int64(i) * block
+	}
+	if random {
+		rand.New(rand.NewSource(seed)).Shuffle(len(offsets), func(i, j int) { offsets[i], offsets[j] = offsets[j], offsets[i] })
+	}
+	start := time.Now()
+	for _, off := range offsets {
+		if _, err := f.WriteAt(buf, off); err != nil {
+			return 0, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	return float64(size) / time.Since(start).Seconds(), nil
+}
+
+// writeAmp measures write amplification: bytes the backing block device
+// wrote per byte the workload wrote, for random 4 KiB overwrites (each
+// fsynced) of an inherited file and for a 1-byte append to it (the copy-up
+// case), next to the same overwrites on the bare filesystem.
+func writeAmp(ctx context.Context, r *run, t *target) error {
+	if t.device == "" {
+		r.note(fmt.Sprintf("write-amp: %s has no block device of its own to read statistics from (a zfs pool on a file); not measured", t.info.ID))
+		return nil
+	}
+	size := r.prof.AmpFileSize
+	parent, err := t.layer(ctx, "", func(dir string) error { return writeFile(filepath.Join(dir, "file"), size, 7) })
+	if err != nil {
+		return err
+	}
+	bare := filepath.Join(t.work, "bare-amp")
+	if err := writeFile(bare, size, 7); err != nil {
+		return err
+	}
+	defer os.Remove(bare)
+	floorID := "floor:bare/" + t.info.ID
+	samples := max(r.prof.N/2, 3)
+	for i := 0; i < r.prof.Warmup+samples; i++ {
+		rec := r.recorderFor(i)
+		c, err := t.child(ctx, parent)
+		if err != nil {
+			return err
+		}
+		file := filepath.Join(c.dir, "file")
+		amp, err := t.amplification(c.dir, 1, func() error {
+			if err := appendByte(file); err != nil {
+				return err
+			}
+			return syncFile(file)
+		})
+		if err != nil {
+			return err
+		}
+		rec.add(point{Workload: "write-amp", Op: "append-1b", Target: t.info.ID, Unit: "ratio"}, amp)
+		for id, path := range map[string]string{t.info.ID: file, floorID: bare} {
+			n := r.prof.AmpWrites
+			amp, err := t.amplification(filepath.Dir(path), int64(n)*4096, func() error { return overwrite(path, size, n, int64(i)) })
+			if err != nil {
+				return err
+			}
+			rec.add(point{Workload: "write-amp", Op: "random-4k-overwrite", Target: id, Floor: id == floorID, Unit: "ratio"}, amp)
+		}
+		if err := c.release(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// amplification runs fn, which writes n bytes, and returns the device
+// bytes written meanwhile over n. The filesystem is synced on both sides
+// so earlier writes are not counted and fn's are.
+func (t *target) amplification(dir string, n int64, fn func() error) (float64, error) {
+	if err := core.SyncFS(dir); err != nil {
+		return 0, err
+	}
+	before, err := t.writtenBytes()
+	if err != nil {
+		return 0, err
+	}
+	if err := fn(); err != nil {
+		return 0, err
+	}
+	if err := core.SyncFS(dir); err != nil {
+		return 0, err
+	}
+	after, err := t.writtenBytes()
+	if err != nil {
+		return 0, err
+	}
+	return float64(after-before) / float64(n), nil
+}
+
+func overwrite(path string, size int64, n int, seed int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := rand.New(rand.NewSource(seed))
+	buf := pattern(4096, seed)
+	for i := 0; i < n; i++ {
+		if _, err := f.WriteAt(buf, r.Int63n(size/4096)*4096); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

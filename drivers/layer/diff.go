@@ -1,0 +1,310 @@
+package layer
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/archive"
+	"github.com/containerd/containerd/v2/pkg/archive/tarheader"
+	"github.com/containerd/continuity/sysx"
+	"golang.org/x/sys/unix"
+
+	"github.com/layerlab/layerlab/drivers"
+)
+
+// Diff writes to w the layer tar of the changes from lower, the mounted
+// view of the parent, to upper, the mounted view of the snapshot; an empty
+// lower means no parent, so every file of upper is added. It works for
+// every driver because it compares the two trees (continuity's
+// fs.Changes via containerd's archive.WriteDiff); deletions become ".wh."
+// entries, and a directory that was deleted and made again shows up as
+// whiteouts of each old child rather than as an opaque marker.
+func Diff(ctx context.Context, w io.Writer, lower, upper string) error {
+	if lower != "" {
+		if err := checkDir("diff: lower", lower); err != nil {
+			return err
+		}
+	}
+	if err := checkDir("diff: upper", upper); err != nil {
+		return err
+	}
+	if err := archive.WriteDiff(ctx, w, lower, upper); err != nil {
+		return fmt.Errorf("diff %s against %s: %w", upper, lower, err)
+	}
+	return nil
+}
+
+// Overlay's private extended attributes. With the userxattr mount option
+// the kernel uses the user.overlay. namespace instead of trusted.overlay.
+var overlayXattrPrefixes = []string{"trusted.overlay.", "user.overlay."}
+
+func overlayXattr(dir, name string) ([]byte, error) {
+	for _, p := range overlayXattrPrefixes {
+		v, err := sysx.LGetxattr(dir, p+name)
+		if err == nil {
+			return v, nil
+		}
+		if !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP) {
+			return nil, fmt.Errorf("read %s%s of %s: %w", p, name, dir, err)
+		}
+	}
+	return nil, nil
+}
+
+// DiffOverlayUpper writes to w the layer tar of an overlay upper directory
+// (overlay2's snapshots/<id>/fs) without mounting anything or comparing
+// trees: the upper directory already is the change set. Entries go as they
+// are; whiteouts (character devices 0/0, or files marked
+// trusted.overlay.whiteout) become ".wh.<name>"; directories marked
+// trusted.overlay.opaque=y get a ".wh..wh..opq" entry; overlay's own
+// xattrs are left out. lowers, topmost first, are read only for the data of
+// metacopy files (upper holds their metadata only). Directories renamed
+// with redirect_dir are refused with drivers.ErrNotImplemented: their
+// contents live in the lowers under another name; use Diff on the mounted
+// view for those.
+func DiffOverlayUpper(ctx context.Context, w io.Writer, upperDir string, lowers []string) error {
+	if err := checkDir("diff overlay upper", upperDir); err != nil {
+		return err
+	}
+	d := &upperDiff{ctx: ctx, tw: tar.NewWriter(w), upper: upperDir, lowers: lowers, inodes: map[fileID]string{}}
+	if err := filepath.WalkDir(upperDir, d.visit); err != nil {
+		return fmt.Errorf("diff overlay upper %s: %w", upperDir, err)
+	}
+	if err := d.tw.Close(); err != nil {
+		return fmt.Errorf("diff overlay upper %s: %w", upperDir, err)
+	}
+	return nil
+}
+
+type fileID struct{ dev, ino uint64 }
+
+type upperDiff struct {
+	ctx    context.Context
+	tw     *tar.Writer
+	upper  string
+	lowers []string
+	inodes map[fileID]string // first name written for each hardlinked inode
+}
+
+// whiteoutTime is what containerd (since v2.0) stamps on whiteouts, so
+// both diffs give identical whiteout headers.
+var whiteoutTime = time.Unix(0, 0).UTC()
+
+func (d *upperDiff) visit(p string, _ fs.DirEntry, err error) error {
+	if err != nil {
+		return err
+	}
+	if err := d.ctx.Err(); err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(d.upper, p)
+	if err != nil || rel == "." {
+		return err
+	}
+	name := filepath.ToSlash(rel)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: no stat data", p)
+	}
+	mode := fi.Mode()
+	switch {
+	case mode&os.ModeSocket != 0:
+		return nil // sockets are not layer content (containerd skips them too)
+	case mode&os.ModeCharDevice != 0 && st.Rdev == 0:
+		return d.whiteout(path.Join(path.Dir(name), whiteoutPrefix+path.Base(name)))
+	case mode.IsRegular() && fi.Size() == 0:
+		if v, err := overlayXattr(p, "whiteout"); err != nil || v != nil {
+			if err != nil {
+				return err
+			}
+			return d.whiteout(path.Join(path.Dir(name), whiteoutPrefix+path.Base(name)))
+		}
+	}
+
+	var link string
+	if mode&os.ModeSymlink != 0 {
+		if link, err = os.Readlink(p); err != nil {
+			return err
+		}
+	}
+	hdr, err := tarheader.FileInfoHeaderNoLookups(fi, link)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	// The same normalisation containerd's ChangeWriter applies.
+	hdr.Name = name
+	hdr.Format = tar.FormatPAX
+	hdr.ModTime = hdr.ModTime.Truncate(time.Second)
+	hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
+	if err := d.xattrs(p, hdr); err != nil {
+		return err
+	}
+
+	if fi.IsDir() {
+		return d.dir(p, hdr)
+	}
+	if id := (fileID{uint64(st.Dev), st.Ino}); st.Nlink > 1 {
+		if first, ok := d.inodes[id]; ok {
+			hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
+			hdr.PAXRecords = nil // the inode got its xattrs with the first name
+			return d.tw.WriteHeader(hdr)
+		}
+		d.inodes[id] = name
+	}
+	if err := d.tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if hdr.Typeflag != tar.TypeReg || hdr.Size == 0 {
+		return nil
+	}
+	data, err := d.dataOf(p, name)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(data)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := io.Copy(d.tw, io.LimitReader(f, hdr.Size))
+	if err == nil && n != hdr.Size {
+		err = fmt.Errorf("%s shrank from %d to %d bytes while being read", data, hdr.Size, n)
+	}
+	return err
+}
+
+func (d *upperDiff) dir(p string, hdr *tar.Header) error {
+	redirect, err := overlayXattr(p, "redirect")
+	if err != nil {
+		return err
+	}
+	if redirect != nil {
+		return fmt.Errorf("%s was renamed from %q with redirect_dir; its contents live in the lower layers: %w (use Diff on the mounted view)", p, redirect, drivers.ErrNotImplemented)
+	}
+	hdr.Name += "/"
+	if err := d.tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	// "y" hides the lowers; kernels since 6.7 also write "x", which only
+	// says the directory holds xattr whiteouts.
+	opaque, err := overlayXattr(p, "opaque")
+	if err != nil {
+		return err
+	}
+	if string(opaque) == "y" {
+		return d.whiteout(hdr.Name + whiteoutOpaque)
+	}
+	return nil
+}
+
+// whiteout writes the header containerd's ChangeWriter writes for a
+// deletion.
+func (d *upperDiff) whiteout(name string) error {
+	return d.tw.WriteHeader(&tar.Header{
+		Typeflag:   tar.TypeReg,
+		Name:       name,
+		ModTime:    whiteoutTime,
+		AccessTime: whiteoutTime,
+		ChangeTime: whiteoutTime,
+	})
+}
+
+// xattrs copies the extended attributes of p into hdr, leaving out
+// overlay's bookkeeping and SELinux labels (a host policy, not content).
+func (d *upperDiff) xattrs(p string, hdr *tar.Header) error {
+	keys, err := sysx.LListxattr(p)
+	if errors.Is(err, unix.ENOTSUP) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list xattrs of %s: %w", p, err)
+	}
+	for _, k := range keys {
+		if k == "security.selinux" || hasAnyPrefix(k, overlayXattrPrefixes) {
+			continue
+		}
+		v, err := sysx.LGetxattr(p, k)
+		if errors.Is(err, unix.ENODATA) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read xattr %s of %s: %w", k, p, err)
+		}
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = map[string]string{}
+		}
+		hdr.PAXRecords["SCHILY.xattr."+k] = string(v)
+	}
+	return nil
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// dataOf returns the file holding the data of the upper file p. A metacopy
+// file (metacopy=on) holds metadata only; its data is in the topmost lower
+// that has the file under its redirect name (or its own name) and is not
+// itself a metacopy.
+func (d *upperDiff) dataOf(p, name string) (string, error) {
+	meta, err := overlayXattr(p, "metacopy")
+	if err != nil || meta == nil {
+		return p, err
+	}
+	want := "/" + name
+	redirect, err := overlayXattr(p, "redirect")
+	if err != nil {
+		return "", err
+	}
+	if redirect != nil {
+		want = redirectPath(want, string(redirect))
+	}
+	for _, lower := range d.lowers {
+		candidate := filepath.Join(lower, filepath.FromSlash(want))
+		fi, err := os.Lstat(candidate)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		meta, err := overlayXattr(candidate, "metacopy")
+		if err != nil {
+			return "", err
+		}
+		if meta == nil {
+			return candidate, nil
+		}
+		if redirect, err := overlayXattr(candidate, "redirect"); err != nil {
+			return "", err
+		} else if redirect != nil {
+			want = redirectPath(want, string(redirect))
+		}
+	}
+	return "", fmt.Errorf("%s is a metacopy file and none of the %d lowers holds its data (%s): %w", p, len(d.lowers), want, drivers.ErrNotFound)
+}
+
+// redirectPath applies an overlay redirect: absolute redirects name a path
+// from the layer root, relative ones a name in the same directory.
+func redirectPath(current, redirect string) string {
+	if strings.HasPrefix(redirect, "/") {
+		return path.Clean(redirect)
+	}
+	return path.Join(path.Dir(current), redirect)
+}
