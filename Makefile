@@ -2,7 +2,7 @@
 # on setup, which installs them idempotently (a fresh machine has none).
 GO       ?= go
 PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
-            qemu-system-x86 debootstrap kmod file xz-utils cpio
+            qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium
 TESTFLAGS ?= -count=1 -timeout 40m
 
 .PHONY: all setup build test host-test vm-test lint bench clean

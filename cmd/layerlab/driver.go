@@ -42,7 +42,7 @@ func newDriverCmd(reg *drivers.Registry) *cobra.Command {
 		Short: "List every driver: strategy, granularity, quota, and whether it runs here (or why not)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			root, _ := cmd.Flags().GetString("root")
+			root, _ := cmd.Flags().GetString("data-root")
 			var reports []driverReport
 			for _, name := range reg.Names() {
 				f, _ := reg.Get(name)
@@ -64,7 +64,7 @@ func newDriverCmd(reg *drivers.Registry) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			root, _ := cmd.Flags().GetString("root")
+			root, _ := cmd.Flags().GetString("data-root")
 			r := report(f, root)
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), r)

@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/aufs"
+	"github.com/layerlab/layerlab/drivers/btrfs"
 	"github.com/layerlab/layerlab/drivers/overlay"
 	"github.com/layerlab/layerlab/drivers/vfs"
 )
@@ -20,6 +22,8 @@ func registry() *drivers.Registry {
 		vfs.Factory(),
 		overlay.OverlayFactory(),
 		overlay.Overlay2Factory(),
+		aufs.Factory(),
+		btrfs.Factory(),
 	)
 }
 
@@ -40,7 +44,10 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().String("root", "/var/lib/layerlab", "directory under which each driver keeps its home (ROOT/DRIVER)")
-	root.AddCommand(newDriverCmd(registry()))
+	root.PersistentFlags().String("data-root", "/var/lib/layerlab", "directory under which each driver keeps its home (DATA-ROOT/DRIVER)")
+	reg := registry()
+	benchCmd := newBenchCmd(reg)
+	benchCmd.AddCommand(newCompareCmd())
+	root.AddCommand(newDriverCmd(reg), benchCmd, newReportCmd())
 	return root
 }

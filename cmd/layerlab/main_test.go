@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"sort"
 	"strings"
 	"testing"
+
+	"github.com/layerlab/layerlab/drivers"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -14,7 +17,7 @@ func run(t *testing.T, args ...string) (string, error) {
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
-	cmd.SetArgs(append([]string{"--root", t.TempDir()}, args...))
+	cmd.SetArgs(append([]string{"--data-root", t.TempDir()}, args...))
 	err := cmd.Execute()
 	return out.String(), err
 }
@@ -49,11 +52,32 @@ func TestDriverLsJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reports []driverReport
-	if err := json.Unmarshal([]byte(out), &reports); err != nil || len(reports) != 3 {
+	if err := json.Unmarshal([]byte(out), &reports); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if reports[1].Name != "overlay2" || reports[1].Capabilities.Granularity != "file" {
-		t.Errorf("overlay2 report %+v", reports[1])
+	// Look drivers up by name: the registry grows as drivers land.
+	byName := map[string]driverReport{}
+	var names []string
+	for _, r := range reports {
+		byName[r.Name] = r
+		names = append(names, r.Name)
+	}
+	if !sort.StringsAreSorted(names) {
+		t.Errorf("drivers not sorted by name: %v", names)
+	}
+	for name, want := range map[string]drivers.Granularity{
+		"overlay2": drivers.GranularityFile,
+		"btrfs":    drivers.GranularityBlock,
+	} {
+		r, ok := byName[name]
+		if !ok {
+			t.Errorf("%s missing from %v", name, names)
+		} else if r.Capabilities.Granularity != want {
+			t.Errorf("%s report %+v, want granularity %s", name, r, want)
+		}
+	}
+	if r := byName["btrfs"]; r.Capabilities.Strategy != drivers.RedirectOnWrite || !r.Capabilities.Quota {
+		t.Errorf("btrfs report %+v, want redirect-on-write with quota", r)
 	}
 }
 
