@@ -13,8 +13,11 @@ setup:
 	@bash scripts/setup.sh $(PACKAGES)
 	@$(GO) mod download
 
+COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+VERSION := $(shell git describe --tags --always 2>/dev/null || echo dev)
+
 build: setup
-	$(GO) build -o bin/layerlab ./cmd/layerlab
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/layerlab ./cmd/layerlab
 
 # Unit and conformance tests, as root, on loop filesystems they make and
 # tear down. scripts/leakcheck.sh fails the run if any mount or loop device
@@ -39,10 +42,10 @@ lint:
 	  if [ -n "$$out" ]; then echo "not gofmt'ed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# The main job. Until the harness (layerlab bench) lands this runs the Go
-# benchmarks that exist: overlay2's snapshot cycle next to its floor.
+# The main job: `layerlab bench` with the quick profile on loop filesystems
+# (PROFILE=standard|paper for more); the report lands in reports/latest/.
 bench: build
-	bash scripts/bench.sh
+	bash scripts/bench.sh $(BENCHFLAGS)
 
 clean:
 	rm -rf bin
