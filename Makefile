@@ -2,7 +2,8 @@
 # on setup, which installs them idempotently (a fresh machine has none).
 GO       ?= go
 PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
-            qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium
+            qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium \
+            vagrant shellcheck
 TESTFLAGS ?= -count=1 -timeout 40m
 
 .PHONY: all setup build test host-test vm-test lint bench clean
@@ -29,6 +30,7 @@ test: host-test
 	  else echo "make test: qemu not installed, skipping vm-test (devicemapper, xfs quota, cgroup v2)"; fi
 
 host-test: setup lint
+	bash scripts/vagrant/vagrant_test.sh
 	bash scripts/leakcheck.sh $(GO) test $(TESTFLAGS) ./...
 
 # devicemapper, overlay2 with xfs project quota and a cgroup v2 check, in a
