@@ -14,6 +14,7 @@ import (
 	"github.com/layerlab/layerlab/drivers/btrfs"
 	"github.com/layerlab/layerlab/drivers/overlay"
 	"github.com/layerlab/layerlab/drivers/vfs"
+	"github.com/layerlab/layerlab/drivers/zfs"
 )
 
 // registry wires in the drivers this build carries.
@@ -24,6 +25,7 @@ func registry() *drivers.Registry {
 		overlay.Overlay2Factory(),
 		aufs.Factory(),
 		btrfs.Factory(),
+		zfs.Factory(),
 	)
 }
 
