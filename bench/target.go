@@ -38,7 +38,10 @@ type target struct {
 	work   string // mount points, on the same filesystem
 	store  *store // nil on a user-given --root
 	device string // block device whose statistics count written bytes
-	n      int    // for unique keys
+	// written, when set, counts the bytes written to the backing store
+	// where there is no block device (a zfs-fuse pool on a file).
+	written func() (int64, error)
+	n       int // for unique keys
 }
 
 // key returns a fresh snapshot key.
@@ -89,7 +92,7 @@ func newTarget(ctx context.Context, reg *drivers.Registry, driver, backing, scra
 		Strategy: string(caps.Strategy), Granularity: string(caps.Granularity), Notes: caps.Notes,
 	}
 	if t.store != nil {
-		t.info.Loop, t.info.DirectIO = true, t.store.directIO
+		t.info.Loop, t.info.DirectIO, t.written = true, t.store.directIO, t.store.written
 		if t.store.device != "" {
 			t.info.Device, t.device = t.store.device, t.store.device
 		}
@@ -104,6 +107,7 @@ type store struct {
 	dir      string
 	device   string // empty for a zfs pool on a file
 	directIO bool
+	written  func() (int64, error)
 	close    func() error
 }
 
@@ -116,7 +120,11 @@ func makeStore(ctx context.Context, scratch, backing string) (*store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &store{dir: z.Dir, close: z.Close}, nil
+		st := &store{dir: z.Dir, close: z.Close}
+		if z.Fuse {
+			st.written = daemonWritten
+		}
+		return st, nil
 	}
 	fs, err := loopfs.New(ctx, scratch, backing, size, "")
 	if err != nil {
@@ -148,6 +156,9 @@ func (t *target) close() error {
 
 // writtenBytes reads the bytes the target's block device has written.
 func (t *target) writtenBytes() (int64, error) {
+	if t.written != nil {
+		return t.written()
+	}
 	if t.device == "" {
 		return 0, fmt.Errorf("%s: no block device to read statistics from: %w", t.info.ID, drivers.ErrUnavailable)
 	}
@@ -165,4 +176,30 @@ func (t *target) writtenBytes() (int64, error) {
 	}
 	sectors, err := strconv.ParseInt(f[6], 10, 64)
 	return sectors * 512, err
+}
+
+// daemonWritten is what the zfs-fuse daemon has written to storage
+// (/proc/PID/io write_bytes): the pool's vdev is a file it writes, so this
+// counts the pool's writes, and only them while no other pool is busy.
+func daemonWritten() (int64, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != "zfs-fuse" {
+			continue
+		}
+		io, err := os.ReadFile(filepath.Join("/proc", e.Name(), "io"))
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(string(io), "\n") {
+			if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+				return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no zfs-fuse daemon to read write statistics from: %w", drivers.ErrUnavailable)
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/core"
 )
 
@@ -94,9 +95,12 @@ func throughput(path string, size int64, random bool, seed int64) (float64, erro
 // fsynced) of an inherited file and for a 1-byte append to it (the copy-up
 // case), next to the same overwrites on the bare filesystem.
 func writeAmp(ctx context.Context, r *run, t *target) error {
-	if t.device == "" {
-		r.note(fmt.Sprintf("write-amp: %s has no block device of its own to read statistics from (a zfs pool on a file); not measured", t.info.ID))
+	if t.device == "" && t.written == nil {
+		r.note(fmt.Sprintf("write-amp: %s has no block device of its own to read statistics from; not measured", t.info.ID))
 		return nil
+	}
+	if t.written != nil {
+		r.note(fmt.Sprintf("write-amp: %s counts the bytes the zfs-fuse daemon wrote to its pool file (/proc/PID/io write_bytes)", t.info.ID))
 	}
 	size := r.prof.AmpFileSize
 	parent, err := t.layer(ctx, "", func(dir string) error { return writeFile(filepath.Join(dir, "file"), size, 7) })
@@ -146,7 +150,7 @@ func writeAmp(ctx context.Context, r *run, t *target) error {
 // bytes written meanwhile over n. The filesystem is synced on both sides
 // so earlier writes are not counted and fn's are.
 func (t *target) amplification(dir string, n int64, fn func() error) (float64, error) {
-	if err := core.SyncFS(dir); err != nil {
+	if err := t.flush(dir); err != nil {
 		return 0, err
 	}
 	before, err := t.writtenBytes()
@@ -156,7 +160,7 @@ func (t *target) amplification(dir string, n int64, fn func() error) (float64, e
 	if err := fn(); err != nil {
 		return 0, err
 	}
-	if err := core.SyncFS(dir); err != nil {
+	if err := t.flush(dir); err != nil {
 		return 0, err
 	}
 	after, err := t.writtenBytes()
@@ -164,6 +168,21 @@ func (t *target) amplification(dir string, n int64, fn func() error) (float64, e
 		return 0, err
 	}
 	return float64(after-before) / float64(n), nil
+}
+
+// flush gets everything written under dir onto the backing store.
+// syncfs does it for most filesystems; a driver that keeps its data
+// elsewhere reports that store's use (drivers.SpaceReporter), which for zfs
+// first forces a transaction group out (syncfs does nothing on zfs-fuse).
+func (t *target) flush(dir string) error {
+	if err := core.SyncFS(dir); err != nil {
+		return err
+	}
+	if r, ok := t.d.(drivers.SpaceReporter); ok {
+		_, err := r.BackingUsed(context.Background())
+		return err
+	}
+	return nil
 }
 
 func overwrite(path string, size int64, n int, seed int64) error {
