@@ -12,6 +12,7 @@ import (
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/aufs"
 	"github.com/layerlab/layerlab/drivers/btrfs"
+	"github.com/layerlab/layerlab/drivers/devicemapper"
 	"github.com/layerlab/layerlab/drivers/overlay"
 	"github.com/layerlab/layerlab/drivers/vfs"
 	"github.com/layerlab/layerlab/drivers/zfs"
@@ -25,6 +26,7 @@ func registry() *drivers.Registry {
 		overlay.Overlay2Factory(),
 		aufs.Factory(),
 		btrfs.Factory(),
+		devicemapper.Factory(),
 		zfs.Factory(),
 	)
 }

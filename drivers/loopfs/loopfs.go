@@ -1,7 +1,8 @@
-// Package loopfs is layerlab's one helper for temporary filesystems: it
-// makes a sparse image file, formats it (ext4, xfs, btrfs), attaches it to a
-// loop device with autoclear and mounts it. Close unmounts, which frees the
-// loop device, and deletes the image.
+// Package loopfs is layerlab's one helper for temporary filesystems and
+// loop devices: it makes a sparse image file, formats it (ext4, xfs,
+// btrfs), attaches it to a loop device with autoclear and mounts it. Close
+// unmounts, which frees the loop device, and deletes the image. Attach
+// gives the bare loop device, for users such as device-mapper pools.
 package loopfs
 
 import (
@@ -110,29 +111,67 @@ func New(ctx context.Context, parent, fstype string, size int64, data string) (_
 // attachAndMount binds the image to a free loop device with autoclear, so
 // the device goes away with the last unmount, and mounts it.
 func (fs *FS) attachAndMount() error {
-	img, err := os.OpenFile(fs.Image, os.O_RDWR, 0)
+	loop, n, err := attach(fs.Image)
 	if err != nil {
 		return err
+	}
+	dev := loop.Name()
+	err = unix.Mount(dev, fs.Dir, fs.Type, 0, fs.Options)
+	if err != nil {
+		_ = unix.IoctlSetInt(int(loop.Fd()), unix.LOOP_CLR_FD, 0)
+		loop.Close()
+		return fmt.Errorf("mount %s (%s) on %s: %w", dev, fs.Type, fs.Dir, err)
+	}
+	// With autoclear the device detaches when the mount, its last user
+	// once this descriptor is closed, goes away.
+	loop.Close()
+	fs.Device = dev
+	dio, _ := os.ReadFile(fmt.Sprintf("/sys/block/loop%d/loop/dio", n))
+	fs.DirectIO = strings.TrimSpace(string(dio)) == "1"
+	return nil
+}
+
+// Attach binds image to a free loop device, as New does for its images:
+// with autoclear, and with direct I/O where the host filesystem allows it.
+// It returns the device and release, which closes layerlab's descriptor of
+// it. Autoclear detaches the device when its last opener closes it: before
+// release that is the caller, so release alone undoes Attach; a user that
+// opens the device first (a mount, a device-mapper table) keeps it attached
+// until that user lets go, so the device lives exactly as long as its user.
+func Attach(image string) (dev string, release func() error, err error) {
+	loop, _, err := attach(image)
+	if err != nil {
+		return "", nil, err
+	}
+	return loop.Name(), loop.Close, nil
+}
+
+// attach binds image to a free loop device with autoclear and returns the
+// open device and its number.
+func attach(image string) (*os.File, int, error) {
+	img, err := os.OpenFile(image, os.O_RDWR, 0)
+	if err != nil {
+		return nil, 0, err
 	}
 	defer img.Close()
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
-		return fmt.Errorf("loop devices: %w", err)
+		return nil, 0, fmt.Errorf("loop devices: %w", err)
 	}
 	defer ctl.Close()
 	for attempt := 0; attempt < 20; attempt++ {
 		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 		if err != nil {
-			return fmt.Errorf("find a free loop device: %w", err)
+			return nil, 0, fmt.Errorf("find a free loop device: %w", err)
 		}
 		dev := fmt.Sprintf("/dev/loop%d", n)
 		loop, err := os.OpenFile(dev, os.O_RDWR, 0)
 		if err != nil {
-			return fmt.Errorf("open %s: %w", dev, err)
+			return nil, 0, fmt.Errorf("open %s: %w", dev, err)
 		}
 		cfg := unix.LoopConfig{Fd: uint32(img.Fd())}
 		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR | unix.LO_FLAGS_DIRECT_IO
-		copy(cfg.Info.File_name[:], fs.Image)
+		copy(cfg.Info.File_name[:], image)
 		err = unix.IoctlLoopConfigure(int(loop.Fd()), &cfg)
 		if errors.Is(err, unix.EINVAL) { // the host filesystem cannot do direct I/O
 			cfg.Info.Flags &^= unix.LO_FLAGS_DIRECT_IO
@@ -145,23 +184,11 @@ func (fs *FS) attachAndMount() error {
 		}
 		if err != nil {
 			loop.Close()
-			return fmt.Errorf("attach %s to %s: %w", fs.Image, dev, err)
+			return nil, 0, fmt.Errorf("attach %s to %s: %w", image, dev, err)
 		}
-		err = unix.Mount(dev, fs.Dir, fs.Type, 0, fs.Options)
-		if err != nil {
-			_ = unix.IoctlSetInt(int(loop.Fd()), unix.LOOP_CLR_FD, 0)
-			loop.Close()
-			return fmt.Errorf("mount %s (%s) on %s: %w", dev, fs.Type, fs.Dir, err)
-		}
-		// With autoclear the device detaches when the mount, its last user
-		// once this descriptor is closed, goes away.
-		loop.Close()
-		fs.Device = dev
-		dio, _ := os.ReadFile(fmt.Sprintf("/sys/block/loop%d/loop/dio", n))
-		fs.DirectIO = strings.TrimSpace(string(dio)) == "1"
-		return nil
+		return loop, n, nil
 	}
-	return fmt.Errorf("attach %s: every free loop device was taken by others: %w", fs.Image, unix.EBUSY)
+	return nil, 0, fmt.Errorf("attach %s: every free loop device was taken by others: %w", image, unix.EBUSY)
 }
 
 // Close unmounts everything under the mount point, which detaches the loop

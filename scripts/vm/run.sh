@@ -13,26 +13,47 @@ share=$(cd "$1" && pwd); job=$2; limit=${3:-600}
 guest=$(bash "$here/build.sh") || { echo "vm: guest build failed" >&2; exit 125; }
 log="$share/console-$(basename "$job").log"
 
-boot() { # accel cpu
-  timeout --foreground -k 5 "$limit" qemu-system-x86_64 \
-    -accel "$1" -cpu "$2" -m 2048 -smp 2 \
+qemu_args() { # accel cpu
+  echo -accel "$1" -cpu "$2" -m 2048 -smp 2 \
     -kernel "$guest/vmlinux" -initrd "$guest/initrd.cpio" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=4 job=$job" \
+    -append "'console=ttyS0 panic=-1 quiet loglevel=4 job=$job'" \
     -nographic -no-reboot -nic none -monitor none -serial stdio \
-    -virtfs "local,path=$share,mount_tag=host,security_model=none" \
-    </dev/null 2>&1 | tee "$log"
+    -virtfs "local,path=$share,mount_tag=host,security_model=none"
+}
+
+boot() { # accel cpu
+  eval "timeout --foreground -k 5 $limit qemu-system-x86_64 $(qemu_args "$1" "$2")" </dev/null 2>&1 | tee "$log"
   return "${PIPESTATUS[0]}"
 }
 
-# KVM first; nested KVM on some hosts dies before the guest is up, and
-# then the same job runs under TCG.
-accel=tcg
+# kvm_up tries KVM: nested KVM on some hosts dies or hangs before the guest
+# is up, so the guest gets up_limit seconds to say it is up; if it does not,
+# qemu is stopped and the job runs under TCG instead.
+kvm_up() {
+  local up_limit=30 pid i
+  eval "timeout -k 5 $limit qemu-system-x86_64 $(qemu_args kvm host)" </dev/null >"$log" 2>&1 &
+  pid=$!
+  for ((i = 0; i < up_limit * 2; i++)); do
+    grep -q LAYERLAB-GUEST-UP "$log" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if ! grep -q LAYERLAB-GUEST-UP "$log"; then
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    return 1
+  fi
+  tail -n +1 -f --pid="$pid" "$log" &
+  wait "$pid"; qrc=$?
+  sleep 0.2
+  return 0
+}
+
+accel=tcg qrc=0
 if [ -w /dev/kvm ]; then
-  boot kvm host >/dev/null; qrc=$?
-  if grep -q LAYERLAB-GUEST-UP "$log"; then
-    cat "$log"; accel=kvm
+  if kvm_up; then
+    accel=kvm
   else
-    echo "vm: KVM did not bring the guest up (qemu exit $qrc); using TCG" >&2
+    echo "vm: KVM did not bring the guest up within 30 s; using TCG" >&2
   fi
 fi
 if [ "$accel" = tcg ]; then

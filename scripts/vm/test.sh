@@ -13,6 +13,7 @@ mkdir -p "$share/bin"
 suites=(
   "./quota XFS"
   "./drivers/overlay XFSQuota"
+  "./drivers/devicemapper .::Benchmark::20x"
 )
 for s in "${suites[@]}"; do
   pkg=${s% *}; pattern=${s#* }

@@ -34,8 +34,16 @@ cgroup_v2() {
 run "cgroup v2" cgroup_v2
 for t in bin/*.test; do
   [ -x "$t" ] || continue
-  pattern=$(cat "$t.run" 2>/dev/null || echo .)
-  run "$(basename "$t" .test)" "$t" -test.v -test.count=1 -test.timeout=20m -test.run "$pattern"
+  # $t.run: a -test.run pattern, optionally followed by ::BENCH and
+  # ::BENCHTIME to run the benchmarks matching BENCH too.
+  spec=$(cat "$t.run" 2>/dev/null || echo .)
+  set -- -test.v -test.count=1 -test.timeout=20m -test.run "${spec%%::*}"
+  case $spec in *::*)
+    bench=${spec#*::}
+    case $bench in *::*) set -- "$@" -test.benchtime "${bench#*::}"; bench=${bench%%::*};; esac
+    set -- "$@" -test.bench "$bench";;
+  esac
+  run "$(basename "$t" .test)" "$t" "$@"
 done
 echo "vm-test: losetup: $(losetup -a | wc -l) loop devices, dmsetup: $(dmsetup ls 2>/dev/null | grep -vc 'No devices')"
 echo "vm-test: $passed passed, $failed failed"
