@@ -31,6 +31,7 @@ boot() { # accel cpu
 # qemu is stopped and the job runs under TCG instead.
 kvm_up() {
   local up_limit=30 pid i
+  : >"$log"
   eval "timeout -k 5 $limit qemu-system-x86_64 $(qemu_args kvm host)" </dev/null >"$log" 2>&1 &
   pid=$!
   for ((i = 0; i < up_limit * 2; i++)); do
