@@ -5,24 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/drivertest"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
-
-// samples records per-iteration times so the benchmarks can report the
-// median next to Go's mean: the machine is shared and means chase outliers.
-type samples []time.Duration
-
-func (s samples) median() time.Duration {
-	c := append(samples(nil), s...)
-	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
-	return c[len(c)/2]
-}
 
 // bench is the driver on a fresh btrfs loop filesystem, with a mount
 // point on that filesystem so that loopfs's teardown unmounts it should a
@@ -104,7 +94,7 @@ func benchPrepareRemove(b *testing.B, depth int, opts drivers.Options) {
 		})
 		parent = name
 	}
-	var s, prepare, remove samples
+	var s, prepare, remove drivertest.Samples
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		key := bn.key()
@@ -120,9 +110,9 @@ func benchPrepareRemove(b *testing.B, depth int, opts drivers.Options) {
 		prepare = append(prepare, prepared.Sub(start))
 		remove = append(remove, time.Since(prepared))
 	}
-	b.ReportMetric(float64(s.median()), "median-ns/op")
-	b.ReportMetric(float64(prepare.median()), "prepare-median-ns")
-	b.ReportMetric(float64(remove.median()), "remove-median-ns")
+	b.ReportMetric(float64(s.Median()), "median-ns/op")
+	b.ReportMetric(float64(prepare.Median()), "prepare-median-ns")
+	b.ReportMetric(float64(remove.Median()), "remove-median-ns")
 }
 
 // BenchmarkAppendInherited times a 1-byte append and fsync to a file a
@@ -146,12 +136,12 @@ func BenchmarkAppendInherited(b *testing.B) {
 				}
 				return nil
 			})
-			var s samples
+			var s drivertest.Samples
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				s = append(s, bn.appendOne(b, "parent", file.name))
 			}
-			b.ReportMetric(float64(s.median()), "median-ns/op")
+			b.ReportMetric(float64(s.Median()), "median-ns/op")
 		})
 	}
 }

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/drivertest"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
 	"github.com/layerlab/layerlab/drivers/overlay"
@@ -18,14 +18,6 @@ import (
 // Absolute times in the test guest, under TCG emulation, mean little;
 // the benchmarks alternate what they compare, so that both see the same
 // machine, and report medians (the mean chases outliers) and ratios.
-
-type samples []time.Duration
-
-func (s samples) median() float64 {
-	c := append(samples(nil), s...)
-	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
-	return float64(c[len(c)/2])
-}
 
 func timed(b *testing.B, fn func() error) time.Duration {
 	start := time.Now()
@@ -95,16 +87,16 @@ func BenchmarkPrepareRemoveVsOverlay2(b *testing.B) {
 			return d.Remove(ctx, key)
 		}
 	}
-	var dmTimes, ovTimes samples
+	var dmTimes, ovTimes drivertest.Samples
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		key := fmt.Sprintf("c-%d", i)
 		dmTimes = append(dmTimes, timed(b, cycle(dm, key)))
 		ovTimes = append(ovTimes, timed(b, cycle(ov, key)))
 	}
-	b.ReportMetric(dmTimes.median(), "devicemapper-median-ns")
-	b.ReportMetric(ovTimes.median(), "overlay2-median-ns")
-	b.ReportMetric(dmTimes.median()/ovTimes.median(), "devicemapper/overlay2")
+	b.ReportMetric(float64(dmTimes.Median()), "devicemapper-median-ns")
+	b.ReportMetric(float64(ovTimes.Median()), "overlay2-median-ns")
+	b.ReportMetric(float64(dmTimes.Median())/float64(ovTimes.Median()), "devicemapper/overlay2")
 }
 
 // BenchmarkControlCycle times the thin-device cycle under every snapshot
@@ -138,13 +130,13 @@ func BenchmarkControlCycle(b *testing.B) {
 		}
 	}
 	const firstID = 1 << 20 // far above the snapshots'
-	var ioctlTimes, dmsetupTimes samples
+	var ioctlTimes, dmsetupTimes drivertest.Samples
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		ioctlTimes = append(ioctlTimes, timed(b, cycle(&ioctl, uint32(firstID+2*i))))
 		dmsetupTimes = append(dmsetupTimes, timed(b, cycle(&dmsetup, uint32(firstID+2*i+1))))
 	}
-	b.ReportMetric(ioctlTimes.median(), "ioctl-median-ns")
-	b.ReportMetric(dmsetupTimes.median(), "dmsetup-median-ns")
-	b.ReportMetric(dmsetupTimes.median()/ioctlTimes.median(), "dmsetup/ioctl")
+	b.ReportMetric(float64(ioctlTimes.Median()), "ioctl-median-ns")
+	b.ReportMetric(float64(dmsetupTimes.Median()), "dmsetup-median-ns")
+	b.ReportMetric(float64(dmsetupTimes.Median())/float64(ioctlTimes.Median()), "dmsetup/ioctl")
 }

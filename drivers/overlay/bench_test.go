@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -13,19 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/drivertest"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
-
-// samples records per-iteration times so the benchmarks can report the
-// median next to Go's mean: the machine is shared and means chase outliers.
-type samples []time.Duration
-
-func (s samples) median() time.Duration {
-	c := append(samples(nil), s...)
-	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
-	return c[len(c)/2]
-}
 
 // bench is overlay2 on a fresh ext4 loop filesystem with a committed
 // one-layer parent holding one file, and the two operations to compare.
@@ -130,23 +120,23 @@ func (bn *bench) floor(b *testing.B) time.Duration {
 
 func BenchmarkOverlay2Cycle(b *testing.B) {
 	bn := newBench(b)
-	var s samples
+	var s drivertest.Samples
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		total, _ := bn.cycle(b)
 		s = append(s, total)
 	}
-	b.ReportMetric(float64(s.median()), "median-ns/op")
+	b.ReportMetric(float64(s.Median()), "median-ns/op")
 }
 
 func BenchmarkOverlay2Floor(b *testing.B) {
 	bn := newBench(b)
-	var s samples
+	var s drivertest.Samples
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		s = append(s, bn.floor(b))
 	}
-	b.ReportMetric(float64(s.median()), "median-ns/op")
+	b.ReportMetric(float64(s.Median()), "median-ns/op")
 }
 
 // BenchmarkOverlay2CycleVsFloor alternates the two, so both see the same
@@ -155,8 +145,8 @@ func BenchmarkOverlay2Floor(b *testing.B) {
 // the cycle to show where the time goes.
 func BenchmarkOverlay2CycleVsFloor(b *testing.B) {
 	bn := newBench(b)
-	var cycle, floor samples
-	var phases [4]samples
+	var cycle, floor drivertest.Samples
+	var phases [4]drivertest.Samples
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		total, p := bn.cycle(b)
@@ -167,9 +157,9 @@ func BenchmarkOverlay2CycleVsFloor(b *testing.B) {
 		floor = append(floor, bn.floor(b))
 	}
 	for j, name := range []string{"prepare", "mount", "umount", "remove"} {
-		b.ReportMetric(float64(phases[j].median()), name+"-median-ns")
+		b.ReportMetric(float64(phases[j].Median()), name+"-median-ns")
 	}
-	b.ReportMetric(float64(cycle.median()), "cycle-median-ns")
-	b.ReportMetric(float64(floor.median()), "floor-median-ns")
-	b.ReportMetric(float64(cycle.median())/float64(floor.median()), "cycle/floor")
+	b.ReportMetric(float64(cycle.Median()), "cycle-median-ns")
+	b.ReportMetric(float64(floor.Median()), "floor-median-ns")
+	b.ReportMetric(float64(cycle.Median())/float64(floor.Median()), "cycle/floor")
 }

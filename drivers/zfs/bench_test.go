@@ -6,24 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/drivertest"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
-
-// samples records per-iteration times so the benchmarks can report the
-// median next to Go's mean: the machine is shared and means chase outliers.
-type samples []time.Duration
-
-func (s samples) median() time.Duration {
-	c := append(samples(nil), s...)
-	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
-	return c[len(c)/2]
-}
 
 // benchDriver opens the driver in a new home in the pool, closed when the
 // benchmark ends (before the pool goes).
@@ -80,7 +70,7 @@ func BenchmarkPrepareRemove(b *testing.B) {
 				benchLayer(b, d, target, name, top, name, 4096)
 				top = name
 			}
-			var s samples
+			var s drivertest.Samples
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				key := fmt.Sprintf("c-%d", i)
@@ -93,7 +83,7 @@ func BenchmarkPrepareRemove(b *testing.B) {
 				}
 				s = append(s, time.Since(start))
 			}
-			b.ReportMetric(float64(s.median()), "median-ns/op")
+			b.ReportMetric(float64(s.Median()), "median-ns/op")
 		})
 	}
 }
@@ -112,7 +102,7 @@ func BenchmarkAppend(b *testing.B) {
 			d := benchDriver(b, z)
 			target := b.TempDir()
 			benchLayer(b, d, target, "parent", "", "file", size.n)
-			var s samples
+			var s drivertest.Samples
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
@@ -149,7 +139,7 @@ func BenchmarkAppend(b *testing.B) {
 				}
 				b.StartTimer()
 			}
-			b.ReportMetric(float64(s.median()), "median-ns/op")
+			b.ReportMetric(float64(s.Median()), "median-ns/op")
 		})
 	}
 }
