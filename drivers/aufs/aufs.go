@@ -27,11 +27,9 @@ package aufs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/layerlab/layerlab/drivers"
@@ -92,7 +90,7 @@ func Factory() drivers.Factory {
 
 type backend struct {
 	dirs  core.Dirs
-	links string // home/l
+	links core.Links // home/l
 	home  string
 	feat  features // xino is filled in per snapshot
 	max   int      // branches the running aufs unites in one mount
@@ -105,7 +103,7 @@ func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, 
 	if err := opts.Check(Name, "dio"); err != nil {
 		return nil, err
 	}
-	b := &backend{home: home, links: filepath.Join(home, "l")}
+	b := &backend{home: home}
 	if v, ok := opts["dio"]; ok {
 		dio, err := strconv.ParseBool(v)
 		if err != nil {
@@ -123,7 +121,7 @@ func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, 
 	if b.dirs, err = core.NewDirs(home); err != nil {
 		return nil, wrap(err)
 	}
-	if err := os.MkdirAll(b.links, 0o700); err != nil {
+	if b.links, err = core.NewLinks(home); err != nil {
 		return nil, wrap(err)
 	}
 	b.feat.dirperm1 = supportsDirperm1(home)
@@ -155,9 +153,6 @@ func capabilitiesAt(home string, maxBranches int, f features) (drivers.Capabilit
 	}
 	return c, nil
 }
-
-// link is the short path mounts name for snapshot id's branch.
-func (b *backend) link(id string) string { return filepath.Join(b.links, id) }
 
 // xinoPath is the external inode number file for mounts of snapshot id (or
 // another tag) of the driver at home. aufs creates the file with O_EXCL and
@@ -197,7 +192,7 @@ func (b *backend) Create(ctx context.Context, s storage.Snapshot) error {
 	// Views never become branches of another mount; only active snapshots
 	// need a link.
 	if s.Kind == drivers.KindActive {
-		if err := os.Symlink(filepath.Join("..", "snapshots", s.ID, "fs"), b.link(s.ID)); err != nil {
+		if err := b.links.Make(s.ID); err != nil {
 			b.Remove(ctx, s.ID)
 			return err
 		}
@@ -219,11 +214,11 @@ func (b *backend) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
 	}
 	rw := ""
 	if s.Kind == drivers.KindActive {
-		rw = b.link(s.ID)
+		rw = b.links.Path(s.ID)
 	}
 	ro := make([]string, len(s.ParentIDs))
 	for i, id := range s.ParentIDs {
-		ro[i] = b.link(id)
+		ro[i] = b.links.Path(id)
 	}
 	f := b.feat
 	f.xino = xinoPath(b.home, s.ID)
@@ -243,7 +238,7 @@ func (b *backend) Usage(ctx context.Context, s storage.Snapshot) (drivers.Usage,
 // Remove deletes the link first, so no later mount names a branch that is
 // half gone.
 func (b *backend) Remove(ctx context.Context, id string) error {
-	if err := os.Remove(b.link(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := b.links.Remove(id); err != nil {
 		return err
 	}
 	return b.dirs.Remove(id)

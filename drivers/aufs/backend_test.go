@@ -22,11 +22,11 @@ func newTestBackend(t *testing.T) *backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &backend{dirs: dirs, home: home, links: filepath.Join(home, "l"), max: DefaultMaxBranches, feat: features{dirperm1: true}}
-	if err := os.Mkdir(b.links, 0o700); err != nil {
+	links, err := core.NewLinks(home)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return &backend{dirs: dirs, home: home, links: links, max: DefaultMaxBranches, feat: features{dirperm1: true}}
 }
 
 func TestBackendLayout(t *testing.T) {
@@ -39,13 +39,13 @@ func TestBackendLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if dst, err := os.Readlink(b.link("3")); err != nil || dst != "../snapshots/3/fs" {
+	if dst, err := os.Readlink(b.links.Path("3")); err != nil || dst != "../snapshots/3/fs" {
 		t.Fatalf("link of the active snapshot: %q %v", dst, err)
 	}
-	if _, err := os.Lstat(b.link("4")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(b.links.Path("4")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a view got a link: %v", err)
 	}
-	if st, err := os.Stat(b.link("3")); err != nil || !st.IsDir() {
+	if st, err := os.Stat(b.links.Path("3")); err != nil || !st.IsDir() {
 		t.Fatalf("link does not reach the branch: %v", err)
 	}
 	if err := os.WriteFile(filepath.Join(b.dirs.Path("3", "fs"), "f"), make([]byte, 64<<10), 0o644); err != nil {
@@ -64,7 +64,7 @@ func TestBackendLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := os.Lstat(b.link("3")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(b.links.Path("3")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("link survived Remove: %v", err)
 	}
 	if _, err := os.Stat(b.dirs.Path("3")); !errors.Is(err, os.ErrNotExist) {
@@ -94,12 +94,12 @@ func TestBackendMounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "br:" + b.link("5") + "=rw:" + b.link("4") + "=ro+wh:" + b.link("1") + "=ro+wh"
+	want := "br:" + b.links.Path("5") + "=rw:" + b.links.Path("4") + "=ro+wh:" + b.links.Path("1") + "=ro+wh"
 	if len(ms) != 1 || ms[0].Type != "aufs" || ms[0].Options[0] != want || !contains(ms[0].Options, "xino="+xinoPath(b.home, "5")) || !contains(ms[0].Options, "dirperm1") {
 		t.Fatalf("active on two parents: %+v, want %s", ms, want)
 	}
 	ms, err = b.Mounts(storage.Snapshot{ID: "6", Kind: drivers.KindView, ParentIDs: []string{"4", "1"}})
-	if err != nil || len(ms) != 1 || !contains(ms[0].Options, "ro") || !contains(ms[0].Options, "br:"+b.link("4")+"=ro+wh:"+b.link("1")+"=ro+wh") {
+	if err != nil || len(ms) != 1 || !contains(ms[0].Options, "ro") || !contains(ms[0].Options, "br:"+b.links.Path("4")+"=ro+wh:"+b.links.Path("1")+"=ro+wh") {
 		t.Fatalf("view of two parents: %+v %v", ms, err)
 	}
 }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -139,4 +140,35 @@ func FSType(path string) string {
 		return m.FSType
 	}
 	return "the backing filesystem"
+}
+
+// Links is a directory of short symlinks, l/<id> → ../snapshots/<id>/fs.
+// Mount options name a snapshot's ancestors by these paths, which share one
+// parent directory, so a long chain can be written relative to it and fit
+// the kernel's one page of mount data (overlay2's lowerdirs, aufs's
+// branches; dockerd's overlay2 does the same).
+type Links struct {
+	Dir string
+}
+
+// NewLinks creates home/l.
+func NewLinks(home string) (Links, error) {
+	l := Links{Dir: filepath.Join(home, "l")}
+	return l, os.MkdirAll(l.Dir, 0o700)
+}
+
+// Path is the short path of snapshot id's fs directory.
+func (l Links) Path(id string) string { return filepath.Join(l.Dir, id) }
+
+// Make links id to its fs directory.
+func (l Links) Make(id string) error {
+	return os.Symlink(filepath.Join("..", "snapshots", id, "fs"), l.Path(id))
+}
+
+// Remove removes id's link; a missing link is not an error.
+func (l Links) Remove(id string) error {
+	if err := os.Remove(l.Path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }

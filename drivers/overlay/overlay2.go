@@ -2,10 +2,7 @@ package overlay
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/core"
@@ -28,7 +25,7 @@ func Overlay2Factory() drivers.Factory {
 
 type overlay2 struct {
 	dirs  core.Dirs
-	links string // home/l
+	links core.Links // home/l
 	caps  drivers.Capabilities
 	// quota is set when home is on xfs with project quota enforced; every
 	// active snapshot then gets a project id from projectBase up.
@@ -43,7 +40,7 @@ func NewOverlay2(ctx context.Context, home string, opts drivers.Options) (*core.
 	if err != nil {
 		return nil, err
 	}
-	b := &overlay2{dirs: dirs, links: filepath.Join(home, "l")}
+	b := &overlay2{dirs: dirs}
 	if v, ok := opts["size"]; ok {
 		if b.size, err = drivers.ParseSize("size", v); err != nil {
 			return nil, err
@@ -52,7 +49,7 @@ func NewOverlay2(ctx context.Context, home string, opts drivers.Options) (*core.
 	if err := b.setupQuota(home); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(b.links, 0o700); err != nil {
+	if b.links, err = core.NewLinks(home); err != nil {
 		return nil, wrap(NameOverlay2, err)
 	}
 	if err := checkMultipleLowers(home); err != nil {
@@ -66,11 +63,6 @@ func NewOverlay2(ctx context.Context, home string, opts drivers.Options) (*core.
 	}
 	return core.Open(ctx, NameOverlay2, home, b)
 }
-
-// link is the short path the lowerdir option names for snapshot id. The
-// links share one directory so that a long option can be shortened to
-// paths relative to it (see mount.All).
-func (b *overlay2) link(id string) string { return filepath.Join(b.links, id) }
 
 // setupQuota turns project quota on when the backing filesystem enforces
 // it. Without it a size option is refused with the reason.
@@ -102,7 +94,7 @@ func (b *overlay2) limit(ctx context.Context, s storage.Snapshot) error {
 	}
 	if s.Project == 0 {
 		if size > 0 {
-			return fmt.Errorf("%s: a size limit needs project quota: %w: overlay2 on %s: project quota needs xfs mounted with prjquota", NameOverlay2, drivers.ErrInvalidArgument, core.FSType(b.links))
+			return fmt.Errorf("%s: a size limit needs project quota: %w: overlay2 on %s: project quota needs xfs mounted with prjquota", NameOverlay2, drivers.ErrInvalidArgument, core.FSType(b.links.Dir))
 		}
 		return nil
 	}
@@ -137,7 +129,7 @@ func (b *overlay2) Create(ctx context.Context, s storage.Snapshot) error {
 	}
 	// Views never become parents; only active snapshots need a link.
 	if s.Kind == drivers.KindActive {
-		if err := os.Symlink(filepath.Join("..", "snapshots", s.ID, "fs"), b.link(s.ID)); err != nil {
+		if err := b.links.Make(s.ID); err != nil {
 			b.Remove(ctx, s.ID)
 			return err
 		}
@@ -158,7 +150,7 @@ func (b *overlay2) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
 	}
 	lowers := make([]string, len(s.ParentIDs))
 	for i, id := range s.ParentIDs {
-		lowers[i] = b.link(id)
+		lowers[i] = b.links.Path(id)
 	}
 	if s.Kind == drivers.KindView {
 		return []drivers.Mount{overlayMount(lowers, "", "")}, nil
@@ -176,7 +168,7 @@ func (b *overlay2) Usage(ctx context.Context, s storage.Snapshot) (drivers.Usage
 }
 
 func (b *overlay2) Remove(ctx context.Context, id string) error {
-	if err := os.Remove(b.link(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := b.links.Remove(id); err != nil {
 		return err
 	}
 	return b.dirs.Remove(id)
