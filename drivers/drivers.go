@@ -14,8 +14,9 @@ import (
 	"fmt"
 	"strconv"
 
-	units "github.com/docker/go-units"
 	"time"
+
+	units "github.com/docker/go-units"
 )
 
 // Kind is the state of a snapshot.

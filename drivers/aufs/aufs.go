@@ -201,12 +201,8 @@ func (b *backend) Create(ctx context.Context, s storage.Snapshot) error {
 }
 
 func (b *backend) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
-	switch {
-	case len(s.ParentIDs) == 0:
-		return core.Bind(b.dirs.Path(s.ID, "fs"), s.Kind == drivers.KindView), nil
-	case s.Kind == drivers.KindView && len(s.ParentIDs) == 1:
-		// One read-only branch is the parent itself: a bind is enough.
-		return core.Bind(b.dirs.Path(s.ParentIDs[0], "fs"), true), nil
+	if ms, ok := b.dirs.UnionShortcut(s); ok {
+		return ms, nil
 	}
 	// Checked again here: the kernel may have changed since Create.
 	if err := b.checkDepth(s); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/mount"
+	"github.com/layerlab/layerlab/drivers/storage"
 )
 
 // Dirs is the layout of a directory-based driver: one directory per
@@ -171,4 +172,18 @@ func (l Links) Remove(id string) error {
 		return err
 	}
 	return nil
+}
+
+// UnionShortcut returns the mounts of s when a union filesystem is not
+// needed: a snapshot with no parent is its own fs directory, and a view of
+// a single layer is that layer, read-only (overlayfs cannot even mount one
+// lower without an upper). ok is false when s needs the union mount.
+func (d Dirs) UnionShortcut(s storage.Snapshot) (ms []drivers.Mount, ok bool) {
+	switch {
+	case len(s.ParentIDs) == 0:
+		return Bind(d.Path(s.ID, "fs"), s.Kind == drivers.KindView), true
+	case s.Kind == drivers.KindView && len(s.ParentIDs) == 1:
+		return Bind(d.Path(s.ParentIDs[0], "fs"), true), true
+	}
+	return nil, false
 }

@@ -26,6 +26,7 @@ func OverlayFactory() drivers.Factory {
 type classic struct {
 	dirs core.Dirs
 	caps drivers.Capabilities
+	base []string // options every overlay mount gets, read once at open
 }
 
 // NewOverlay opens a classic overlay driver with its state under home.
@@ -38,7 +39,7 @@ func NewOverlay(ctx context.Context, home string, opts drivers.Options) (*core.D
 	if err != nil {
 		return nil, wrap(NameOverlay, err)
 	}
-	return core.Open(ctx, NameOverlay, home, &classic{dirs: dirs, caps: caps})
+	return core.Open(ctx, NameOverlay, home, &classic{dirs: dirs, caps: caps, base: baseOptions()})
 }
 
 func (b *classic) Create(ctx context.Context, s storage.Snapshot) error {
@@ -62,7 +63,7 @@ func (b *classic) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
 	if s.Kind == drivers.KindView {
 		return core.Bind(lower, true), nil
 	}
-	return []drivers.Mount{overlayMount([]string{lower}, b.dirs.Path(s.ID, "fs"), b.dirs.Path(s.ID, "work"))}, nil
+	return []drivers.Mount{overlayMount(b.base, []string{lower}, b.dirs.Path(s.ID, "fs"), b.dirs.Path(s.ID, "work"))}, nil
 }
 
 // Commit builds the layer's complete tree: a hardlinked copy of the

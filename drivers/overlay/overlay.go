@@ -67,7 +67,8 @@ func capabilitiesAt(multiLower bool, home string) (drivers.Capabilities, error) 
 }
 
 // baseOptions are overlay options every mount gets: with the index feature
-// on, an upper that outlives its lower stack fails to mount again.
+// on, an upper that outlives its lower stack fails to mount again. Drivers
+// read it once at open, off the Prepare path the benchmarks time.
 func baseOptions() []string {
 	if kernel.Param("overlay", "index") == "Y" {
 		return []string{"index=off"}
@@ -75,8 +76,8 @@ func baseOptions() []string {
 	return nil
 }
 
-func overlayMount(lowers []string, upper, work string) drivers.Mount {
-	opts := append(baseOptions(), "lowerdir="+strings.Join(lowers, ":"))
+func overlayMount(base, lowers []string, upper, work string) drivers.Mount {
+	opts := append(append([]string(nil), base...), "lowerdir="+strings.Join(lowers, ":"))
 	if upper != "" {
 		opts = append(opts, "upperdir="+upper, "workdir="+work)
 	}

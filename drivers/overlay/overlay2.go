@@ -27,6 +27,7 @@ type overlay2 struct {
 	dirs  core.Dirs
 	links core.Links // home/l
 	caps  drivers.Capabilities
+	base  []string // options every overlay mount gets, read once at open
 	// quota is set when home is on xfs with project quota enforced; every
 	// active snapshot then gets a project id from projectBase up.
 	quota       *quota.XFS
@@ -58,6 +59,7 @@ func NewOverlay2(ctx context.Context, home string, opts drivers.Options) (*core.
 	if b.caps, err = capabilitiesAt(true, home); err != nil {
 		return nil, wrap(NameOverlay2, err)
 	}
+	b.base = baseOptions()
 	if b.quota != nil {
 		b.caps.Quota, b.caps.QuotaNote = true, b.quota.Mechanism()
 	}
@@ -138,12 +140,8 @@ func (b *overlay2) Create(ctx context.Context, s storage.Snapshot) error {
 }
 
 func (b *overlay2) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
-	switch {
-	case len(s.ParentIDs) == 0:
-		return core.Bind(b.dirs.Path(s.ID, "fs"), s.Kind == drivers.KindView), nil
-	case s.Kind == drivers.KindView && len(s.ParentIDs) == 1:
-		// overlay without an upper needs two lowers; one is a bind.
-		return core.Bind(b.dirs.Path(s.ParentIDs[0], "fs"), true), nil
+	if ms, ok := b.dirs.UnionShortcut(s); ok {
+		return ms, nil
 	}
 	if len(s.ParentIDs) > MaxDepth {
 		return nil, fmt.Errorf("%s: %d parent layers, the kernel stacks at most %d: %w", NameOverlay2, len(s.ParentIDs), MaxDepth, drivers.ErrFailedPrecondition)
@@ -153,9 +151,9 @@ func (b *overlay2) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
 		lowers[i] = b.links.Path(id)
 	}
 	if s.Kind == drivers.KindView {
-		return []drivers.Mount{overlayMount(lowers, "", "")}, nil
+		return []drivers.Mount{overlayMount(b.base, lowers, "", "")}, nil
 	}
-	return []drivers.Mount{overlayMount(lowers, b.dirs.Path(s.ID, "fs"), b.dirs.Path(s.ID, "work"))}, nil
+	return []drivers.Mount{overlayMount(b.base, lowers, b.dirs.Path(s.ID, "fs"), b.dirs.Path(s.ID, "work"))}, nil
 }
 
 // Commit needs no data movement: the upper directory becomes a lower.
