@@ -132,6 +132,48 @@ func ParseSize(option, v string) (int64, error) {
 	return n, nil
 }
 
+// Filter selects snapshots for Walk. Every field that is set must match;
+// the store applies filters while it reads, so a caller that wants a few
+// snapshots of a large tree does not receive them all.
+type Filter struct {
+	Kind   Kind              // KindUnknown matches every kind
+	Name   string            // "" matches every name
+	Parent string            // "" matches every parent, unless Base is set
+	Base   bool              // only snapshots without a parent
+	Labels map[string]string // each label must be present with this value
+}
+
+// Match reports whether info passes f.
+func (f Filter) Match(info Info) bool {
+	switch {
+	case f.Kind != KindUnknown && info.Kind != f.Kind,
+		f.Name != "" && info.Name != f.Name,
+		f.Parent != "" && info.Parent != f.Parent,
+		f.Base && info.Parent != "":
+		return false
+	}
+	for k, v := range f.Labels {
+		if got, ok := info.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// MatchAny reports whether info passes at least one of filters, or there
+// are none.
+func MatchAny(info Info, filters []Filter) bool {
+	if len(filters) == 0 {
+		return true
+	}
+	for _, f := range filters {
+		if f.Match(info) {
+			return true
+		}
+	}
+	return false
+}
+
 // WalkFunc is called for every snapshot by Walk. Returning an error stops
 // the walk and returns that error.
 type WalkFunc func(context.Context, Info) error
@@ -160,8 +202,10 @@ type Snapshotter interface {
 	// Remove deletes a snapshot; a committed snapshot with children cannot
 	// be removed.
 	Remove(ctx context.Context, key string) error
-	// Walk calls fn for every snapshot.
-	Walk(ctx context.Context, fn WalkFunc) error
+	// Walk calls fn for every snapshot that matches any of filters (every
+	// snapshot when none is given), outside any metadata transaction, so fn
+	// may call back into the snapshotter.
+	Walk(ctx context.Context, fn WalkFunc, filters ...Filter) error
 	// Close releases the driver. Calling it twice is allowed.
 	Close() error
 }

@@ -289,13 +289,16 @@ func (d *Driver) Remove(ctx context.Context, key string) error {
 
 // Walk implements drivers.Snapshotter. fn runs outside the metadata
 // transaction, so it may call back into the driver.
-func (d *Driver) Walk(ctx context.Context, fn drivers.WalkFunc) error {
+func (d *Driver) Walk(ctx context.Context, fn drivers.WalkFunc, filters ...drivers.Filter) error {
 	if err := d.check(); err != nil {
 		return err
 	}
 	var infos []drivers.Info
 	err := d.store.View(ctx, func(tx *storage.Tx) error {
 		return tx.Walk(func(info drivers.Info) error {
+			if !drivers.MatchAny(info, filters) {
+				return nil
+			}
 			infos = append(infos, info)
 			return nil
 		})
