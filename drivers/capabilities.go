@@ -38,6 +38,10 @@ type Capabilities struct {
 	Kernel []string `json:"kernel"`
 	// MaxDepth is the deepest parent chain the driver mounts, 0 if unbounded.
 	MaxDepth int `json:"max_depth,omitempty"`
+	// DeferredRemove says Remove of a snapshot that is still mounted
+	// succeeds and the storage goes when the last mount does (devicemapper's
+	// deferred device removal). Without it such a Remove is refused.
+	DeferredRemove bool `json:"deferred_remove,omitempty"`
 	// Notes are facts that qualify the above, such as the copy method vfs
 	// chose for its home.
 	Notes []string `json:"notes,omitempty"`

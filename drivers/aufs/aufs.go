@@ -240,6 +240,9 @@ func (b *backend) Remove(ctx context.Context, id string) error {
 	return b.dirs.Remove(id)
 }
 
+// Paths includes the short link: aufs's br: options name branches by it.
+func (b *backend) Paths(id string) []string { return append(b.dirs.Paths(id), b.links.Path(id)) }
+
 func (b *backend) IDs(ctx context.Context) ([]string, error) { return b.dirs.IDs(ctx) }
 
 func (b *backend) Capabilities() drivers.Capabilities { return b.caps }

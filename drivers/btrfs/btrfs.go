@@ -243,6 +243,8 @@ func setWritable(path string) error {
 	return f.SetFlags(flags &^ btrfs.SubvolReadOnly)
 }
 
+func (b *backend) Paths(id string) []string { return b.dirs.Paths(id) }
+
 func (b *backend) IDs(ctx context.Context) ([]string, error) { return b.dirs.IDs(ctx) }
 
 func (b *backend) Capabilities() drivers.Capabilities { return b.caps }

@@ -1,25 +1,35 @@
 // Package core is the snapshot bookkeeping every layerlab driver shares: it
 // wraps a driver's Backend (which creates, freezes and deletes the storage
-// of one snapshot) in metadata transactions, so that each driver only
-// writes what is particular to its filesystem.
+// of one snapshot) in metadata records, so that each driver only writes
+// what is particular to its filesystem.
 //
-// Ordering, for crash consistency: storage is created inside the metadata
-// transaction that records it, so a crash before the commit leaves storage
-// that no record names; Open sweeps such orphans. Remove deletes the record
-// first and the storage after, so a crash in between leaves an orphan too,
-// never a record without storage.
+// Disk work never runs inside the metadata store's one write transaction,
+// so a long copy or clone on one key does not stall the others; per-key
+// locks order operations on the same key. Crash consistency comes from the
+// order of the steps:
+//   - Prepare and View make storage first, under an id no record names,
+//     then record it in one transaction: a crash before the record leaves
+//     an orphan, which Open sweeps; readers never see a half-made snapshot.
+//   - Commit marks the record committing (durably), freezes the storage,
+//     then renames the record to committed: Open finishes a commit a crash
+//     interrupted, or takes it back if the backend cannot finish it.
+//   - Remove deletes the record, then the storage: a crash in between
+//     leaves an orphan, swept by Open.
 package core
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/mount"
 	"github.com/layerlab/layerlab/drivers/storage"
 )
 
@@ -51,14 +61,42 @@ type Projects interface {
 	ProjectBase() uint32
 }
 
+// Storage is implemented by backends whose snapshots live in directories:
+// Paths names what a live mount of snapshot id would use (its directory,
+// its short link). Remove refuses a snapshot whose paths a mount uses, and
+// the sweep leaves such orphans alone.
+type Storage interface {
+	Paths(id string) []string
+}
+
+// CommitUndoer is implemented by backends whose Commit changes storage in
+// a way an active snapshot cannot keep (zfs makes the dataset read-only):
+// UndoCommit takes that back when the commit cannot be finished.
+type CommitUndoer interface {
+	UndoCommit(ctx context.Context, s storage.Snapshot) error
+}
+
 // MetadataFile is the name of the metadata database inside a driver's home.
 const MetadataFile = "metadata.db"
+
+// Recovery is what Open found and did: commits it finished or took back,
+// orphaned storage it swept, and what it could not do (and left).
+type Recovery struct {
+	Finished []string // keys whose interrupted commit was completed
+	Undone   []string // keys whose interrupted commit was taken back
+	Swept    []string // storage ids no record named, removed
+	Failed   []error  // what could not be recovered or removed
+}
 
 // Driver implements drivers.Driver around a Backend.
 type Driver struct {
 	name     string
 	store    *storage.Store
 	backend  Backend
+	locks    keyLocks
+	lastID   atomic.Uint64
+	projects projects
+	recovery Recovery
 	closed   atomic.Bool
 	once     sync.Once
 	closeErr error
@@ -77,8 +115,9 @@ func CheckHome(name, home string) error {
 	return nil
 }
 
-// Open opens the metadata under home and sweeps storage no record names.
-// It takes ownership of backend: on error the backend is closed.
+// Open opens the metadata under home, finishes what a crash interrupted
+// and sweeps storage no record names. It takes ownership of backend: on
+// error the backend is closed.
 func Open(ctx context.Context, name, home string, backend Backend) (*Driver, error) {
 	store, err := storage.Open(filepath.Join(home, MetadataFile))
 	if err != nil {
@@ -86,16 +125,63 @@ func Open(ctx context.Context, name, home string, backend Backend) (*Driver, err
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	d := &Driver{name: name, store: store, backend: backend}
-	if err := d.sweep(ctx); err != nil {
+	if p, ok := backend.(Projects); ok {
+		d.projects.base = p.ProjectBase()
+	}
+	err = store.View(ctx, func(tx *storage.Tx) error {
+		d.lastID.Store(tx.LastID())
+		d.projects.held = tx.Projects()
+		return nil
+	})
+	if err == nil {
+		err = d.recover(ctx)
+	}
+	if err == nil {
+		err = d.sweep(ctx)
+	}
+	if err != nil {
 		d.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
+// Recovery returns what Open recovered and swept.
+func (d *Driver) Recovery() Recovery { return d.recovery }
+
+// recover finishes the commits a crash interrupted: the backend's Commit
+// is run again (backends make it safe to repeat) and the record renamed;
+// when that fails the commit is taken back and the snapshot stays active.
+func (d *Driver) recover(ctx context.Context) error {
+	var pending map[string]string
+	if err := d.store.View(ctx, func(tx *storage.Tx) (err error) {
+		pending, err = tx.Committing()
+		return err
+	}); err != nil {
+		return fmt.Errorf("%s: %w", d.name, err)
+	}
+	for key, name := range pending {
+		err := d.finishCommit(ctx, key)
+		if err == nil {
+			d.recovery.Finished = append(d.recovery.Finished, key)
+			continue
+		}
+		err = fmt.Errorf("%s: finish the interrupted commit of %q as %q: %w", d.name, key, name, err)
+		if uerr := d.undoCommit(ctx, key); uerr != nil {
+			return errors.Join(err, uerr)
+		}
+		slog.WarnContext(ctx, "took back an interrupted commit", "driver", d.name, "key", key, "err", err)
+		d.recovery.Undone = append(d.recovery.Undone, key)
+		d.recovery.Failed = append(d.recovery.Failed, err)
+	}
+	return nil
+}
+
 // sweep removes storage that no record names: what a crash between
-// creating storage and committing its record, or between deleting a record
-// and its storage, left behind.
+// making storage and recording it, or between deleting a record and its
+// storage, left behind. It goes on past what it cannot remove, and never
+// removes storage a mount still uses; both are logged and kept in
+// Recovery.Failed.
 func (d *Driver) sweep(ctx context.Context) error {
 	var known map[string]bool
 	err := d.store.View(ctx, func(tx *storage.Tx) (err error) {
@@ -110,11 +196,66 @@ func (d *Driver) sweep(ctx context.Context) error {
 		return fmt.Errorf("%s: list storage: %w", d.name, err)
 	}
 	for _, id := range ids {
-		if !known[id] {
-			if err := d.backend.Remove(ctx, id); err != nil {
-				return fmt.Errorf("%s: sweep orphaned snapshot %s: %w", d.name, id, err)
-			}
+		if n, err := strconv.ParseUint(id, 10, 64); err == nil && n > d.lastID.Load() {
+			d.lastID.Store(n) // never hand out the id of storage that stays
 		}
+		if known[id] {
+			continue
+		}
+		err := d.busy(id)
+		if err == nil {
+			err = d.backend.Remove(ctx, id)
+		}
+		if err != nil {
+			err = fmt.Errorf("%s: orphaned snapshot storage %s is kept: %w", d.name, id, err)
+			slog.WarnContext(ctx, "sweep", "driver", d.name, "err", err)
+			d.recovery.Failed = append(d.recovery.Failed, err)
+			continue
+		}
+		d.recovery.Swept = append(d.recovery.Swept, id)
+	}
+	return nil
+}
+
+// Orphans lists storage ids that no record names: none after a clean
+// open, or what the sweep had to keep (Recovery.Failed says why).
+func (d *Driver) Orphans(ctx context.Context) ([]string, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	var known map[string]bool
+	if err := d.store.View(ctx, func(tx *storage.Tx) (err error) {
+		known, err = tx.IDs()
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	ids, err := d.backend.IDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var orphans []string
+	for _, id := range ids {
+		if !known[id] {
+			orphans = append(orphans, id)
+		}
+	}
+	return orphans, nil
+}
+
+// busy returns an ErrFailedPrecondition error naming the mount point when
+// a mount uses the storage of snapshot id.
+func (d *Driver) busy(id string) error {
+	st, ok := d.backend.(Storage)
+	if !ok || d.backend.Capabilities().DeferredRemove {
+		return nil
+	}
+	at, err := mount.InUse(st.Paths(id)...)
+	if err != nil {
+		return fmt.Errorf("check the mounts of snapshot %s: %w", id, err)
+	}
+	if at != "" {
+		return fmt.Errorf("snapshot storage %s is mounted at %s: %w; unmount it first", id, at, drivers.ErrFailedPrecondition)
 	}
 	return nil
 }
@@ -153,12 +294,23 @@ func (d *Driver) Update(ctx context.Context, info drivers.Info, fieldpaths ...st
 	return out, err
 }
 
+// get reads the layout of key.
+func (d *Driver) get(ctx context.Context, key string) (s storage.Snapshot, err error) {
+	err = d.store.View(ctx, func(tx *storage.Tx) error {
+		s, err = tx.Get(key)
+		return err
+	})
+	return s, err
+}
+
 // Usage implements drivers.Snapshotter: recorded at commit for committed
-// snapshots, measured now for the others.
+// snapshots, measured now for the others, under the key's read lock so a
+// Remove cannot pull the storage away mid-walk.
 func (d *Driver) Usage(ctx context.Context, key string) (drivers.Usage, error) {
 	if err := d.check(); err != nil {
 		return drivers.Usage{}, err
 	}
+	defer d.locks.lock(nil, key)()
 	var (
 		s         storage.Snapshot
 		u         drivers.Usage
@@ -182,11 +334,8 @@ func (d *Driver) Mounts(ctx context.Context, key string) ([]drivers.Mount, error
 	if err := d.check(); err != nil {
 		return nil, err
 	}
-	var s storage.Snapshot
-	err := d.store.View(ctx, func(tx *storage.Tx) (err error) {
-		s, err = tx.Get(key)
-		return err
-	})
+	defer d.locks.lock(nil, key)()
+	s, err := d.get(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -206,99 +355,151 @@ func (d *Driver) View(ctx context.Context, key, parent string, opts ...drivers.O
 	return d.create(ctx, drivers.KindView, key, parent, opts)
 }
 
-func (d *Driver) create(ctx context.Context, kind drivers.Kind, key, parent string, opts []drivers.Opt) ([]drivers.Mount, error) {
+// create makes storage under a new id outside any transaction, then
+// records it; a failure at any step removes what the earlier ones made.
+func (d *Driver) create(ctx context.Context, kind drivers.Kind, key, parent string, opts []drivers.Opt) (_ []drivers.Mount, err error) {
 	if err := d.check(); err != nil {
 		return nil, err
 	}
-	var (
-		s       storage.Snapshot
-		created bool
-	)
-	err := d.store.Update(ctx, func(tx *storage.Tx) (err error) {
-		if s, err = tx.Create(key, parent, kind, opts...); err != nil {
-			return err
-		}
-		if p, ok := d.backend.(Projects); ok && kind == drivers.KindActive && p.ProjectBase() > 0 {
-			if s.Project, err = tx.AssignProject(key, p.ProjectBase()); err != nil {
-				return err
-			}
-		}
-		if err = d.backend.Create(ctx, s); err != nil {
-			return fmt.Errorf("%s: create storage for %q: %w", d.name, key, err)
-		}
-		created = true
-		return nil
-	})
-	if err != nil {
-		if created { // the transaction failed after the storage was made
-			err = errors.Join(err, d.backend.Remove(ctx, s.ID))
-		}
+	defer d.locks.lock([]string{key}, parent)()
+	var s storage.Snapshot
+	if err := d.store.View(ctx, func(tx *storage.Tx) (err error) {
+		s, err = tx.Plan(key, parent, kind, opts...)
+		return err
+	}); err != nil {
 		return nil, err
 	}
-	return d.backend.Mounts(s)
+	s.ID = strconv.FormatUint(d.lastID.Add(1), 10)
+	if kind == drivers.KindActive && d.projects.base > 0 {
+		if s.Project, err = d.projects.take(); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				d.projects.release(s.Project)
+			}
+		}()
+	}
+	Step(ctx, "create:planned")
+	if err := d.backend.Create(ctx, s); err != nil {
+		return nil, errors.Join(fmt.Errorf("%s: create storage for %q: %w", d.name, key, err), d.backend.Remove(ctx, s.ID))
+	}
+	Step(ctx, "create:storage")
+	if err := d.store.Update(ctx, func(tx *storage.Tx) error { return tx.Insert(key, s) }); err != nil {
+		return nil, errors.Join(err, d.backend.Remove(ctx, s.ID))
+	}
+	Step(ctx, "create:recorded")
+	ms, err := d.backend.Mounts(s)
+	if err != nil {
+		err = fmt.Errorf("%s: mounts of the new snapshot %q (taken back): %w", d.name, key, err)
+		rerr := d.store.Update(ctx, func(tx *storage.Tx) error { _, _, err := tx.Remove(key); return err })
+		if rerr == nil {
+			rerr = d.backend.Remove(ctx, s.ID)
+		}
+		return nil, errors.Join(err, rerr)
+	}
+	return ms, nil
 }
 
-// Commit implements drivers.Snapshotter.
+// Commit implements drivers.Snapshotter in two durable steps around the
+// backend's work (see the package comment).
 func (d *Driver) Commit(ctx context.Context, name, key string, opts ...drivers.Opt) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	return d.store.Update(ctx, func(tx *storage.Tx) error {
-		s, err := tx.Get(key)
-		if err != nil {
-			return err
-		}
-		if s.Kind != drivers.KindActive {
-			return fmt.Errorf("commit %q: snapshot is a %s, only active snapshots can be committed: %w", key, s.Kind, drivers.ErrFailedPrecondition)
-		}
-		// Refuse a bad or taken name before the backend does any work it
-		// would have to undo.
-		if err := storage.ValidKey("commit name", name); err != nil {
-			return err
-		}
-		if _, err := tx.Info(name); err == nil {
-			return fmt.Errorf("commit %q as %q: %w", key, name, drivers.ErrAlreadyExists)
-		}
-		u, err := d.backend.Commit(ctx, s)
-		if err != nil {
-			return fmt.Errorf("%s: commit %q: %w", d.name, key, err)
-		}
-		_, err = tx.Commit(key, name, u, opts...)
+	defer d.locks.lock([]string{key, name})()
+	if err := d.store.Update(ctx, func(tx *storage.Tx) error {
+		_, err := tx.BeginCommit(key, name, opts...)
 		return err
-	})
-}
-
-// Remove implements drivers.Snapshotter.
-func (d *Driver) Remove(ctx context.Context, key string) error {
-	if err := d.check(); err != nil {
+	}); err != nil {
 		return err
 	}
-	var id string
-	err := d.store.Update(ctx, func(tx *storage.Tx) (err error) {
-		id, _, err = tx.Remove(key)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := d.backend.Remove(ctx, id); err != nil {
-		return fmt.Errorf("%s: %q is removed from the metadata but its storage is not (it is swept on the next open): %w", d.name, key, err)
+	Step(ctx, "commit:begun")
+	if err := d.finishCommit(ctx, key); err != nil {
+		err = fmt.Errorf("%s: commit %q: %w", d.name, key, err)
+		return errors.Join(err, d.undoCommit(ctx, key))
 	}
 	return nil
 }
 
-// Walk implements drivers.Snapshotter. fn runs outside the metadata
-// transaction, so it may call back into the driver.
+// finishCommit runs the backend's Commit of the snapshot key, marked
+// committing, and records it committed.
+func (d *Driver) finishCommit(ctx context.Context, key string) error {
+	s, err := d.get(ctx, key)
+	if err != nil {
+		return err
+	}
+	u, err := d.backend.Commit(ctx, s)
+	if err != nil {
+		return err
+	}
+	Step(ctx, "commit:frozen")
+	err = d.store.Update(ctx, func(tx *storage.Tx) error {
+		_, err := tx.FinishCommit(key, u)
+		return err
+	})
+	if err == nil {
+		Step(ctx, "commit:recorded")
+	}
+	return err
+}
+
+// undoCommit takes back a begun commit: the backend's changes, then the
+// mark on the record.
+func (d *Driver) undoCommit(ctx context.Context, key string) error {
+	var uerr error
+	if u, ok := d.backend.(CommitUndoer); ok {
+		s, err := d.get(ctx, key)
+		if err != nil {
+			return err
+		}
+		uerr = u.UndoCommit(ctx, s)
+	}
+	return errors.Join(uerr, d.store.Update(ctx, func(tx *storage.Tx) error { return tx.AbortCommit(key) }))
+}
+
+// Remove implements drivers.Snapshotter. A snapshot a mount still uses is
+// refused (unless the backend removes devices deferred, and says so in
+// its Capabilities).
+func (d *Driver) Remove(ctx context.Context, key string) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	defer d.locks.lock([]string{key})()
+	s, err := d.get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if err := d.busy(s.ID); err != nil {
+		return fmt.Errorf("%s: remove %q: %w", d.name, key, err)
+	}
+	Step(ctx, "remove:checked")
+	var id string
+	if err := d.store.Update(ctx, func(tx *storage.Tx) (err error) {
+		id, _, err = tx.Remove(key)
+		return err
+	}); err != nil {
+		return err
+	}
+	d.projects.release(s.Project)
+	Step(ctx, "remove:recorded")
+	if err := d.backend.Remove(ctx, id); err != nil {
+		return fmt.Errorf("%s: %q is removed from the metadata but its storage is not (it is swept on the next open): %w", d.name, key, err)
+	}
+	Step(ctx, "remove:storage")
+	return nil
+}
+
+// Walk implements drivers.Snapshotter: the store applies filters while it
+// reads, and fn runs outside the metadata transaction, so it may call
+// back into the driver.
 func (d *Driver) Walk(ctx context.Context, fn drivers.WalkFunc, filters ...drivers.Filter) error {
 	if err := d.check(); err != nil {
 		return err
 	}
 	var infos []drivers.Info
 	err := d.store.View(ctx, func(tx *storage.Tx) error {
-		return tx.Walk(func(info drivers.Info) error {
-			if !drivers.MatchAny(info, filters) {
-				return nil
-			}
+		return tx.Walk(filters, func(info drivers.Info) error {
 			infos = append(infos, info)
 			return nil
 		})

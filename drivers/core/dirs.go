@@ -51,6 +51,10 @@ func (d Dirs) IDs(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+// Paths implements Storage for backends that keep each snapshot in its
+// directory.
+func (d Dirs) Paths(id string) []string { return []string{d.Path(id)} }
+
 // Remove deletes the directory of snapshot id.
 func (d Dirs) Remove(id string) error {
 	return os.RemoveAll(d.Path(id))

@@ -73,6 +73,8 @@ func capabilities(blockSize int64, fs, control string) drivers.Capabilities {
 		Quota:       true,
 		QuotaNote:   "base device size (thin device)",
 		Kernel:      []string{"device-mapper thin-pool (dm-thin-pool)"},
+		// A mounted thin device is removed by the kernel at its unmount.
+		DeferredRemove: true,
 		Notes: []string{
 			fmt.Sprintf("thin blocks of %d KiB: a write that covers a shared block is redirected; a partial one copies the rest of the block first", blockSize>>10),
 			fs + " made once, on the base device; a child has its parent's size, grown (never shrunk) when it asks for more",

@@ -10,6 +10,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -20,6 +21,15 @@ import (
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
+
+// containerd's suite mounts long overlay options the way drivers/mount
+// does: on a locked thread that unshares its fs context and chdirs to the
+// lowerdirs' parent, and that ends with its goroutine. When that thread is
+// the main thread, Go never ends it (it parks it), so its cwd keeps the
+// filesystem under test busy for good and the fixture cannot unmount it.
+// Holding the main thread for the main goroutine keeps every other
+// goroutine off it. drivertest is imported only by test binaries.
+func init() { runtime.LockOSThread() }
 
 // Config says what to run.
 type Config struct {
@@ -46,6 +56,10 @@ type Fixture struct {
 
 // Conformance runs both suites on each filesystem type.
 func Conformance(t *testing.T, c Config) {
+	if home := os.Getenv(envCrashHome); home != "" {
+		crashChild(t, c.Factory, home) // a child of checkCrash, not a test run
+		return
+	}
 	fixtures := c.Fixtures
 	for _, fstype := range c.FSTypes {
 		fstype := fstype
@@ -53,6 +67,7 @@ func Conformance(t *testing.T, c Config) {
 			return loopfs.ForTest(t, fstype, c.Size).Dir
 		}})
 	}
+	crashed := false
 	for _, f := range fixtures {
 		t.Run(f.Name, func(t *testing.T) {
 			dir := f.Dir(t)
@@ -61,6 +76,12 @@ func Conformance(t *testing.T, c Config) {
 			}
 			t.Run("containerd", func(t *testing.T) { Containerd(t, c.Factory, c.ContainerdName, dir) })
 			t.Run("layerlab", func(t *testing.T) { Suite(t, c.Factory, dir) })
+			// Killing a child at every step costs a process per step: one
+			// backing store per driver is enough.
+			if !crashed {
+				crashed = true
+				t.Run("Crash", func(t *testing.T) { checkCrash(t, c.Factory, dir) })
+			}
 		})
 	}
 }
@@ -104,6 +125,7 @@ func Suite(t *testing.T, f drivers.Factory, dir string) {
 		{"Errors", checkErrors},
 		{"BadOpen", checkBadOpen},
 		{"Quota", checkQuota},
+		{"RemoveMounted", checkRemoveMounted},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {

@@ -139,7 +139,14 @@ func mountCompact(source, target, fstype string, flags uintptr, data string) err
 			errc <- err
 			return
 		}
-		errc <- unix.Mount(source, target, fstype, flags, compact)
+		err := unix.Mount(source, target, fstype, flags, compact)
+		// Leave dir before answering: the thread exits only some time
+		// after the goroutine ends, and until then its cwd would keep
+		// dir's filesystem busy for an unmount that follows at once.
+		if cerr := unix.Chdir("/"); err == nil && cerr != nil {
+			err = fmt.Errorf("leave %s: %w", dir, cerr)
+		}
+		errc <- err
 	}()
 	return <-errc
 }
@@ -170,8 +177,12 @@ func compactLowerdir(data string) (string, string, error) {
 	return "", "", fmt.Errorf("overlay options exceed one page and have no lowerdir to shorten: %w", unix.E2BIG)
 }
 
-// Unmount unmounts target once. When it is busy it retries briefly, then
-// detaches it lazily so the caller can go on.
+// Unmount unmounts target once. A busy target is retried for a moment
+// (a process may be leaving it); if it stays busy the error wraps EBUSY
+// and drivers.ErrFailedPrecondition. It never detaches lazily: a lazy
+// detach hides the mount while whatever holds it keeps the storage in
+// use, so the caller would go on to delete storage that is still live.
+// Callers that want that must say so with Detach.
 func Unmount(target string) error {
 	var err error
 	for i := 0; i < 10; i++ {
@@ -180,11 +191,20 @@ func Unmount(target string) error {
 		}
 		time.Sleep(time.Duration(i+1) * 5 * time.Millisecond)
 	}
-	if errors.Is(err, unix.EBUSY) {
-		err = unix.Unmount(target, unix.MNT_DETACH)
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, unix.EBUSY):
+		return fmt.Errorf("unmount %s: %w: %w (a process has a file open or its cwd in it; find it with `fuser -vm %s`)", target, err, drivers.ErrFailedPrecondition, target)
+	case err != nil:
 		return fmt.Errorf("unmount %s: %w", target, err)
+	}
+	return nil
+}
+
+// Detach unmounts target lazily (MNT_DETACH): it disappears from the
+// mount table at once and the kernel releases it when its last user goes.
+func Detach(target string) error {
+	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach %s: %w", target, err)
 	}
 	return nil
 }
@@ -249,4 +269,76 @@ func Under(dir string) ([]string, error) {
 		points[i], points[j] = points[j], points[i]
 	}
 	return points, nil
+}
+
+// InUse returns the mount point of a mount that uses one of paths (or
+// what lies below them), or "" when none does. A mount uses a path when
+// its mount point is below the path, when its options name the path
+// (overlay's lowerdir, upperdir and workdir; aufs's branches), or when it
+// shows part of the path's filesystem at or below the path (a bind mount,
+// or a mount of a subvolume or dataset that lives there). The mount that
+// holds a path itself (a zfs dataset mounted at its directory) is not a
+// user of it.
+func InUse(paths ...string) (string, error) {
+	type target struct {
+		path, given, rel string
+		holder           int
+		major            int
+		minor            int
+	}
+	var targets []target
+	for _, p := range paths {
+		h, err := Lookup(p)
+		if err != nil {
+			return "", err
+		}
+		given := filepath.Clean(p)
+		if resolved, err := filepath.EvalSymlinks(p); err == nil {
+			p = resolved
+		}
+		rel, err := filepath.Rel(h.Mountpoint, p)
+		if err != nil {
+			return "", err
+		}
+		targets = append(targets, target{path: p, given: given, rel: filepath.Join(h.Root, rel), holder: h.ID, major: h.Major, minor: h.Minor})
+	}
+	mounts, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range mounts {
+		for _, t := range targets {
+			if m.ID == t.holder {
+				continue
+			}
+			switch {
+			case below(m.Mountpoint, t.path) && m.Mountpoint != t.path,
+				m.Major == t.major && m.Minor == t.minor && below(m.Root, t.rel),
+				namesPath(m.VFSOptions, t.path), namesPath(m.VFSOptions, t.given):
+				return m.Mountpoint, nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// below reports whether path is dir or lies below it.
+func below(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// namesPath reports whether mount options name dir or a path below it.
+func namesPath(options, dir string) bool {
+	for _, opt := range strings.Split(options, ",") {
+		_, v, ok := strings.Cut(opt, "=")
+		if !ok {
+			continue
+		}
+		for _, p := range strings.Split(v, ":") {
+			if p, _, _ = strings.Cut(p, "="); filepath.IsAbs(p) && below(filepath.Clean(p), dir) {
+				return true
+			}
+		}
+	}
+	return false
 }

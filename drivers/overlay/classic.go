@@ -97,6 +97,8 @@ func (b *classic) Usage(ctx context.Context, s storage.Snapshot) (drivers.Usage,
 
 func (b *classic) Remove(ctx context.Context, id string) error { return b.dirs.Remove(id) }
 
+func (b *classic) Paths(id string) []string { return b.dirs.Paths(id) }
+
 func (b *classic) IDs(ctx context.Context) ([]string, error) { return b.dirs.IDs(ctx) }
 
 func (b *classic) Capabilities() drivers.Capabilities { return b.caps }

@@ -172,6 +172,9 @@ func (b *overlay2) Remove(ctx context.Context, id string) error {
 	return b.dirs.Remove(id)
 }
 
+// Paths includes the short link: overlay's options name lowers by it.
+func (b *overlay2) Paths(id string) []string { return append(b.dirs.Paths(id), b.links.Path(id)) }
+
 func (b *overlay2) IDs(ctx context.Context) ([]string, error) { return b.dirs.IDs(ctx) }
 
 func (b *overlay2) Capabilities() drivers.Capabilities { return b.caps }

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +31,18 @@ type record struct {
 	Size    int64             `json:"size,omitempty"` // usage, recorded at commit
 	Inodes  int64             `json:"inodes,omitempty"`
 	Project uint32            `json:"project,omitempty"` // xfs project id, released on Remove
+	// State is empty for a snapshot at rest. StateCommitting marks an
+	// active snapshot whose backend commit is under way (or was, when the
+	// process died): Target is the name it is being committed as, and the
+	// next open finishes the commit or takes it back.
+	State        string            `json:"state,omitempty"`
+	Target       string            `json:"target,omitempty"`
+	TargetLabels map[string]string `json:"target_labels,omitempty"` // the committed snapshot's labels
 }
+
+// StateCommitting is the state of an active snapshot between the two
+// transactions of a commit.
+const StateCommitting = "committing"
 
 func (r record) info(name string) drivers.Info {
 	labels := make(map[string]string, len(r.Labels))
@@ -52,6 +63,7 @@ func (r record) info(name string) drivers.Info {
 type Snapshot struct {
 	ID        string
 	Kind      drivers.Kind
+	Parent    string            // name of the committed parent, "" for a base
 	ParentIDs []string          // nearest parent first
 	Labels    map[string]string // as recorded; drivers read drivers.LabelSize
 	Project   uint32            // quota project id, 0 if none was assigned
@@ -66,6 +78,33 @@ func ValidKey(what, key string) error {
 		return fmt.Errorf("%s %q contains a NUL byte: %w", what, key, drivers.ErrInvalidArgument)
 	case len(key) > MaxKeyLen:
 		return fmt.Errorf("%s is %d bytes, longer than %d: %w", what, len(key), MaxKeyLen, drivers.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// MaxLabelLen bounds a label's key and value together, as containerd does.
+const MaxLabelLen = 4096
+
+// ReservedPrefix starts the labels layerlab sets itself (drivers.LabelSize):
+// callers may ask for them when a snapshot is made, never change them later.
+const ReservedPrefix = "layerlab.io/"
+
+// Reserved reports whether the label key belongs to layerlab.
+func Reserved(key string) bool { return strings.HasPrefix(key, ReservedPrefix) }
+
+// ValidLabels checks labels: non-empty keys without NUL, key and value
+// within MaxLabelLen together, and, when creating, no reserved key but the
+// ones layerlab defines.
+func ValidLabels(labels map[string]string, creating bool) error {
+	for k, v := range labels {
+		switch {
+		case k == "" || strings.IndexByte(k, 0) >= 0:
+			return fmt.Errorf("label key %q is empty or holds a NUL byte: %w", k, drivers.ErrInvalidArgument)
+		case len(k)+len(v) > MaxLabelLen:
+			return fmt.Errorf("label %q: key and value are %d bytes, more than %d: %w", k, len(k)+len(v), MaxLabelLen, drivers.ErrInvalidArgument)
+		case creating && Reserved(k) && k != drivers.LabelSize:
+			return fmt.Errorf("label %q: the %s prefix is reserved to layerlab (only %s may be set): %w", k, ReservedPrefix, drivers.LabelSize, drivers.ErrInvalidArgument)
+		}
 	}
 	return nil
 }
@@ -103,9 +142,13 @@ func (t *Tx) hasChildren(name string) bool {
 	return k != nil && bytes.HasPrefix(k, prefix)
 }
 
-// Create records a new active or view snapshot of parent and returns its
-// layout. parent must be committed.
-func (t *Tx) Create(key, parent string, kind drivers.Kind, opts ...drivers.Opt) (Snapshot, error) {
+// Plan checks that an active or view snapshot key can be made on parent
+// (which must be committed) and returns its layout without an id. The
+// caller gives it an id, makes its storage outside any transaction and
+// records it with Insert: so a slow copy or clone never holds the one
+// writer, and a crash before Insert leaves storage that no record names,
+// which the next open sweeps.
+func (t *Tx) Plan(key, parent string, kind drivers.Kind, opts ...drivers.Opt) (Snapshot, error) {
 	if kind != drivers.KindActive && kind != drivers.KindView {
 		return Snapshot{}, fmt.Errorf("create %q as %s: %w", key, kind, drivers.ErrInvalidArgument)
 	}
@@ -121,7 +164,7 @@ func (t *Tx) Create(key, parent string, kind drivers.Kind, opts ...drivers.Opt) 
 		if err != nil {
 			return Snapshot{}, fmt.Errorf("parent of %q: %w", key, err)
 		}
-		if p.Kind != drivers.KindCommitted {
+		if p.Kind != drivers.KindCommitted || p.State != "" {
 			return Snapshot{}, fmt.Errorf("parent %q of %q is %s, not committed: %w", parent, key, p.Kind, drivers.ErrInvalidArgument)
 		}
 		if parentIDs, err = t.chain(parent); err != nil {
@@ -134,21 +177,63 @@ func (t *Tx) Create(key, parent string, kind drivers.Kind, opts ...drivers.Opt) 
 			return Snapshot{}, err
 		}
 	}
-	seq, err := t.tx.Bucket(bucketMeta).NextSequence()
-	if err != nil {
-		return Snapshot{}, err
+	if err := ValidLabels(info.Labels, true); err != nil {
+		return Snapshot{}, fmt.Errorf("create %q: %w", key, err)
 	}
-	now := time.Now().UnixNano()
-	r := record{ID: strconv.FormatUint(seq, 10), Kind: kind, Parent: parent, Labels: info.Labels, Created: now, Updated: now}
-	if err := t.put(key, r); err != nil {
-		return Snapshot{}, err
+	return Snapshot{Kind: kind, Parent: parent, ParentIDs: parentIDs, Labels: info.Labels}, nil
+}
+
+// Insert records s, planned by Plan and given an id (and a quota project
+// when it has one), under key. It checks again what Plan checked, since
+// the storage was made outside any transaction.
+func (t *Tx) Insert(key string, s Snapshot) error {
+	if _, err := strconv.ParseUint(s.ID, 10, 64); err != nil {
+		return fmt.Errorf("insert %q: id %q is not a number: %w", key, s.ID, drivers.ErrInvalidArgument)
 	}
-	if parent != "" {
-		if err := t.tx.Bucket(bucketChildren).Put(childKey(parent, key), nil); err != nil {
-			return Snapshot{}, err
+	if _, err := t.Plan(key, s.Parent, s.Kind); err != nil {
+		return err
+	}
+	meta := t.tx.Bucket(bucketMeta)
+	if id, _ := strconv.ParseUint(s.ID, 10, 64); id > meta.Sequence() {
+		if err := meta.SetSequence(id); err != nil {
+			return err
 		}
 	}
-	return Snapshot{ID: r.ID, Kind: kind, ParentIDs: parentIDs, Labels: r.Labels}, nil
+	now := time.Now().UnixNano()
+	r := record{ID: s.ID, Kind: s.Kind, Parent: s.Parent, Labels: s.Labels, Created: now, Updated: now, Project: s.Project}
+	if err := t.put(key, r); err != nil {
+		return err
+	}
+	if s.Parent != "" {
+		if err := t.tx.Bucket(bucketChildren).Put(childKey(s.Parent, key), nil); err != nil {
+			return err
+		}
+	}
+	if s.Project != 0 {
+		projects := t.tx.Bucket(bucketProjects)
+		if holder := projects.Get(projectKey(s.Project)); holder != nil {
+			return fmt.Errorf("insert %q: quota project %d is held by %q: %w", key, s.Project, holder, drivers.ErrAlreadyExists)
+		}
+		if err := projects.Put(projectKey(s.Project), []byte(key)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LastID is the highest snapshot id ever recorded; ids above it are free.
+func (t *Tx) LastID() uint64 { return t.tx.Bucket(bucketMeta).Sequence() }
+
+// Projects returns the quota project ids that snapshots hold.
+func (t *Tx) Projects() map[uint32]bool {
+	held := map[uint32]bool{}
+	t.tx.Bucket(bucketProjects).ForEach(func(k, _ []byte) error {
+		if len(k) == 4 {
+			held[binary.BigEndian.Uint32(k)] = true
+		}
+		return nil
+	})
+	return held
 }
 
 // chain returns the ids of name and its ancestors, nearest first.
@@ -177,7 +262,7 @@ func (t *Tx) Get(key string) (Snapshot, error) {
 			return Snapshot{}, err
 		}
 	}
-	return Snapshot{ID: r.ID, Kind: r.Kind, ParentIDs: parents, Labels: r.Labels, Project: r.Project}, nil
+	return Snapshot{ID: r.ID, Kind: r.Kind, Parent: r.Parent, ParentIDs: parents, Labels: r.Labels, Project: r.Project}, nil
 }
 
 // Info returns the public description of the snapshot named key.
@@ -208,12 +293,15 @@ func (t *Tx) Update(info drivers.Info, fieldpaths ...string) (drivers.Info, erro
 	if len(fieldpaths) == 0 {
 		fieldpaths = []string{"labels"}
 	}
-	labels := r.Labels
-	if labels == nil {
-		labels = map[string]string{}
+	labels := map[string]string{}
+	for k, v := range r.Labels {
+		labels[k] = v
 	}
 	for _, path := range fieldpaths {
 		if name, ok := strings.CutPrefix(path, "labels."); ok {
+			if Reserved(name) {
+				return drivers.Info{}, fmt.Errorf("update %q: label %q is reserved to layerlab and cannot be changed: %w", info.Name, name, drivers.ErrInvalidArgument)
+			}
 			if v, set := info.Labels[name]; set {
 				labels[name] = v
 			} else {
@@ -224,10 +312,24 @@ func (t *Tx) Update(info drivers.Info, fieldpaths ...string) (drivers.Info, erro
 		if path != "labels" {
 			return drivers.Info{}, fmt.Errorf("update %q: field %q cannot be changed (only labels can): %w", info.Name, path, drivers.ErrInvalidArgument)
 		}
-		labels = make(map[string]string, len(info.Labels))
+		// A whole-set replacement keeps the reserved labels; it may not
+		// change them.
+		next := make(map[string]string, len(info.Labels))
 		for k, v := range info.Labels {
-			labels[k] = v
+			if Reserved(k) && v != r.Labels[k] {
+				return drivers.Info{}, fmt.Errorf("update %q: label %q is reserved to layerlab and cannot be changed: %w", info.Name, k, drivers.ErrInvalidArgument)
+			}
+			next[k] = v
 		}
+		for k, v := range r.Labels {
+			if Reserved(k) {
+				next[k] = v
+			}
+		}
+		labels = next
+	}
+	if err := ValidLabels(labels, false); err != nil {
+		return drivers.Info{}, fmt.Errorf("update %q: %w", info.Name, err)
 	}
 	r.Labels = labels
 	r.Updated = time.Now().UnixNano()
@@ -237,31 +339,90 @@ func (t *Tx) Update(info drivers.Info, fieldpaths ...string) (drivers.Info, erro
 	return r.info(info.Name), nil
 }
 
-// Commit turns the active snapshot key into the committed snapshot name,
-// keeping its id, and records its usage. It returns the id.
-func (t *Tx) Commit(key, name string, usage drivers.Usage, opts ...drivers.Opt) (string, error) {
+// BeginCommit checks that the active snapshot key can be committed as
+// name and marks it committing, so that a crash before FinishCommit is
+// finished (or taken back) by the next open. It returns the layout.
+func (t *Tx) BeginCommit(key, name string, opts ...drivers.Opt) (Snapshot, error) {
 	if err := ValidKey("commit name", name); err != nil {
-		return "", err
+		return Snapshot{}, err
 	}
+	r, err := t.get(key)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if r.Kind != drivers.KindActive {
+		return Snapshot{}, fmt.Errorf("commit %q: snapshot is a %s, only active snapshots can be committed: %w", key, r.Kind, drivers.ErrFailedPrecondition)
+	}
+	if r.State != "" {
+		return Snapshot{}, fmt.Errorf("commit %q: it is already being committed as %q: %w", key, r.Target, drivers.ErrFailedPrecondition)
+	}
+	if t.tx.Bucket(bucketSnapshots).Get([]byte(name)) != nil {
+		return Snapshot{}, fmt.Errorf("commit %q as %q: %w", key, name, drivers.ErrAlreadyExists)
+	}
+	// The committed snapshot's labels are settled now, so that a commit
+	// the next open finishes gets the ones asked for.
+	info := r.info(name)
+	for _, o := range opts {
+		if err := o(&info); err != nil {
+			return Snapshot{}, err
+		}
+	}
+	if err := ValidLabels(info.Labels, false); err != nil {
+		return Snapshot{}, fmt.Errorf("commit %q: %w", key, err)
+	}
+	r.State, r.Target, r.TargetLabels = StateCommitting, name, info.Labels
+	if err := t.put(key, r); err != nil {
+		return Snapshot{}, err
+	}
+	return t.Get(key)
+}
+
+// AbortCommit takes back BeginCommit: key is an active snapshot at rest
+// again.
+func (t *Tx) AbortCommit(key string) error {
+	r, err := t.get(key)
+	if err != nil {
+		return err
+	}
+	r.State, r.Target, r.TargetLabels = "", "", nil
+	return t.put(key, r)
+}
+
+// Committing returns the keys of snapshots whose commit BeginCommit
+// started and nothing finished, with the names they were to get.
+func (t *Tx) Committing() (map[string]string, error) {
+	pending := map[string]string{}
+	err := t.tx.Bucket(bucketSnapshots).ForEach(func(k, v []byte) error {
+		var r record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("snapshot %q: corrupt record: %w", k, err)
+		}
+		if r.State == StateCommitting {
+			pending[string(k)] = r.Target
+		}
+		return nil
+	})
+	return pending, err
+}
+
+// FinishCommit turns the snapshot key, which BeginCommit marked, into the
+// committed snapshot name, keeping its id, and records its usage.
+func (t *Tx) FinishCommit(key string, usage drivers.Usage) (string, error) {
 	r, err := t.get(key)
 	if err != nil {
 		return "", err
 	}
-	if r.Kind != drivers.KindActive {
-		return "", fmt.Errorf("commit %q: snapshot is a %s, only active snapshots can be committed: %w", key, r.Kind, drivers.ErrFailedPrecondition)
+	if r.State != StateCommitting {
+		return "", fmt.Errorf("finish the commit of %q: no commit was begun: %w", key, drivers.ErrFailedPrecondition)
 	}
+	name := r.Target
 	if t.tx.Bucket(bucketSnapshots).Get([]byte(name)) != nil {
 		return "", fmt.Errorf("commit %q as %q: %w", key, name, drivers.ErrAlreadyExists)
 	}
-	info := r.info(name)
-	for _, o := range opts {
-		if err := o(&info); err != nil {
-			return "", err
-		}
-	}
 	now := time.Now().UnixNano()
-	r.Kind, r.Labels, r.Created, r.Updated = drivers.KindCommitted, info.Labels, now, now
+	r.Kind, r.Labels, r.Created, r.Updated = drivers.KindCommitted, r.TargetLabels, now, now
 	r.Size, r.Inodes = usage.Size, usage.Inodes
+	r.State, r.Target, r.TargetLabels = "", "", nil
 	if err := t.tx.Bucket(bucketSnapshots).Delete([]byte(key)); err != nil {
 		return "", err
 	}
@@ -277,6 +438,11 @@ func (t *Tx) Commit(key, name string, usage drivers.Usage, opts ...drivers.Opt) 
 			return "", err
 		}
 	}
+	if r.Project != 0 {
+		if err := t.tx.Bucket(bucketProjects).Put(projectKey(r.Project), []byte(name)); err != nil {
+			return "", err
+		}
+	}
 	return r.ID, nil
 }
 
@@ -286,6 +452,9 @@ func (t *Tx) Remove(key string) (string, drivers.Kind, error) {
 	r, err := t.get(key)
 	if err != nil {
 		return "", drivers.KindUnknown, err
+	}
+	if r.State != "" {
+		return "", drivers.KindUnknown, fmt.Errorf("remove %q: it is being committed as %q: %w", key, r.Target, drivers.ErrFailedPrecondition)
 	}
 	if t.hasChildren(key) {
 		return "", drivers.KindUnknown, fmt.Errorf("remove %q: other snapshots are based on it; remove them first: %w", key, drivers.ErrFailedPrecondition)
@@ -310,41 +479,32 @@ func projectKey(id uint32) []byte {
 	return binary.BigEndian.AppendUint32(nil, id)
 }
 
-// AssignProject gives snapshot key the lowest quota project id at or above
-// base that no other snapshot holds, and records it; Remove releases it.
-// (dockerd hands out ids from a counter and never takes them back.)
-func (t *Tx) AssignProject(key string, base uint32) (uint32, error) {
-	r, err := t.get(key)
-	if err != nil {
-		return 0, err
-	}
-	if r.Project != 0 {
-		return r.Project, nil
-	}
-	projects := t.tx.Bucket(bucketProjects)
-	id := base
-	c := projects.Cursor()
-	for k, _ := c.Seek(projectKey(base)); k != nil && binary.BigEndian.Uint32(k) == id; k, _ = c.Next() {
-		if id == math.MaxUint32 {
-			return 0, fmt.Errorf("no free quota project id at or above %d: %w", base, drivers.ErrUnavailable)
+// Walk calls fn with the info of every snapshot that matches any of
+// filters (all when there are none), in key order. A filter that names
+// one snapshot is a lookup, not a scan.
+func (t *Tx) Walk(filters []drivers.Filter, fn func(drivers.Info) error) error {
+	if len(filters) == 1 && filters[0].Name != "" {
+		r, err := t.get(filters[0].Name)
+		if errors.Is(err, drivers.ErrNotFound) || errors.Is(err, drivers.ErrInvalidArgument) {
+			return nil
 		}
-		id++
+		if err != nil {
+			return err
+		}
+		if info := r.info(filters[0].Name); filters[0].Match(info) {
+			return fn(info)
+		}
+		return nil
 	}
-	if err := projects.Put(projectKey(id), []byte(key)); err != nil {
-		return 0, err
-	}
-	r.Project = id
-	return id, t.put(key, r)
-}
-
-// Walk calls fn with every snapshot's info, in key order.
-func (t *Tx) Walk(fn func(drivers.Info) error) error {
 	return t.tx.Bucket(bucketSnapshots).ForEach(func(k, v []byte) error {
 		var r record
 		if err := json.Unmarshal(v, &r); err != nil {
 			return fmt.Errorf("snapshot %q: corrupt record: %w", k, err)
 		}
-		return fn(r.info(string(k)))
+		if info := r.info(string(k)); drivers.MatchAny(info, filters) {
+			return fn(info)
+		}
+		return nil
 	})
 }
 

@@ -136,6 +136,8 @@ func (b *backend) Usage(ctx context.Context, s storage.Snapshot) (drivers.Usage,
 
 func (b *backend) Remove(ctx context.Context, id string) error { return b.dirs.Remove(id) }
 
+func (b *backend) Paths(id string) []string { return b.dirs.Paths(id) }
+
 func (b *backend) IDs(ctx context.Context) ([]string, error) { return b.dirs.IDs(ctx) }
 
 func (b *backend) Capabilities() drivers.Capabilities { return b.caps }

@@ -312,10 +312,26 @@ func (b *backend) Commit(ctx context.Context, s storage.Snapshot) (drivers.Usage
 	if err := ds.SetProperty("readonly", "on"); err != nil {
 		return drivers.Usage{}, fmt.Errorf("make %s read-only: %w", ds.Name, err)
 	}
-	if _, err := command.Run(ctx, "zfs", "snapshot", ds.Name+"@"+snap); err != nil {
+	// A commit the next open finishes after a crash runs this again: the
+	// snapshot may already exist, taken after readonly was set.
+	if _, err := command.Run(ctx, "zfs", "snapshot", ds.Name+"@"+snap); err != nil && !strings.Contains(stderr(err), "already exists") {
 		return drivers.Usage{}, err
 	}
+	core.Step(ctx, "zfs:snapshot")
 	return b.Usage(ctx, s)
+}
+
+// UndoCommit implements core.CommitUndoer: a commit that cannot finish
+// leaves an active snapshot, which must be writable and have no @snap.
+func (b *backend) UndoCommit(ctx context.Context, s storage.Snapshot) error {
+	ds := b.dataset(s.ID)
+	if _, err := command.Run(ctx, "zfs", "destroy", ds+"@"+snap); err != nil && !strings.Contains(stderr(err), "could not find") && !strings.Contains(stderr(err), "does not exist") {
+		return fmt.Errorf("take back the commit of %s: %w", ds, err)
+	}
+	if err := (&gozfs.Dataset{Name: ds}).SetProperty("readonly", "off"); err != nil {
+		return fmt.Errorf("take back the commit of %s: make it writable: %w", ds, err)
+	}
+	return nil
 }
 
 // Usage is the dataset's used (for a clone, the blocks it does not share
@@ -430,6 +446,11 @@ func (b *backend) IDs(ctx context.Context) ([]string, error) {
 	}
 	return s, nil
 }
+
+// Paths is the directory the dataset is mounted at: binds of it show the
+// dataset's filesystem, which InUse tells apart from the dataset's own
+// mount there.
+func (b *backend) Paths(id string) []string { return b.dirs.Paths(id) }
 
 func (b *backend) Capabilities() drivers.Capabilities { return b.caps }
 
