@@ -165,9 +165,10 @@ func (c *contention) round(ctx context.Context) (alone, loaded phaseResult, err 
 }
 
 // phase runs the cheap goroutines for the phase's time and, when loaded,
-// the heavy goroutine beside them until they are done; a loaded phase
-// lasts at least until one heavy operation is complete, so that it always
-// contains the driver's heavy work and not only a start of it.
+// the heavy goroutine beside them, starting heavy operations until the
+// time is up; a loaded phase lasts at least until one heavy operation is
+// complete, so that it always contains the driver's heavy work and not
+// only a start of it.
 func (c *contention) phase(ctx context.Context, loaded bool) (phaseResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -197,7 +198,9 @@ func (c *contention) phase(ctx context.Context, loaded bool) (phaseResult, error
 				return
 			}
 			defer os.Remove(dir)
-			for i := 0; ; i++ {
+			// No new heavy operation once the phase's time is up and one
+			// is done: the cheap cycles still in flight end the phase.
+			for i := 0; i == 0 || time.Now().Before(deadline); i++ {
 				select {
 				case <-stop:
 					return

@@ -41,6 +41,9 @@ const (
 	mib = int64(1) << 20
 )
 
+// WorkloadNames is every workload, for help texts.
+func WorkloadNames() []string { return allWorkloads() }
+
 // allWorkloads is every workload, in the order reports list them.
 func allWorkloads() []string {
 	return []string{"snapshot-ops", "depth", "copy-up", "small-files", "write", "unpack", "density", "write-amp", "concurrency"}
@@ -61,7 +64,7 @@ func Profiles() map[string]Profile {
 		Densities: []int{1, 10, 100},
 		Unpack:    UnpackSpec{Layers: 8, FilesPerLayer: 50, FileSize: 16 * kib},
 		// About 10 s a target: enough for the ratios, not for the tails.
-		Contention: ContentionSpec{Cheap: 4, Phase: 2 * time.Second, Rounds: 2, Size: 64 * mib},
+		Contention: ContentionSpec{Cheap: 4, Phase: 1500 * time.Millisecond, Rounds: 2, Size: 64 * mib},
 		Workloads:  allWorkloads(),
 	}
 	standard := quick
