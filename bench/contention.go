@@ -62,9 +62,10 @@ func heavyKind(driver string) string {
 }
 
 // treeFile is the size of each file of the heavy operation's tree: the
-// tree has Size/treeFile files, so per-file work (hardlinks, inodes)
-// counts as it does in an image.
-const treeFile = 64 * kib
+// tree has Size/treeFile files (8192 in 256 MiB), so that per-file work
+// (classic overlay's hardlinks, inodes) counts as in an image of many
+// files, not only bytes.
+const treeFile = 32 * kib
 
 // writeTree writes size bytes into dir as files of treeFile bytes, 256 to
 // a directory, without fsync (the caller decides when data goes to disk).
