@@ -54,6 +54,7 @@ func workloads() map[string]workload {
 		"unpack":       unpack,
 		"density":      density,
 		"write-amp":    writeAmp,
+		"concurrency":  concurrency,
 	}
 }
 

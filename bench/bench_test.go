@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/overlay"
@@ -26,6 +27,7 @@ func TestRunSmallProfile(t *testing.T) {
 	p.WriteBytes, p.AmpFileSize, p.AmpWrites = mib, mib, 8
 	p.Densities = []int{1, 3}
 	p.Unpack = UnpackSpec{Layers: 2, FilesPerLayer: 5, FileSize: 4 * kib}
+	p.Contention = ContentionSpec{Cheap: 2, Phase: 200 * time.Millisecond, Rounds: 1, Size: mib}
 	reg := drivers.NewRegistry(vfs.Factory(), overlay.Overlay2Factory())
 	res, err := Run(context.Background(), Config{Registry: reg, Profile: p, Drivers: []string{"overlay2"}, Seed: 1, Version: "test"})
 	if err != nil {

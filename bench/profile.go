@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/layerlab/layerlab/drivers"
 )
@@ -24,6 +25,7 @@ type Profile struct {
 	AmpWrites   int     // 4 KiB overwrites per write-amplification sample
 	Densities   []int
 	Unpack      UnpackSpec
+	Contention  ContentionSpec
 	Workloads   []string // which workloads run, in name order
 }
 
@@ -39,9 +41,12 @@ const (
 	mib = int64(1) << 20
 )
 
+// WorkloadNames is every workload, for help texts.
+func WorkloadNames() []string { return allWorkloads() }
+
 // allWorkloads is every workload, in the order reports list them.
 func allWorkloads() []string {
-	return []string{"snapshot-ops", "depth", "copy-up", "small-files", "write", "unpack", "density", "write-amp"}
+	return []string{"snapshot-ops", "depth", "copy-up", "small-files", "write", "unpack", "density", "write-amp", "concurrency"}
 }
 
 // Profiles returns the built-in profiles by name.
@@ -58,7 +63,9 @@ func Profiles() map[string]Profile {
 		AmpFileSize: 16 * mib, AmpWrites: 64,
 		Densities: []int{1, 10, 100},
 		Unpack:    UnpackSpec{Layers: 8, FilesPerLayer: 50, FileSize: 16 * kib},
-		Workloads: allWorkloads(),
+		// About 10 s a target: enough for the ratios, not for the tails.
+		Contention: ContentionSpec{Cheap: 4, Phase: 1500 * time.Millisecond, Rounds: 2, Size: 64 * mib},
+		Workloads:  allWorkloads(),
 	}
 	standard := quick
 	standard.Name, standard.Description = "standard", "more samples, larger files and 1000 live containers"
@@ -70,6 +77,8 @@ func Profiles() map[string]Profile {
 	standard.AmpFileSize, standard.AmpWrites = 64*mib, 256
 	standard.Densities = []int{1, 10, 100, 1000}
 	standard.Unpack = UnpackSpec{Layers: 16, FilesPerLayer: 200, FileSize: 32 * kib}
+	// Issue 8's measurement used 20 s phases; BenchmarkContention does.
+	standard.Contention = ContentionSpec{Cheap: 4, Phase: 5 * time.Second, Rounds: 3, Size: 256 * mib}
 
 	paper := standard
 	paper.Name = "paper"

@@ -65,7 +65,7 @@ type Target struct {
 
 // Series is the samples of one measurement at one parameter value.
 type Series struct {
-	Workload string `json:"workload"` // snapshot-ops, depth, copy-up, small-files, write, unpack, density, write-amp
+	Workload string `json:"workload"` // snapshot-ops, depth, copy-up, small-files, write, unpack, density, write-amp, concurrency
 	Op       string `json:"op"`       // prepare, mount, append, seq-write, ...
 	Target   string `json:"target"`   // Target.ID, or "floor:<what>/<backing>" for floors
 	Floor    bool   `json:"floor,omitempty"`
@@ -75,7 +75,7 @@ type Series struct {
 	Param string  `json:"param,omitempty"`
 	Value float64 `json:"value,omitempty"`
 	Cache string  `json:"cache"` // "warm" or "cold" (caches dropped before each sample)
-	Unit  string  `json:"unit"`  // ns, bytes, bytes/s, ratio
+	Unit  string  `json:"unit"`  // ns, bytes, bytes/s, ops/s, ratio
 	// Samples are every raw measurement, in the order taken.
 	Samples []float64     `json:"samples"`
 	Summary stats.Summary `json:"summary"`

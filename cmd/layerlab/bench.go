@@ -93,7 +93,7 @@ Profiles: ` + profileList(),
 	f.StringVar(&root, "root", "", "run in this directory on a real filesystem instead of loop filesystems")
 	f.StringVar(&out, "out", "", "report directory (default reports/<timestamp>, linked from reports/latest)")
 	f.IntVar(&n, "n", 0, "samples per point (default: the profile's)")
-	f.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (default: the profile's)")
+	f.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (default: the profile's): "+strings.Join(bench.WorkloadNames(), ", "))
 	f.Int64Var(&seed, "seed", 1, "seed for the run order and generated data")
 	return cmd
 }
