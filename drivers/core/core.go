@@ -125,6 +125,12 @@ func Open(ctx context.Context, name, home string, backend Backend) (*Driver, err
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	d := &Driver{name: name, store: store, backend: backend}
+	// The feature probes' scratch directories (overlay's .probe-, aufs's
+	// .dirperm1-, the reflink probe): a crash mid-probe leaves them.
+	if err := SweepScratch(home, ".probe-", ".reflink-", ".dirperm1-"); err != nil {
+		slog.WarnContext(ctx, "sweep", "driver", name, "err", err)
+		d.recovery.Failed = append(d.recovery.Failed, err)
+	}
 	if p, ok := backend.(Projects); ok {
 		d.projects.base = p.ProjectBase()
 	}

@@ -485,3 +485,32 @@ func TestClosedDriver(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Open sweeps the scratch directories a crash mid-probe leaves, and the
+// mount a probe had made in one.
+func TestOpenSweepsScratch(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bind mounts need root")
+	}
+	home := t.TempDir()
+	merged := filepath.Join(home, ".probe-123", "merged")
+	if err := os.MkdirAll(merged, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, ".reflink-9", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := mount.All(Bind(t.TempDir(), true), merged); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mount.UnmountAll(merged) })
+	d := open(t, home, newBackend(t, home))
+	if r := d.Recovery(); len(r.Failed) != 0 {
+		t.Fatalf("recovery %+v", r)
+	}
+	for _, p := range []string{".probe-123", ".reflink-9"} {
+		if _, err := os.Stat(filepath.Join(home, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s survived the open: %v", p, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/containerd/continuity/fs"
 	"golang.org/x/sys/unix"
@@ -82,6 +83,40 @@ func (d Dirs) Sub(id string, sub ...string) error {
 		}
 	}
 	return nil
+}
+
+// SweepScratch removes what a crash during a driver's own short-lived work
+// left in dir: the entries named with one of prefixes (feature probes'
+// temporary directories, devicemapper's private mount points), unmounting
+// first whatever is mounted in them, since only the driver mounts there.
+func SweepScratch(dir string, prefixes ...string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		for _, p := range prefixes {
+			if !strings.HasPrefix(e.Name(), p) {
+				continue
+			}
+			path := filepath.Join(dir, e.Name())
+			points, err := mount.Under(path)
+			for _, m := range points {
+				err = errors.Join(err, mount.UnmountAll(m))
+			}
+			if err == nil {
+				err = os.RemoveAll(path)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("scratch %s: %w", path, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // DiskUsage measures the blocks and inodes under dir.

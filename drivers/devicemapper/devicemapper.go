@@ -149,6 +149,11 @@ func New(ctx context.Context, home string, opts drivers.Options) (_ *Driver, err
 	if b.lock, err = lockDir(b.dir); err != nil {
 		return nil, err
 	}
+	// withMount's private mount points: a crash while one was mounted
+	// leaves it, holding its thin device open.
+	if err := core.SweepScratch(b.dir, "mnt-"); err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
 	if c.control == controlDmsetup {
 		b.ctl = dmsetupControl{}
 	} else {
