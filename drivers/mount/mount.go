@@ -241,13 +241,7 @@ func Lookup(path string) (*mountinfo.Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	var best *mountinfo.Info
-	for _, m := range mounts {
-		// The deepest mount point wins; later entries shadow earlier ones.
-		if best == nil || len(m.Mountpoint) >= len(best.Mountpoint) {
-			best = m
-		}
-	}
+	best := holder(mounts, path)
 	if best == nil {
 		return nil, fmt.Errorf("no mount holds %s: %w", path, drivers.ErrNotFound)
 	}
@@ -286,25 +280,26 @@ func InUse(paths ...string) (string, error) {
 		major            int
 		minor            int
 	}
+	// One read of mountinfo serves the lookups and the scan.
+	mounts, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return "", err
+	}
 	var targets []target
 	for _, p := range paths {
-		h, err := Lookup(p)
-		if err != nil {
-			return "", err
-		}
 		given := filepath.Clean(p)
 		if resolved, err := filepath.EvalSymlinks(p); err == nil {
 			p = resolved
+		}
+		h := holder(mounts, p)
+		if h == nil {
+			return "", fmt.Errorf("no mount holds %s: %w", p, drivers.ErrNotFound)
 		}
 		rel, err := filepath.Rel(h.Mountpoint, p)
 		if err != nil {
 			return "", err
 		}
 		targets = append(targets, target{path: p, given: given, rel: filepath.Join(h.Root, rel), holder: h.ID, major: h.Major, minor: h.Minor})
-	}
-	mounts, err := mountinfo.GetMounts(nil)
-	if err != nil {
-		return "", err
 	}
 	for _, m := range mounts {
 		for _, t := range targets {
@@ -320,6 +315,18 @@ func InUse(paths ...string) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// holder returns the mount that holds path: the deepest mount point at or
+// above it, the later of two on one point (it shadows the earlier).
+func holder(mounts []*mountinfo.Info, path string) *mountinfo.Info {
+	var best *mountinfo.Info
+	for _, m := range mounts {
+		if below(path, m.Mountpoint) && (best == nil || len(m.Mountpoint) >= len(best.Mountpoint)) {
+			best = m
+		}
+	}
+	return best
 }
 
 // below reports whether path is dir or lies below it.

@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -88,5 +89,99 @@ func TestReadOnlyBind(t *testing.T) {
 	defer UnmountAll(target)
 	if err := os.WriteFile(filepath.Join(target, "f"), nil, 0o644); err == nil {
 		t.Fatal("wrote through a read-only bind")
+	}
+}
+
+// InUse finds binds of a path or below it, overlays naming it, and mounts
+// inside it, but not the mount that holds the path itself nor mounts of
+// unrelated directories.
+func TestInUse(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	base := t.TempDir()
+	dir := func(elem ...string) string {
+		p := filepath.Join(append([]string{base}, elem...)...)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	mnt := func(m drivers.Mount, target string) {
+		t.Helper()
+		if err := All([]drivers.Mount{m}, target); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { UnmountAll(target) })
+	}
+	check := func(want string, paths ...string) {
+		t.Helper()
+		got, err := InUse(paths...)
+		if err != nil || got != want {
+			t.Fatalf("InUse(%v) = %q, %v; want %q", paths, got, err, want)
+		}
+	}
+	snap, other := dir("snap", "fs"), dir("other")
+	check("", filepath.Dir(snap))
+	// A bind of a directory below the path.
+	b := dir("bind")
+	mnt(drivers.Mount{Type: "bind", Source: snap, Options: []string{"rbind", "ro"}}, b)
+	check(b, filepath.Dir(snap))
+	check("", other)
+	if err := UnmountAll(b); err != nil {
+		t.Fatal(err)
+	}
+	// An overlay whose upperdir lies in the path, and a link naming a lower.
+	lower, work, merged := dir("lower"), dir("snap", "work"), dir("merged")
+	if err := os.Symlink(lower, filepath.Join(base, "link")); err != nil {
+		t.Fatal(err)
+	}
+	mnt(drivers.Mount{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + filepath.Join(base, "link"), "upperdir=" + snap, "workdir=" + work}}, merged)
+	check(merged, filepath.Dir(snap))
+	check(merged, filepath.Join(base, "link"))
+	check("", other)
+	if err := UnmountAll(merged); err != nil {
+		t.Fatal(err)
+	}
+	// A filesystem mounted at the path holds it: not a user; a bind of
+	// it elsewhere and a mount inside it are.
+	tmp := dir("tmpfs")
+	mnt(drivers.Mount{Type: "tmpfs", Source: "tmpfs", Options: []string{"size=1m"}}, tmp)
+	check("", tmp)
+	inner := dir("tmpfs", "inner")
+	mnt(drivers.Mount{Type: "bind", Source: other, Options: []string{"rbind"}}, inner)
+	check(inner, tmp)
+	if err := UnmountAll(inner); err != nil {
+		t.Fatal(err)
+	}
+	b2 := dir("bind2")
+	mnt(drivers.Mount{Type: "bind", Source: tmp, Options: []string{"rbind"}}, b2)
+	check(b2, tmp)
+}
+
+// A busy mount is not detached behind the caller's back.
+func TestUnmountBusyIsAnError(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	target := t.TempDir()
+	if err := All([]drivers.Mount{{Type: "tmpfs", Source: "tmpfs", Options: []string{"size=1m"}}}, target); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { UnmountAll(target) })
+	f, err := os.Create(filepath.Join(target, "open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Unmount(target)
+	if !errors.Is(err, unix.EBUSY) || !errors.Is(err, drivers.ErrFailedPrecondition) {
+		t.Fatalf("unmount with a file open: %v", err)
+	}
+	if ok, _ := Mounted(target); !ok {
+		t.Fatal("the busy mount was detached")
+	}
+	f.Close()
+	if err := Unmount(target); err != nil {
+		t.Fatal(err)
 	}
 }
