@@ -224,7 +224,9 @@ func (d *Driver) sweep(ctx context.Context) error {
 }
 
 // Orphans lists storage ids that no record names: none after a clean
-// open, or what the sweep had to keep (Recovery.Failed says why).
+// open, or what the sweep had to keep (Recovery.Failed says why). While
+// a Prepare is under way its storage is listed too: call it when the
+// driver is idle.
 func (d *Driver) Orphans(ctx context.Context) ([]string, error) {
 	if err := d.check(); err != nil {
 		return nil, err
@@ -293,6 +295,8 @@ func (d *Driver) Update(ctx context.Context, info drivers.Info, fieldpaths ...st
 	if err := d.check(); err != nil {
 		return out, err
 	}
+	// After a commit under way, not between its two steps.
+	defer d.locks.lock([]string{info.Name})()
 	err = d.store.Update(ctx, func(tx *storage.Tx) error {
 		out, err = tx.Update(info, fieldpaths...)
 		return err
