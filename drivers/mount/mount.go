@@ -182,7 +182,6 @@ func compactLowerdir(data string) (string, string, error) {
 // and drivers.ErrFailedPrecondition. It never detaches lazily: a lazy
 // detach hides the mount while whatever holds it keeps the storage in
 // use, so the caller would go on to delete storage that is still live.
-// Callers that want that must say so with Detach.
 func Unmount(target string) error {
 	var err error
 	for i := 0; i < 10; i++ {
@@ -196,15 +195,6 @@ func Unmount(target string) error {
 		return fmt.Errorf("unmount %s: %w: %w (a process has a file open or its cwd in it; find it with `fuser -vm %s`)", target, err, drivers.ErrFailedPrecondition, target)
 	case err != nil:
 		return fmt.Errorf("unmount %s: %w", target, err)
-	}
-	return nil
-}
-
-// Detach unmounts target lazily (MNT_DETACH): it disappears from the
-// mount table at once and the kernel releases it when its last user goes.
-func Detach(target string) error {
-	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach %s: %w", target, err)
 	}
 	return nil
 }
