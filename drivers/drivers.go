@@ -63,7 +63,26 @@ type Info struct {
 	Updated time.Time
 }
 
-// Usage is the space a snapshot adds on top of its parent.
+// Usage is the space a snapshot adds on top of its parent: one meaning
+// for every driver, so a child of a large parent that writes one file
+// reports that file, not the parent's data it sees. A snapshot without a
+// parent adds its whole tree.
+//
+// Size is the bytes of allocated blocks the snapshot holds that its
+// parent does not: an overlay or aufs upper directory, a zfs clone's
+// unshared blocks, a btrfs subvolume's exclusive bytes while qgroups are
+// on, the blocks a dm-thin device maps beyond its origin's, and otherwise
+// (vfs, btrfs without qgroups) the blocks of the files added or changed
+// against the parent's tree, a changed file counted whole. The space a
+// driver spends to make the child (vfs's copy of its parent) is not
+// usage; the harness measures it on the backing store.
+//
+// Inodes counts the entries added, changed or deleted against the
+// parent; a deletion counts one, as the whiteout an overlay upper keeps
+// for it does. Drivers differ at the edges: an overlay or aufs upper
+// counts its own root and the directories it copied up, zfs counts only
+// inode numbers its parent lacks (not changed or deleted files), a
+// dm-thin device the growth of its filesystem's used inodes.
 type Usage struct {
 	Size   int64 // bytes of allocated blocks
 	Inodes int64
@@ -187,7 +206,9 @@ type Snapshotter interface {
 	// fieldpaths all labels are replaced; "labels" does the same, and
 	// "labels.NAME" changes only that label.
 	Update(ctx context.Context, info Info, fieldpaths ...string) (Info, error)
-	// Usage returns the space the snapshot adds on top of its parent.
+	// Usage returns the space the snapshot adds on top of its parent (see
+	// Usage), measured now for an active or view snapshot and recorded at
+	// Commit for a committed one.
 	Usage(ctx context.Context, key string) (Usage, error)
 	// Mounts returns the mounts of an active or view snapshot.
 	Mounts(ctx context.Context, key string) ([]Mount, error)

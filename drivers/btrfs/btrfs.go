@@ -56,7 +56,7 @@ func capabilities(quotaOK bool) drivers.Capabilities {
 		Kernel:      []string{"btrfs"},
 		Notes: []string{
 			"a size limit turns btrfs qgroups on for the whole filesystem, and limits each subvolume's exclusive bytes",
-			"usage is a subvolume's exclusive bytes while qgroups are on, else the blocks of its whole tree",
+			"usage is a subvolume's exclusive bytes while qgroups are on, else the blocks of the files it added or changed against its parent",
 		},
 	}
 	if !quotaOK {
@@ -181,13 +181,18 @@ func (b *backend) Commit(ctx context.Context, s storage.Snapshot) (drivers.Usage
 	return b.Usage(ctx, s)
 }
 
-// Usage is the qgroup's exclusive bytes while qgroups are on: what the
-// snapshot wrote, not what it shares with its parent. Otherwise, and for
-// the inode count in any case, it walks the tree, which counts shared
-// blocks as the snapshot's own.
+// Usage is what the subvolume adds to its parent's. The inode count, and
+// the bytes while qgroups are off, come from comparing its tree with its
+// parent's (core.DiffUsage); the bytes while qgroups are on are the
+// qgroup's exclusive bytes, which also count the tree blocks btrfs
+// rewrote for the change and, unlike the comparison, only the changed
+// extents of a changed file.
 func (b *backend) Usage(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
-	fs := b.fs(s.ID)
-	u, err := core.DiskUsage(ctx, fs)
+	fs, parent := b.fs(s.ID), ""
+	if len(s.ParentIDs) > 0 {
+		parent = b.fs(s.ParentIDs[0])
+	}
+	u, err := core.DiffUsage(ctx, parent, fs)
 	if err != nil {
 		return u, err
 	}
@@ -197,7 +202,7 @@ func (b *backend) Usage(ctx context.Context, s storage.Snapshot) (drivers.Usage,
 	}
 	q, err := b.quota.Get(ctx, quota.Target{Path: fs})
 	if errors.Is(err, drivers.ErrFailedPrecondition) {
-		return u, nil // qgroup numbers are inconsistent until a rescan: the walk is the better answer
+		return u, nil // qgroup numbers are inconsistent until a rescan: the comparison is the better answer
 	}
 	if err != nil {
 		return u, err

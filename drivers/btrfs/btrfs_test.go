@@ -167,7 +167,8 @@ func TestSizeOption(t *testing.T) {
 	})
 }
 
-// With qgroups on, usage is what a child wrote, not what it inherited.
+// With qgroups on, usage is what a child wrote, not what it inherited:
+// bytes from the qgroup, inodes from the comparison with the parent.
 func TestUsageCountsOnlyWhatAChildWrote(t *testing.T) {
 	e := newEnv(t, drivers.Options{"size": "1G"})
 	e.layer("parent", "", func(dir string) {
@@ -188,6 +189,9 @@ func TestUsageCountsOnlyWhatAChildWrote(t *testing.T) {
 		t.Helper()
 		if u.Size < 2*mib || u.Size > 3*mib {
 			t.Errorf("%s usage %d bytes; the child wrote 2 MiB on a 16 MiB parent", what, u.Size)
+		}
+		if u.Inodes != 1 {
+			t.Errorf("%s usage %d inodes; the child added one file to a parent of two", what, u.Inodes)
 		}
 	}
 	u, err := e.d.Usage(e.ctx, "child")

@@ -133,7 +133,11 @@ func (a Snapshotter) Remove(ctx context.Context, key string) error {
 }
 
 // Walk applies containerd's filter syntax (kind==active, labels."x"==y,
-// parent!="", name==...) to every snapshot.
+// parent!="", name~=...; several strings match any of them). The strings
+// that are conjunctions of equalities go to the driver as
+// drivers.Filters, which its store applies while reading (storeFilters);
+// containerd's own filter is then applied to every snapshot that comes
+// back, so what cannot be translated is still matched exactly.
 func (a Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...string) error {
 	filter, err := filters.ParseAll(fs...)
 	if err != nil {
@@ -145,7 +149,7 @@ func (a Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...stri
 			return nil
 		}
 		return fn(ctx, info)
-	}))
+	}, storeFilters(fs)...))
 }
 
 func (a Snapshotter) Close() error { return Err(a.S.Close()) }

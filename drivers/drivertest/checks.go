@@ -121,7 +121,22 @@ func checkCapabilities(t *testing.T, e *env) {
 	}
 }
 
-// checkUsage writes a known amount and compares Usage, active and committed.
+// usageAllowance is the room checkUsage gives a child's usage above the
+// 10% margin, for the metadata blocks a driver rewrites when a snapshot
+// adds one file: btrfs copies the 16 KiB tree nodes on the path to the
+// new file into the child's exclusive bytes, zfs rewrites the dnode,
+// directory and indirect blocks up to the clone's root (zfs-fuse: +104
+// KiB measured), an overlay upper directory holds its own root directory
+// block, and a dm-thin device maps whole 64 KiB pool blocks, for the data
+// and for the lazily initialised journal blocks ext4 writes first in the
+// child. 256 KiB is a quarter of what the child adds, a small fraction of
+// the 8 MiB parent it must not report.
+const usageAllowance = 256 << 10
+
+// checkUsage writes a known amount into a snapshot, then commits it and
+// adds a file in a child of it. Usage means what a snapshot adds on top of
+// its parent, so the parent's usage is what it wrote and the child's is
+// the one file, not the parent's data it sees through.
 func checkUsage(t *testing.T, e *env) {
 	const size = 8 * mib
 	ms, err := e.d.Prepare(e.ctx, "u", "")
@@ -151,10 +166,46 @@ func checkUsage(t *testing.T, e *env) {
 	if err := e.d.Commit(e.ctx, "uc", "u"); err != nil {
 		t.Fatal(err)
 	}
-	if u, err = e.d.Usage(e.ctx, "uc"); err != nil {
+	parent, err := e.d.Usage(e.ctx, "uc")
+	if err != nil {
 		t.Fatal(err)
 	}
-	within("committed", u)
+	within("committed", parent)
+
+	const added = 1 * mib
+	if ms, err = e.d.Prepare(e.ctx, "child", "uc"); err != nil {
+		t.Fatal(err)
+	}
+	dir = e.mount("child", ms)
+	e.writeFile(filepath.Join(dir, "added"), randomBytes(added, 3))
+	e.unmount(dir)
+	child := func(what string, u drivers.Usage) {
+		t.Helper()
+		t.Logf("%s child of a parent of %d KiB in %d inodes, after adding a %d KiB file: %d KiB in %d inodes",
+			what, parent.Size>>10, parent.Inodes, added>>10, u.Size>>10, u.Inodes)
+		if u.Size < added*9/10 || u.Size > added*11/10+usageAllowance {
+			t.Errorf("%s child usage %d bytes, added %d (want within 10%% + %d KiB of metadata); the parent holds %d",
+				what, u.Size, added, usageAllowance>>10, parent.Size)
+		}
+		if u.Size > parent.Size/4 {
+			t.Errorf("%s child usage %d bytes counts its parent's %d", what, u.Size, parent.Size)
+		}
+		// One file; an overlay upper directory counts its root too.
+		if u.Inodes < 1 || u.Inodes > 2 {
+			t.Errorf("%s child usage %d inodes, added one file to a parent of %d", what, u.Inodes, parent.Inodes)
+		}
+	}
+	if u, err = e.d.Usage(e.ctx, "child"); err != nil {
+		t.Fatal(err)
+	}
+	child("active", u)
+	if err := e.d.Commit(e.ctx, "childc", "child"); err != nil {
+		t.Fatal(err)
+	}
+	if u, err = e.d.Usage(e.ctx, "childc"); err != nil {
+		t.Fatal(err)
+	}
+	child("committed", u)
 }
 
 // checkConcurrent has 50 goroutines prepare, mount, write, read back,

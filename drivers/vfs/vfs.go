@@ -128,10 +128,16 @@ func (b *backend) Commit(ctx context.Context, s storage.Snapshot) (drivers.Usage
 	return b.Usage(ctx, s)
 }
 
-// Usage counts the whole tree: a vfs snapshot owns a full copy (which may
-// share extents with its parent when reflinked; du cannot see that).
+// Usage is what the snapshot's tree adds to its parent's (core.DiffUsage):
+// the files it added or changed and the entries it deleted, not the copy
+// of the parent it was made with. That copy costs space too (unless
+// reflinked); the harness measures it on the backing store, not here.
 func (b *backend) Usage(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
-	return core.DiskUsage(ctx, b.fs(s.ID))
+	parent := ""
+	if len(s.ParentIDs) > 0 {
+		parent = b.fs(s.ParentIDs[0])
+	}
+	return core.DiffUsage(ctx, parent, b.fs(s.ID))
 }
 
 func (b *backend) Remove(ctx context.Context, id string) error { return b.dirs.Remove(id) }
