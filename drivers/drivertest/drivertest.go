@@ -17,6 +17,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/containerd"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
@@ -42,6 +43,12 @@ type Config struct {
 type Fixture struct {
 	Name string
 	Dir  func(t *testing.T) string
+	// Quota names the feature (drivers/feature) that gives drivers quota
+	// on this store, such as feature.XFSQuota for xfs mounted with
+	// prjquota: a driver that declares no quota support there skips the
+	// quota check as missing that feature, which LAYERLAB_REQUIRE turns
+	// into a failure. Empty: declaring none is the driver's choice.
+	Quota string
 }
 
 // Conformance runs both suites on each filesystem type.
@@ -57,10 +64,10 @@ func Conformance(t *testing.T, c Config) {
 		t.Run(f.Name, func(t *testing.T) {
 			dir := f.Dir(t)
 			if p := c.Factory.Probe(dir); !p.Available() {
-				t.Skipf("%s on %s: %s", c.Factory.Name, f.Name, p.Reason)
+				feature.Skip(t, c.Factory.Name, "%s on %s: %s", c.Factory.Name, f.Name, p.Reason)
 			}
 			t.Run("containerd", func(t *testing.T) { Containerd(t, c.Factory, c.ContainerdName, dir) })
-			t.Run("layerlab", func(t *testing.T) { Suite(t, c.Factory, dir) })
+			t.Run("layerlab", func(t *testing.T) { suite(t, c.Factory, dir, f.Quota) })
 		})
 	}
 }
@@ -91,7 +98,11 @@ func Containerd(t *testing.T, f drivers.Factory, name, dir string) {
 }
 
 // Suite runs layerlab's own checks with driver homes under dir.
-func Suite(t *testing.T, f drivers.Factory, dir string) {
+func Suite(t *testing.T, f drivers.Factory, dir string) { suite(t, f, dir, "") }
+
+// suite is Suite on a fixture whose quota comes from the feature quota
+// (see Fixture.Quota).
+func suite(t *testing.T, f drivers.Factory, dir, quota string) {
 	checks := []struct {
 		name string
 		fn   func(*testing.T, *env)
@@ -107,7 +118,9 @@ func Suite(t *testing.T, f drivers.Factory, dir string) {
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
-			c.fn(t, newEnv(t, f, dir))
+			e := newEnv(t, f, dir)
+			e.quota = quota
+			c.fn(t, e)
 		})
 	}
 }
@@ -120,6 +133,7 @@ type env struct {
 	home    string
 	work    string // mount points, outside home
 	d       drivers.Driver
+	quota   string // the feature that gives quota on the fixture, if any
 }
 
 func newEnv(t *testing.T, f drivers.Factory, dir string) *env {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/drivertest"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 )
 
@@ -42,13 +43,14 @@ func TestOverlay2SizeNeedsProjectQuota(t *testing.T) {
 
 // On xfs mounted with prjquota, overlay2 declares quota support and the
 // conformance suite's quota check runs. This host's kernel has no xfs
-// quota (CONFIG_XFS_QUOTA is off), so here it skips; it is meant for the
-// qemu test guest.
+// quota (CONFIG_XFS_QUOTA is off), so here it skips as missing xfs-quota;
+// it is meant for the qemu test guest, where LAYERLAB_REQUIRE makes that
+// skip a failure.
 func TestOverlay2ConformanceXFSQuota(t *testing.T) {
 	drivertest.Conformance(t, drivertest.Config{
 		Factory:        Overlay2Factory(),
 		ContainerdName: "overlayfs",
-		Fixtures: []drivertest.Fixture{{Name: "xfs-prjquota", Dir: func(t *testing.T) string {
+		Fixtures: []drivertest.Fixture{{Name: "xfs-prjquota", Quota: feature.XFSQuota, Dir: func(t *testing.T) string {
 			return loopfs.ForTestWith(t, "xfs", 0, "prjquota").Dir
 		}}},
 	})
