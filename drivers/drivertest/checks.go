@@ -225,43 +225,54 @@ func concurrentOne(e *env, i int) error {
 }
 
 // checkReopen closes the driver while goroutines are busy with it, reopens
-// it, and checks every surviving snapshot is whole.
+// it, and checks every surviving snapshot is whole. A goroutine that fails
+// before the close is a failure of the check, reported at once: the close
+// happens then, so the others stop, instead of the check waiting for a
+// start that never comes.
 func checkReopen(t *testing.T, e *env) {
+	const workers = 8
 	e.layer("base", "", func(dir string) { e.writeFile(filepath.Join(dir, "f"), []byte("base")) })
+	closing := make(chan struct{})          // closed just before e.d.Close
+	started := make(chan struct{}, workers) // one per worker that made 3 snapshots
+	failed := make(chan error, workers)     // errors from before the close
 	var wg sync.WaitGroup
-	started := make(chan struct{}, 8)
-	for g := 0; g < 8; g++ {
+	for g := 0; g < workers; g++ {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			for i := 0; ; i++ {
-				key := fmt.Sprintf("r-%d-%d", g, i)
-				if _, err := e.d.Prepare(e.ctx, key, "base"); err != nil {
-					return // closed under us: expected
-				}
-				if i == 2 {
-					started <- struct{}{}
-				}
-				var err error
-				switch i % 3 {
-				case 0:
-					err = e.d.Commit(e.ctx, "rc-"+key, key)
-				case 1:
-					err = e.d.Remove(e.ctx, key)
-				}
-				if err != nil {
-					return
-				}
+			err := reopenWorker(e, g, started)
+			select {
+			case <-closing: // closed under it: expected
+			default:
+				failed <- fmt.Errorf("worker %d before Close: %w", g, err)
 			}
 		}(g)
 	}
-	for g := 0; g < 8; g++ {
-		<-started
+	var early error
+	for n := 0; n < workers && early == nil; {
+		select {
+		case <-started:
+			n++
+		case early = <-failed:
+		}
 	}
-	if err := e.d.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
+	close(closing)
+	cerr := e.d.Close()
 	wg.Wait()
+	close(failed)
+	for err := range failed { // failed just before the close, after the loop
+		if early == nil {
+			early = err
+		} else {
+			t.Error(err)
+		}
+	}
+	if early != nil {
+		t.Fatal(early)
+	}
+	if cerr != nil {
+		t.Fatalf("close: %v", cerr)
+	}
 	if _, err := e.d.Stat(e.ctx, "base"); !errors.Is(err, drivers.ErrClosed) {
 		t.Errorf("Stat after Close: got %v, want ErrClosed", err)
 	}
@@ -290,6 +301,31 @@ func checkReopen(t *testing.T, e *env) {
 			t.Errorf("%s %q after reopen: f is %q, %v", info.Kind, info.Name, b, err)
 		}
 		e.unmount(dir)
+	}
+}
+
+// reopenWorker prepares, commits and removes snapshots on base until a
+// call fails, which it returns; it signals started once it has prepared
+// three.
+func reopenWorker(e *env, g int, started chan<- struct{}) error {
+	for i := 0; ; i++ {
+		key := fmt.Sprintf("r-%d-%d", g, i)
+		if _, err := e.d.Prepare(e.ctx, key, "base"); err != nil {
+			return err
+		}
+		if i == 2 {
+			started <- struct{}{}
+		}
+		var err error
+		switch i % 3 {
+		case 0:
+			err = e.d.Commit(e.ctx, "rc-"+key, key)
+		case 1:
+			err = e.d.Remove(e.ctx, key)
+		}
+		if err != nil {
+			return err
+		}
 	}
 }
 
