@@ -53,9 +53,11 @@ func Probe(home string) drivers.Probe {
 		return fail("%s", ReasonNoAufs)
 	}
 	if err := core.CheckHome(Name, home); err != nil {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("%v", err)
 	}
 	if strings.ContainsAny(home, ",:=") {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("home %s contains ',', ':' or '=', which aufs branch options cannot carry; choose a home path without them", home)
 	}
 	b, err := kernel.BackingOf(home)
@@ -64,6 +66,7 @@ func Probe(home string) drivers.Probe {
 	}
 	p.Facts = append(p.Facts, drivers.Fact{Name: "backing filesystem", Value: fmt.Sprintf("%s (%s) at %s", b.Type, b.Source, b.Path)})
 	if r := refuseBacking(b.Magic); r != "" {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("home %s is on %s; put it on ext4 or xfs", home, r)
 	}
 	if st, err := os.Stat(xinoDir); err != nil || !st.IsDir() {

@@ -24,6 +24,7 @@ func Probe(home string) drivers.Probe {
 		return fail("the kernel has no btrfs filesystem (modprobe btrfs, or use overlay2 or vfs)")
 	}
 	if err := core.CheckHome(Name, home); err != nil {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("%v", err)
 	}
 	b, err := kernel.BackingOf(home)
@@ -32,6 +33,7 @@ func Probe(home string) drivers.Probe {
 	}
 	p.Facts = append(p.Facts, drivers.Fact{Name: "backing filesystem", Value: fmt.Sprintf("%s (%s) at %s", b.Type, b.Source, b.Path)})
 	if reason := notBtrfs(home, b); reason != "" {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("%s", reason)
 	}
 	if q, err := quota.NewBtrfs(home); err == nil {

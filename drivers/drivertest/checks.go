@@ -436,6 +436,14 @@ func checkBadOpen(t *testing.T, e *env) {
 			t.Errorf("%s: got %v, want ErrInvalidArgument", c.what, err)
 		}
 	}
+	// Through a registry too, whose probe must keep the class.
+	r := drivers.NewRegistry(e.factory)
+	if d, err := r.Open(e.ctx, e.factory.Name, "relative/home", nil); err == nil {
+		d.Close()
+		t.Errorf("registry: relative home: opened")
+	} else if !errors.Is(err, drivers.ErrInvalidArgument) {
+		t.Errorf("registry: relative home: got %v, want ErrInvalidArgument", err)
+	}
 }
 
 func prepareErr(e *env, key, parent string) error {

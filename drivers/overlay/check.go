@@ -34,6 +34,7 @@ func Probe(name, home string) drivers.Probe {
 		return fail("the kernel has no overlay filesystem (modprobe overlay, or use vfs)")
 	}
 	if err := core.CheckHome(name, home); err != nil {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("%v", err)
 	}
 	b, err := kernel.BackingOf(home)
@@ -42,6 +43,7 @@ func Probe(name, home string) drivers.Probe {
 	}
 	p.Facts = append(p.Facts, drivers.Fact{Name: "backing filesystem", Value: fmt.Sprintf("%s (%s) at %s", b.Type, b.Source, b.Path)})
 	if b.Magic == kernel.MagicOverlay {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("home %s is on overlayfs itself, which cannot be an upper layer; put it on ext4, xfs or btrfs", home)
 	}
 	dtype, err := fs.SupportsDType(b.Path)
