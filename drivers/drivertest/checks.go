@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -331,7 +332,9 @@ func reopenWorker(e *env, g int, started chan<- struct{}) error {
 
 // checkChain128 commits 128 layers, each overwriting one file and adding
 // another, and checks a view of the top sees all of them. A driver whose
-// declared MaxDepth is lower (aufs's 127 branches) is held to that depth.
+// declared MaxDepth is lower (aufs's 127 branches) is held to that depth,
+// and must refuse an active snapshot on top of it, saying the limit, and
+// record nothing for it.
 func checkChain128(t *testing.T, e *env) {
 	depth := 128
 	if m := e.d.Capabilities().MaxDepth; m > 0 && m < depth {
@@ -366,6 +369,19 @@ func checkChain128(t *testing.T, e *env) {
 	sort.Strings(names)
 	if len(names) != depth+1 || names[0] != "layer-000" || names[depth-1] != fmt.Sprintf("layer-%03d", depth-1) {
 		t.Errorf("view of a %d-layer chain lists %d entries, want %d", depth, len(names), depth+1)
+	}
+	if depth == 128 {
+		return
+	}
+	_, err = e.d.Prepare(e.ctx, "too-deep", parent)
+	switch {
+	case !errors.Is(err, drivers.ErrFailedPrecondition) && !errors.Is(err, drivers.ErrInvalidArgument):
+		t.Errorf("prepare on a chain of the declared maximum depth %d: got %v, want ErrFailedPrecondition or ErrInvalidArgument", depth, err)
+	case !strings.Contains(err.Error(), strconv.Itoa(depth)):
+		t.Errorf("the refusal %q does not name the limit %d", err, depth)
+	}
+	if _, err := e.d.Stat(e.ctx, "too-deep"); !errors.Is(err, drivers.ErrNotFound) {
+		t.Errorf("the refused snapshot: Stat says %v, want ErrNotFound", err)
 	}
 }
 

@@ -8,8 +8,11 @@ package drivertest
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -72,12 +75,58 @@ func Conformance(t *testing.T, c Config) {
 	}
 }
 
+// containerdDepth is the chain containerd's 128LayersMount test builds.
+const containerdDepth = 128
+
+// skip128 is the -test.skip pattern Main adds: containerd's
+// 128LayersMount under any test and fixture that Conformance runs.
+const skip128 = ".*/.*/^containerd$/^128LayersMount$"
+
+// Main is TestMain for the package of a driver that may declare a
+// MaxDepth under 128 (aufs, whose branch limit is 127 on most kernels):
+// it runs the package's tests, but where one of factories declares such a
+// depth, without containerd's 128LayersMount, which such a driver fails by
+// design; checkChain128 asserts the refusal instead. The test is left out
+// through -test.skip (joined to any pattern given on the command line),
+// the only way to leave out one subtest of a suite that is not ours.
+//
+//	func TestMain(m *testing.M) { os.Exit(drivertest.Main(m, Factory())) }
+func Main(m *testing.M, factories ...drivers.Factory) int {
+	flag.Parse()
+	for _, f := range factories {
+		if shallow(f) {
+			pattern := skip128
+			if given := flag.Lookup("test.skip").Value.String(); given != "" {
+				pattern = given + "|" + skip128
+			}
+			if err := flag.Set("test.skip", pattern); err != nil {
+				fmt.Fprintf(os.Stderr, "drivertest: set -test.skip: %v\n", err)
+				return 2
+			}
+			break
+		}
+	}
+	return m.Run()
+}
+
+// shallow reports whether f declares a maximum depth under containerd's
+// 128 layers.
+func shallow(f drivers.Factory) bool {
+	return f.Capabilities.MaxDepth > 0 && f.Capabilities.MaxDepth < containerdDepth
+}
+
 // Containerd runs containerd's snapshotter suite with each driver home in
 // a new directory under dir (containerd's own root argument, in /tmp, is
 // left unused so the home sits on the filesystem under test).
 func Containerd(t *testing.T, f drivers.Factory, name, dir string) {
 	if name == "" {
 		name = f.Name
+	}
+	if shallow(f) {
+		if s := flag.Lookup("test.skip"); s == nil || !strings.Contains(s.Value.String(), skip128) {
+			t.Fatalf("%s declares a maximum depth of %d layers, so it must refuse containerd's 128LayersMount; run the package's tests through drivertest.Main (TestMain), which leaves that test out", f.Name, f.Capabilities.MaxDepth)
+		}
+		t.Logf("containerd's 128LayersMount is left out: %s unites at most %d layers; layerlab's Chain128 check asserts that it refuses more", f.Name, f.Capabilities.MaxDepth)
 	}
 	testsuite.SnapshotterSuite(t, name, func(ctx context.Context, _ string) (snapshots.Snapshotter, func() error, error) {
 		home, err := os.MkdirTemp(dir, "containerd-")
