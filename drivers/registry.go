@@ -20,11 +20,11 @@ type Probe struct {
 	// not and what to do.
 	Reason string `json:"reason,omitempty"`
 	// Class is the sentinel error the reason belongs to, which Err wraps so
-	// that it survives Registry.Open: ErrInvalidArgument when the home
-	// itself is wrong (relative, a file, on a filesystem the driver cannot
-	// use: the caller must choose another), ErrUnavailable when this
-	// machine lacks what the driver needs (a kernel feature, a tool, root).
-	// Nil means ErrUnavailable.
+	// that it survives Registry.Open: ErrInvalidArgument when the home path
+	// itself is wrong (relative, not a directory: the caller must give
+	// another), ErrUnavailable when this machine or the filesystem under
+	// the home lacks what the driver needs (a kernel feature, a tool, root,
+	// btrfs under a btrfs home). Nil means ErrUnavailable.
 	Class error `json:"-"`
 	// Facts are the kernel and filesystem facts the probe looked at.
 	Facts []Fact `json:"facts"`

@@ -66,7 +66,6 @@ func Probe(home string) drivers.Probe {
 	}
 	p.Facts = append(p.Facts, drivers.Fact{Name: "backing filesystem", Value: fmt.Sprintf("%s (%s) at %s", b.Type, b.Source, b.Path)})
 	if r := refuseBacking(b.Magic); r != "" {
-		p.Class = drivers.ErrInvalidArgument
 		return fail("home %s is on %s; put it on ext4 or xfs", home, r)
 	}
 	if st, err := os.Stat(xinoDir); err != nil || !st.IsDir() {

@@ -33,7 +33,6 @@ func Probe(home string) drivers.Probe {
 	}
 	p.Facts = append(p.Facts, drivers.Fact{Name: "backing filesystem", Value: fmt.Sprintf("%s (%s) at %s", b.Type, b.Source, b.Path)})
 	if reason := notBtrfs(home, b); reason != "" {
-		p.Class = drivers.ErrInvalidArgument
 		return fail("%s", reason)
 	}
 	if q, err := quota.NewBtrfs(home); err == nil {

@@ -43,7 +43,6 @@ func Probe(name, home string) drivers.Probe {
 	}
 	p.Facts = append(p.Facts, drivers.Fact{Name: "backing filesystem", Value: fmt.Sprintf("%s (%s) at %s", b.Type, b.Source, b.Path)})
 	if b.Magic == kernel.MagicOverlay {
-		p.Class = drivers.ErrInvalidArgument
 		return fail("home %s is on overlayfs itself, which cannot be an upper layer; put it on ext4, xfs or btrfs", home)
 	}
 	dtype, err := fs.SupportsDType(b.Path)

@@ -3,6 +3,7 @@ package overlay
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,4 +55,19 @@ func TestOverlay2ConformanceXFSQuota(t *testing.T) {
 			return loopfs.ForTestWith(t, "xfs", 0, "prjquota").Dir
 		}}},
 	})
+}
+
+// The probe's class reaches the caller of Registry.Open: a home that is a
+// file is the caller's mistake, not a driver missing here.
+func TestRegistryOpenKeepsTheProbesClass(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []drivers.Factory{OverlayFactory(), Overlay2Factory()} {
+		_, err := drivers.NewRegistry(f).Open(context.Background(), f.Name, file, nil)
+		if !errors.Is(err, drivers.ErrInvalidArgument) || errors.Is(err, drivers.ErrUnavailable) {
+			t.Errorf("%s: registry open of a file home: %v, want ErrInvalidArgument", f.Name, err)
+		}
+	}
 }
