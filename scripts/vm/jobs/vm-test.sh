@@ -88,6 +88,12 @@ for t in bin/*.test; do
   esac
   run "$(basename "$t" .test)" gotest "$t" "$@"
 done
-echo "vm-test: losetup: $(losetup -a | wc -l) loop devices, dmsetup: $(dmsetup ls 2>/dev/null | grep -vc 'No devices')"
+# The guest starts with no loop or dm devices: any left is a test's leak.
+loops=$(losetup -a | wc -l) dms=$(dmsetup ls 2>/dev/null | grep -vc 'No devices')
+echo "vm-test: losetup: $loops loop devices, dmsetup: $dms"
+if [ "$loops" != 0 ] || [ "$dms" != 0 ]; then
+  echo "vm-test: the tests left loop or dm devices behind"; losetup -a; dmsetup ls
+  failed=$((failed + 1))
+fi
 echo "vm-test: $passed passed, $failed failed"
 [ "$failed" = 0 ]
