@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/overlay"
 	"github.com/layerlab/layerlab/drivers/vfs"
 )
@@ -17,7 +18,7 @@ import (
 // is left mounted.
 func TestRunSmallProfile(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("the harness mounts: needs root")
+		feature.Skip(t, feature.Root, "the harness mounts: needs root")
 	}
 	p, _ := ProfileNamed("quick")
 	p.N, p.Warmup = 3, 1

@@ -3,6 +3,7 @@ package drivers
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -18,6 +19,13 @@ type Probe struct {
 	// Reason is empty when the driver can run, else one sentence saying why
 	// not and what to do.
 	Reason string `json:"reason,omitempty"`
+	// Class is the sentinel error the reason belongs to, which Err wraps so
+	// that it survives Registry.Open: ErrInvalidArgument when the home path
+	// itself is wrong (relative, not a directory: the caller must give
+	// another), ErrUnavailable when this machine or the filesystem under
+	// the home lacks what the driver needs (a kernel feature, a tool, root,
+	// btrfs under a btrfs home). Nil means ErrUnavailable.
+	Class error `json:"-"`
 	// Facts are the kernel and filesystem facts the probe looked at.
 	Facts []Fact `json:"facts"`
 }
@@ -25,12 +33,17 @@ type Probe struct {
 // Available reports whether the probe found nothing in the way.
 func (p Probe) Available() bool { return p.Reason == "" }
 
-// Err returns nil when available, else the reason wrapping ErrUnavailable.
+// Err returns nil when available, else the reason wrapping its Class
+// (ErrUnavailable when none is set).
 func (p Probe) Err(name string) error {
 	if p.Available() {
 		return nil
 	}
-	return fmt.Errorf("%s: %w: %s", name, ErrUnavailable, p.Reason)
+	class := p.Class
+	if class == nil {
+		class = ErrUnavailable
+	}
+	return fmt.Errorf("%s: %w: %s", name, class, p.Reason)
 }
 
 // Options are driver options ("key=value" pairs, as --storage-opt gives).
@@ -125,11 +138,18 @@ func (r *Registry) Get(name string) (Factory, error) {
 	return f, nil
 }
 
-// Open probes and opens the driver registered as name with its home at home.
+// Open probes and opens the driver registered as name with its home at
+// home. The probe's error keeps its class: a home the driver cannot use is
+// ErrInvalidArgument, a machine that lacks what it needs ErrUnavailable.
 func (r *Registry) Open(ctx context.Context, name, home string, opts Options) (Driver, error) {
 	f, err := r.Get(name)
 	if err != nil {
 		return nil, err
+	}
+	// Checked here, before any probe looks at the machine, so a relative
+	// home is the caller's mistake for every driver.
+	if !filepath.IsAbs(home) {
+		return nil, fmt.Errorf("%s: home %q is not an absolute path: %w", name, home, ErrInvalidArgument)
 	}
 	if err := f.Probe(home).Err(name); err != nil {
 		return nil, err

@@ -34,6 +34,38 @@ func TestOpenRefusesAnUnavailableDriver(t *testing.T) {
 	}
 }
 
+// The probe's class survives Open: a home the driver cannot use is the
+// caller's mistake (ErrInvalidArgument), not a missing feature.
+func TestOpenKeepsTheProbesClass(t *testing.T) {
+	probes := 0
+	r := NewRegistry(Factory{
+		Name: "x",
+		Probe: func(home string) Probe {
+			probes++
+			if home == "/file" {
+				return Probe{Reason: "home /file is not a directory", Class: ErrInvalidArgument}
+			}
+			return Probe{Reason: "the kernel lacks x"}
+		},
+	})
+	ctx := context.Background()
+	_, err := r.Open(ctx, "x", "/file", nil)
+	if !errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("home is a file: %v, want ErrInvalidArgument only", err)
+	}
+	if _, err := r.Open(ctx, "x", "/h", nil); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("probe without a class: %v, want ErrUnavailable", err)
+	}
+	probes = 0
+	_, err = r.Open(ctx, "x", "relative/home", nil)
+	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "relative/home") || probes != 0 {
+		t.Errorf("relative home: %v after %d probes, want ErrInvalidArgument before any probe", err, probes)
+	}
+	if err := (Probe{Reason: "r", Class: ErrInvalidArgument}).Err("x"); err.Error() != "x: invalid argument: r" {
+		t.Errorf("Err: %q", err)
+	}
+}
+
 func TestOptions(t *testing.T) {
 	o, err := ParseOptions([]string{"size=10G", "a=b=c"})
 	if err != nil || o["size"] != "10G" || o["a"] != "b=c" {

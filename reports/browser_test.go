@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/layerlab/layerlab/drivers/feature"
 )
 
 // chromiumBinary finds a Chromium or Chrome to render the report with.
@@ -130,7 +132,7 @@ func TestReportRendersInChromium(t *testing.T) {
 	t.Parallel()
 	bin := chromiumBinary()
 	if bin == "" {
-		t.Skip("chromium not installed (Debian: apt-get install chromium); skipping the headless-browser check of index.html")
+		feature.Skip(t, feature.Chromium, "chromium not installed (Debian: apt-get install chromium); cannot check index.html in a headless browser")
 	}
 	_, dir := renderFixture(t)
 	html := readFile(t, filepath.Join(dir, IndexHTML))

@@ -41,9 +41,12 @@ import (
 const Name = "aufs"
 
 // DefaultMaxBranches is aufs's default limit on branches in one mount
-// (CONFIG_AUFS_BRANCH_MAX_127, the Kconfig default; 511, 1023 and 32767 are
-// the other choices). An active snapshot's writable branch counts, so it
-// takes one parent fewer than a view.
+// (CONFIG_AUFS_BRANCH_MAX_127, the Kconfig default and Ubuntu's choice;
+// 511, 1023 and 32767 are the others), assumed when the running kernel's
+// cannot be read. An active snapshot's writable branch counts, so it takes
+// one parent fewer than a view. It is why Docker capped images at 125
+// layers: a container's writable branch and its init layer took the other
+// two of 127.
 const DefaultMaxBranches = 127
 
 // xinoDir holds the external inode number (xino) files. aufs refuses an
@@ -60,27 +63,35 @@ const (
 	noteNoQuota    = "aufs has no quota support"
 )
 
-func capabilities() drivers.Capabilities {
+// capabilities declares aufs with the branch limit maxBranches as its
+// maximum depth.
+func capabilities(maxBranches int) drivers.Capabilities {
 	return drivers.Capabilities{
 		Strategy:    drivers.CopyOnWrite,
 		Granularity: drivers.GranularityFile,
 		QuotaNote:   noteNoQuota,
 		Kernel:      []string{"aufs (out of tree)"},
-		MaxDepth:    DefaultMaxBranches,
+		MaxDepth:    maxBranches,
 		Notes: []string{
 			noteUnverified,
-			"an active snapshot's writable branch counts toward the branch limit, so it takes one parent fewer than a view",
+			depthNote(maxBranches),
 			"branches past one page of mount options are added with remount append:, as dockerd did",
 		},
 	}
 }
 
-// Factory returns the registry entry for aufs.
+// depthNote says what the branch limit means for chains.
+func depthNote(maxBranches int) string {
+	return fmt.Sprintf("one aufs mount unites at most %d branches (CONFIG_AUFS_BRANCH_MAX_%d; 127 is why Docker capped images at 125 layers): a view takes at most %d parents, an active snapshot, whose writable branch counts, %d; deeper Prepare and View are refused before anything is mounted", maxBranches, maxBranches, maxBranches, maxBranches-1)
+}
+
+// Factory returns the registry entry for aufs, declaring the running
+// kernel's branch limit (DefaultMaxBranches where it cannot be read).
 func Factory() drivers.Factory {
 	return drivers.Factory{
 		Name:         Name,
 		Summary:      "aufs (out-of-tree union filesystem): the writable branch on top of every ancestor as read-only branches (dockerd's original driver)",
-		Capabilities: capabilities(),
+		Capabilities: capabilities(maxBranches()),
 		Probe:        Probe,
 		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
 			return New(ctx, home, opts)
@@ -137,8 +148,7 @@ func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, 
 // (au_clone_or_copy: vfs_clone_file_range, then a plain copy), so on a
 // reflink filesystem a first write costs metadata, not the file's data.
 func capabilitiesAt(home string, maxBranches int, f features) (drivers.Capabilities, error) {
-	c := capabilities()
-	c.MaxDepth = maxBranches
+	c := capabilities(maxBranches)
 	reflink, err := core.Reflinks(home)
 	if err != nil {
 		return c, err
@@ -176,7 +186,7 @@ func (b *backend) checkDepth(s storage.Snapshot) error {
 		n++ // the writable branch
 	}
 	if n > b.max {
-		return fmt.Errorf("%s: %q needs %d branches, the running aufs unites at most %d: %w; squash the chain into fewer layers, or use a kernel built with a larger CONFIG_AUFS_BRANCH_MAX_*", Name, s.ID, n, b.max, drivers.ErrFailedPrecondition)
+		return fmt.Errorf("%s: %s snapshot %q on %d parents needs %d branches, but the running aufs unites at most %d (CONFIG_AUFS_BRANCH_MAX_%d; the limit that capped Docker images at 125 layers): %w; squash the chain into fewer layers, or use a kernel built with a larger CONFIG_AUFS_BRANCH_MAX_*", Name, s.Kind, s.ID, len(s.ParentIDs), n, b.max, b.max, drivers.ErrFailedPrecondition)
 	}
 	return nil
 }

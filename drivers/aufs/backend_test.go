@@ -128,3 +128,51 @@ func TestBackendBranchLimit(t *testing.T) {
 		t.Fatalf("the refused snapshot left storage: %v", err)
 	}
 }
+
+// Prepare and View past the branch limit are refused by the driver, with
+// the limit and what to do, before anything is mounted or recorded: with a
+// limit of 3 branches a view takes 3 parents and an active snapshot 2.
+func TestPrepareBeyondTheBranchLimit(t *testing.T) {
+	ctx := context.Background()
+	b := newTestBackend(t)
+	b.max = 3
+	b.caps = capabilities(b.max)
+	d, err := core.Open(ctx, Name, b.home, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got := d.Capabilities().MaxDepth; got != 3 {
+		t.Fatalf("MaxDepth %d, want the branch limit 3", got)
+	}
+	parent := ""
+	for _, name := range []string{"l1", "l2", "l3"} {
+		if _, err := d.Prepare(ctx, name+"-active", parent); err != nil {
+			t.Fatalf("prepare on %q: %v", parent, err)
+		}
+		if err := d.Commit(ctx, name, name+"-active"); err != nil {
+			t.Fatal(err)
+		}
+		parent = name
+	}
+	ms, err := d.View(ctx, "view", "l3")
+	if err != nil || len(ms) != 1 || !contains(ms[0].Options, "ro") {
+		t.Fatalf("view of 3 parents under a limit of 3: %+v %v", ms, err)
+	}
+	_, err = d.Prepare(ctx, "too-deep", "l3")
+	if !errors.Is(err, drivers.ErrFailedPrecondition) {
+		t.Fatalf("active on 3 parents under a limit of 3: %v, want ErrFailedPrecondition", err)
+	}
+	for _, want := range []string{"needs 4 branches", "at most 3", "CONFIG_AUFS_BRANCH_MAX_3", "125 layers", "squash"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not say %q", err, want)
+		}
+	}
+	if _, err := d.Stat(ctx, "too-deep"); !errors.Is(err, drivers.ErrNotFound) {
+		t.Errorf("the refused snapshot was recorded: %v", err)
+	}
+	ids, err := b.IDs(ctx)
+	if err != nil || len(ids) != 4 { // l1, l2, l3 and the view
+		t.Errorf("storage after the refusal: %v %v, want 4 directories", ids, err)
+	}
+}

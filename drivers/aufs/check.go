@@ -53,9 +53,11 @@ func Probe(home string) drivers.Probe {
 		return fail("%s", ReasonNoAufs)
 	}
 	if err := core.CheckHome(Name, home); err != nil {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("%v", err)
 	}
 	if strings.ContainsAny(home, ",:=") {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("home %s contains ',', ':' or '=', which aufs branch options cannot carry; choose a home path without them", home)
 	}
 	b, err := kernel.BackingOf(home)
@@ -165,10 +167,17 @@ func maxBranches() int {
 	return n
 }
 
-// branchLimit reads CONFIG_AUFS_BRANCH_MAX_* from the running kernel's
-// configuration and says where it found it; "" when it found none.
+// aufsConfig is where aufs built as a module (Ubuntu's) shows the
+// configuration it was built with, one CONFIG_AUFS_*=y line each
+// (fs/aufs/sysfs.c config_show, from conf.mk's conf.str); built-in aufs
+// has no such file and is read from the kernel's configuration.
+const aufsConfig = "/sys/fs/aufs/config"
+
+// branchLimit reads CONFIG_AUFS_BRANCH_MAX_* from the running aufs (its
+// sysfs config), else from the running kernel's configuration, and says
+// where it found it; DefaultMaxBranches and "" when it found none.
 func branchLimit() (int, string) {
-	for _, path := range []string{"/boot/config-" + kernel.Release(), "/proc/config.gz"} {
+	for _, path := range []string{aufsConfig, "/boot/config-" + kernel.Release(), "/proc/config.gz"} {
 		f, err := os.Open(path)
 		if err != nil {
 			continue

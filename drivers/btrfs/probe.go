@@ -24,6 +24,7 @@ func Probe(home string) drivers.Probe {
 		return fail("the kernel has no btrfs filesystem (modprobe btrfs, or use overlay2 or vfs)")
 	}
 	if err := core.CheckHome(Name, home); err != nil {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("%v", err)
 	}
 	b, err := kernel.BackingOf(home)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/drivertest"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
 	"github.com/layerlab/layerlab/drivers/overlay"
@@ -31,7 +32,7 @@ func timed(b *testing.B, fn func() error) time.Duration {
 // conformance suite's homes are.
 func benchHome(b *testing.B) string {
 	if p := Probe(os.TempDir()); !p.Available() {
-		b.Skipf("%s: %s", Name, p.Reason)
+		feature.Skip(b, feature.DeviceMapper, "%s: %s", Name, p.Reason)
 	}
 	return loopfs.ForTestWith(b, "ext4", fixtureSize, "discard").Dir
 }

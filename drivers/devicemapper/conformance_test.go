@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/layerlab/layerlab/drivers/drivertest"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 )
 
@@ -18,7 +19,7 @@ const fixtureSize = 2 << 30
 // making a filesystem for nothing).
 func homeOnExt4(t *testing.T) string {
 	if p := Probe(os.TempDir()); !p.Available() {
-		t.Skipf("%s: %s", Name, p.Reason)
+		feature.Skip(t, feature.DeviceMapper, "%s: %s", Name, p.Reason)
 	}
 	return loopfs.ForTestWith(t, "ext4", fixtureSize, "discard").Dir
 }

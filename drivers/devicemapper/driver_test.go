@@ -3,11 +3,13 @@ package devicemapper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -269,14 +271,35 @@ func TestRemoveMounted(t *testing.T) {
 	if err := mount.UnmountAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.b.ctl.Info(name); !errors.Is(err, unix.ENXIO) {
-		t.Errorf("device after the unmount: %v, want gone", err)
+	if err := waitGone(d.b.ctl, name, 10*time.Second); err != nil {
+		t.Errorf("device after the unmount: %v", err)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if ids, _ := d.b.index.ids(); len(ids) != 0 {
 		t.Errorf("index after Close: %v, want empty", ids)
+	}
+}
+
+// waitGone waits until device-mapper no longer has device name, at most
+// limit. A deferred remove does not happen within umount(2): the last
+// close of the device queues the kernel's deferred-remove work
+// (dm_blk_close → dm_deferred_remove), which removes the device a moment
+// later, so the test asks until the device is gone or the limit passes.
+func waitGone(ctl control, name string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		info, err := ctl.Info(name)
+		switch {
+		case errors.Is(err, unix.ENXIO):
+			return nil
+		case err != nil:
+			return err
+		case time.Now().After(deadline):
+			return fmt.Errorf("%s still exists %v after its last close (open count %d), want it removed", name, limit, info.OpenCount)
+		}
+		time.Sleep(wait)
 	}
 }
 

@@ -53,6 +53,7 @@ func Probe(home string) drivers.Probe {
 		return fail(noThinPool)
 	}
 	if err := core.CheckHome(Name, home); err != nil {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("%v", err)
 	}
 	for _, tool := range []string{"mkfs.ext4", "resize2fs"} {

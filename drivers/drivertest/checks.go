@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -276,43 +277,54 @@ func concurrentOne(e *env, i int) error {
 }
 
 // checkReopen closes the driver while goroutines are busy with it, reopens
-// it, and checks every surviving snapshot is whole.
+// it, and checks every surviving snapshot is whole. A goroutine that fails
+// before the close is a failure of the check, reported at once: the close
+// happens then, so the others stop, instead of the check waiting for a
+// start that never comes.
 func checkReopen(t *testing.T, e *env) {
+	const workers = 8
 	e.layer("base", "", func(dir string) { e.writeFile(filepath.Join(dir, "f"), []byte("base")) })
+	closing := make(chan struct{})          // closed just before e.d.Close
+	started := make(chan struct{}, workers) // one per worker that made 3 snapshots
+	failed := make(chan error, workers)     // errors from before the close
 	var wg sync.WaitGroup
-	started := make(chan struct{}, 8)
-	for g := 0; g < 8; g++ {
+	for g := 0; g < workers; g++ {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			for i := 0; ; i++ {
-				key := fmt.Sprintf("r-%d-%d", g, i)
-				if _, err := e.d.Prepare(e.ctx, key, "base"); err != nil {
-					return // closed under us: expected
-				}
-				if i == 2 {
-					started <- struct{}{}
-				}
-				var err error
-				switch i % 3 {
-				case 0:
-					err = e.d.Commit(e.ctx, "rc-"+key, key)
-				case 1:
-					err = e.d.Remove(e.ctx, key)
-				}
-				if err != nil {
-					return
-				}
+			err := reopenWorker(e, g, started)
+			select {
+			case <-closing: // closed under it: expected
+			default:
+				failed <- fmt.Errorf("worker %d before Close: %w", g, err)
 			}
 		}(g)
 	}
-	for g := 0; g < 8; g++ {
-		<-started
+	var early error
+	for n := 0; n < workers && early == nil; {
+		select {
+		case <-started:
+			n++
+		case early = <-failed:
+		}
 	}
-	if err := e.d.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
+	close(closing)
+	cerr := e.d.Close()
 	wg.Wait()
+	close(failed)
+	for err := range failed { // failed just before the close, after the loop
+		if early == nil {
+			early = err
+		} else {
+			t.Error(err)
+		}
+	}
+	if early != nil {
+		t.Fatal(early)
+	}
+	if cerr != nil {
+		t.Fatalf("close: %v", cerr)
+	}
 	if _, err := e.d.Stat(e.ctx, "base"); !errors.Is(err, drivers.ErrClosed) {
 		t.Errorf("Stat after Close: got %v, want ErrClosed", err)
 	}
@@ -344,9 +356,36 @@ func checkReopen(t *testing.T, e *env) {
 	}
 }
 
+// reopenWorker prepares, commits and removes snapshots on base until a
+// call fails, which it returns; it signals started once it has prepared
+// three.
+func reopenWorker(e *env, g int, started chan<- struct{}) error {
+	for i := 0; ; i++ {
+		key := fmt.Sprintf("r-%d-%d", g, i)
+		if _, err := e.d.Prepare(e.ctx, key, "base"); err != nil {
+			return err
+		}
+		if i == 2 {
+			started <- struct{}{}
+		}
+		var err error
+		switch i % 3 {
+		case 0:
+			err = e.d.Commit(e.ctx, "rc-"+key, key)
+		case 1:
+			err = e.d.Remove(e.ctx, key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
 // checkChain128 commits 128 layers, each overwriting one file and adding
 // another, and checks a view of the top sees all of them. A driver whose
-// declared MaxDepth is lower (aufs's 127 branches) is held to that depth.
+// declared MaxDepth is lower (aufs's 127 branches) is held to that depth,
+// and must refuse an active snapshot on top of it, saying the limit, and
+// record nothing for it.
 func checkChain128(t *testing.T, e *env) {
 	depth := 128
 	if m := e.d.Capabilities().MaxDepth; m > 0 && m < depth {
@@ -381,6 +420,19 @@ func checkChain128(t *testing.T, e *env) {
 	sort.Strings(names)
 	if len(names) != depth+1 || names[0] != "layer-000" || names[depth-1] != fmt.Sprintf("layer-%03d", depth-1) {
 		t.Errorf("view of a %d-layer chain lists %d entries, want %d", depth, len(names), depth+1)
+	}
+	if depth == 128 {
+		return
+	}
+	_, err = e.d.Prepare(e.ctx, "too-deep", parent)
+	switch {
+	case !errors.Is(err, drivers.ErrFailedPrecondition) && !errors.Is(err, drivers.ErrInvalidArgument):
+		t.Errorf("prepare on a chain of the declared maximum depth %d: got %v, want ErrFailedPrecondition or ErrInvalidArgument", depth, err)
+	case !strings.Contains(err.Error(), strconv.Itoa(depth)):
+		t.Errorf("the refusal %q does not name the limit %d", err, depth)
+	}
+	if _, err := e.d.Stat(e.ctx, "too-deep"); !errors.Is(err, drivers.ErrNotFound) {
+		t.Errorf("the refused snapshot: Stat says %v, want ErrNotFound", err)
 	}
 }
 
@@ -450,6 +502,14 @@ func checkBadOpen(t *testing.T, e *env) {
 		} else if !errors.Is(err, drivers.ErrInvalidArgument) {
 			t.Errorf("%s: got %v, want ErrInvalidArgument", c.what, err)
 		}
+	}
+	// Through a registry too, whose probe must keep the class.
+	r := drivers.NewRegistry(e.factory)
+	if d, err := r.Open(e.ctx, e.factory.Name, "relative/home", nil); err == nil {
+		d.Close()
+		t.Errorf("registry: relative home: opened")
+	} else if !errors.Is(err, drivers.ErrInvalidArgument) {
+		t.Errorf("registry: relative home: got %v, want ErrInvalidArgument", err)
 	}
 }
 

@@ -8,9 +8,12 @@ package drivertest
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/containerd"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
@@ -52,6 +56,12 @@ type Config struct {
 type Fixture struct {
 	Name string
 	Dir  func(t *testing.T) string
+	// Quota names the feature (drivers/feature) that gives drivers quota
+	// on this store, such as feature.XFSQuota for xfs mounted with
+	// prjquota: a driver that declares no quota support there skips the
+	// quota check as missing that feature, which LAYERLAB_REQUIRE turns
+	// into a failure. Empty: declaring none is the driver's choice.
+	Quota string
 }
 
 // Conformance runs both suites on each filesystem type.
@@ -72,10 +82,10 @@ func Conformance(t *testing.T, c Config) {
 		t.Run(f.Name, func(t *testing.T) {
 			dir := f.Dir(t)
 			if p := c.Factory.Probe(dir); !p.Available() {
-				t.Skipf("%s on %s: %s", c.Factory.Name, f.Name, p.Reason)
+				feature.Skip(t, c.Factory.Name, "%s on %s: %s", c.Factory.Name, f.Name, p.Reason)
 			}
 			t.Run("containerd", func(t *testing.T) { Containerd(t, c.Factory, c.ContainerdName, dir) })
-			t.Run("layerlab", func(t *testing.T) { Suite(t, c.Factory, dir) })
+			t.Run("layerlab", func(t *testing.T) { suite(t, c.Factory, dir, f.Quota) })
 			// Killing a child at every step costs a process per step: one
 			// backing store per driver is enough.
 			if !crashed {
@@ -86,12 +96,58 @@ func Conformance(t *testing.T, c Config) {
 	}
 }
 
+// containerdDepth is the chain containerd's 128LayersMount test builds.
+const containerdDepth = 128
+
+// skip128 is the -test.skip pattern Main adds: containerd's
+// 128LayersMount under any test and fixture that Conformance runs.
+const skip128 = ".*/.*/^containerd$/^128LayersMount$"
+
+// Main is TestMain for the package of a driver that may declare a
+// MaxDepth under 128 (aufs, whose branch limit is 127 on most kernels):
+// it runs the package's tests, but where one of factories declares such a
+// depth, without containerd's 128LayersMount, which such a driver fails by
+// design; checkChain128 asserts the refusal instead. The test is left out
+// through -test.skip (joined to any pattern given on the command line),
+// the only way to leave out one subtest of a suite that is not ours.
+//
+//	func TestMain(m *testing.M) { os.Exit(drivertest.Main(m, Factory())) }
+func Main(m *testing.M, factories ...drivers.Factory) int {
+	flag.Parse()
+	for _, f := range factories {
+		if shallow(f) {
+			pattern := skip128
+			if given := flag.Lookup("test.skip").Value.String(); given != "" {
+				pattern = given + "|" + skip128
+			}
+			if err := flag.Set("test.skip", pattern); err != nil {
+				fmt.Fprintf(os.Stderr, "drivertest: set -test.skip: %v\n", err)
+				return 2
+			}
+			break
+		}
+	}
+	return m.Run()
+}
+
+// shallow reports whether f declares a maximum depth under containerd's
+// 128 layers.
+func shallow(f drivers.Factory) bool {
+	return f.Capabilities.MaxDepth > 0 && f.Capabilities.MaxDepth < containerdDepth
+}
+
 // Containerd runs containerd's snapshotter suite with each driver home in
 // a new directory under dir (containerd's own root argument, in /tmp, is
 // left unused so the home sits on the filesystem under test).
 func Containerd(t *testing.T, f drivers.Factory, name, dir string) {
 	if name == "" {
 		name = f.Name
+	}
+	if shallow(f) {
+		if s := flag.Lookup("test.skip"); s == nil || !strings.Contains(s.Value.String(), skip128) {
+			t.Fatalf("%s declares a maximum depth of %d layers, so it must refuse containerd's 128LayersMount; run the package's tests through drivertest.Main (TestMain), which leaves that test out", f.Name, f.Capabilities.MaxDepth)
+		}
+		t.Logf("containerd's 128LayersMount is left out: %s unites at most %d layers; layerlab's Chain128 check asserts that it refuses more", f.Name, f.Capabilities.MaxDepth)
 	}
 	testsuite.SnapshotterSuite(t, name, func(ctx context.Context, _ string) (snapshots.Snapshotter, func() error, error) {
 		home, err := os.MkdirTemp(dir, "containerd-")
@@ -112,7 +168,11 @@ func Containerd(t *testing.T, f drivers.Factory, name, dir string) {
 }
 
 // Suite runs layerlab's own checks with driver homes under dir.
-func Suite(t *testing.T, f drivers.Factory, dir string) {
+func Suite(t *testing.T, f drivers.Factory, dir string) { suite(t, f, dir, "") }
+
+// suite is Suite on a fixture whose quota comes from the feature quota
+// (see Fixture.Quota).
+func suite(t *testing.T, f drivers.Factory, dir, quota string) {
 	checks := []struct {
 		name string
 		fn   func(*testing.T, *env)
@@ -129,7 +189,9 @@ func Suite(t *testing.T, f drivers.Factory, dir string) {
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
-			c.fn(t, newEnv(t, f, dir))
+			e := newEnv(t, f, dir)
+			e.quota = quota
+			c.fn(t, e)
 		})
 	}
 }
@@ -142,6 +204,7 @@ type env struct {
 	home    string
 	work    string // mount points, outside home
 	d       drivers.Driver
+	quota   string // the feature that gives quota on the fixture, if any
 }
 
 func newEnv(t *testing.T, f drivers.Factory, dir string) *env {

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/feature"
 )
 
 // checkQuota runs where the driver declares quota support: with a 10 MiB
@@ -17,7 +18,10 @@ import (
 func checkQuota(t *testing.T, e *env) {
 	caps := e.d.Capabilities()
 	if !caps.Quota {
-		t.Skipf("%s declares no quota support: %s", e.factory.Name, caps.QuotaNote)
+		if e.quota != "" {
+			feature.Skip(t, e.quota, "%s declares no quota support on a store meant to provide %s: %s", e.factory.Name, e.quota, caps.QuotaNote)
+		}
+		t.Skipf("%s declares no quota support here (its choice, not a missing feature): %s", e.factory.Name, caps.QuotaNote)
 	}
 	ms, err := e.d.Prepare(e.ctx, "limited", "", drivers.WithSize(10*mib))
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
@@ -279,7 +280,7 @@ func TestDiffOverlayUpperRefusesRedirects(t *testing.T) {
 	upper := t.TempDir()
 	must(t, os.Mkdir(filepath.Join(upper, "moved"), 0o755))
 	if err := unix.Lsetxattr(filepath.Join(upper, "moved"), "trusted.overlay.redirect", []byte("/orig"), 0); err != nil {
-		t.Skipf("trusted xattrs: %v", err)
+		feature.Skip(t, feature.Overlay, "overlay's trusted xattrs: %v", err)
 	}
 	err := DiffOverlayUpper(context.Background(), io.Discard, upper, nil)
 	if !errors.Is(err, drivers.ErrNotImplemented) || !strings.Contains(err.Error(), "moved") {
@@ -301,7 +302,7 @@ func TestDiffOverlayUpperMetacopy(t *testing.T) {
 	must(t, errors.Join(f.Truncate(8), f.Close()))
 	p := filepath.Join(upper, "renamed")
 	if err := unix.Lsetxattr(p, "trusted.overlay.metacopy", nil, 0); err != nil {
-		t.Skipf("trusted xattrs: %v", err)
+		feature.Skip(t, feature.Overlay, "overlay's trusted xattrs: %v", err)
 	}
 	must(t, unix.Lsetxattr(p, "trusted.overlay.redirect", []byte("/orig"), 0))
 	var buf bytes.Buffer

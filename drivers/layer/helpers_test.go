@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
@@ -231,7 +232,7 @@ func newOverlay(t *testing.T, lfs *loopfs.FS, name string, lower string) *overla
 		"lowerdir=" + o.Lower, "upperdir=" + o.Upper, "workdir=" + o.Work,
 	}}
 	if err := mount.All([]drivers.Mount{m}, o.Merged); err != nil {
-		t.Skipf("overlay mount: %v", err)
+		feature.Skip(t, feature.Overlay, "overlay mount: %v", err)
 	}
 	t.Cleanup(func() { o.unmount(t) })
 	return o

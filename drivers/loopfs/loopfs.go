@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/command"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/kernel"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
@@ -217,27 +219,40 @@ type TB interface {
 }
 
 // ForTest makes a filesystem for a test and tears it down when the test
-// ends, also when it fails. It skips the test, with the reason, when the
-// filesystem cannot be made here.
+// ends, also when it fails. When the filesystem cannot be made here (not
+// root, no mkfs, not in the kernel) the test is skipped as missing the
+// feature named by fstype, which LAYERLAB_REQUIRE turns into a failure
+// (drivers/feature).
 func ForTest(t TB, fstype string, size int64) *FS {
 	t.Helper()
 	return ForTestWith(t, fstype, size, "")
 }
 
 // ForTestWith is ForTest with mount data (such as "prjquota"). When the
-// kernel refuses the data, the test is skipped with the kernel's answer:
-// a feature this kernel lacks, not a failure.
+// kernel refuses the data while the same filesystem mounts without it, the
+// kernel lacks the feature the data asks for (xfs-quota for xfs's quota
+// options) and the test is skipped as missing it; any other failure fails
+// the test.
 func ForTestWith(t TB, fstype string, size int64, data string) *FS {
 	t.Helper()
 	if err := Check(fstype); err != nil {
-		t.Skipf("%v", err)
+		if !errors.Is(err, drivers.ErrUnavailable) {
+			t.Fatalf("loop filesystem: %v", err)
+		}
+		feature.Skip(t, fstype, "%v", err)
+		return nil
 	}
-	fs, err := New(context.Background(), os.TempDir(), fstype, size, data)
-	if err != nil && data != "" {
-		t.Skipf("%s mounted with %q is refused by this kernel: %v", fstype, data, err)
+	ctx := context.Background()
+	fs, err := New(ctx, os.TempDir(), fstype, size, data)
+	if err != nil && data != "" && errors.Is(err, unix.EINVAL) {
+		if name := optionFeature(fstype, data); name != "" && mountsWithout(ctx, fstype, size) {
+			feature.Skip(t, name, "%s mounts, but the kernel refuses it with %q: %v", fstype, data, err)
+			return nil
+		}
 	}
 	if err != nil {
 		t.Fatalf("loop filesystem: %v", err)
+		return nil
 	}
 	t.Cleanup(func() {
 		if err := fs.Close(); err != nil {
@@ -245,4 +260,37 @@ func ForTestWith(t TB, fstype string, size int64, data string) *FS {
 		}
 	})
 	return fs
+}
+
+// xfsQuotaOptions are xfs's mount options that need CONFIG_XFS_QUOTA;
+// without it the kernel refuses each with EINVAL ("quota support not
+// available in this kernel").
+var xfsQuotaOptions = []string{
+	"quota", "usrquota", "uquota", "uqnoenforce", "qnoenforce",
+	"grpquota", "gquota", "gqnoenforce", "prjquota", "pquota", "pqnoenforce",
+}
+
+// optionFeature names the kernel feature that mount data asks of fstype,
+// "" when the data asks for none that a kernel may lack (then a refusal is
+// a failure, not a missing feature).
+func optionFeature(fstype, data string) string {
+	if fstype != "xfs" {
+		return ""
+	}
+	for _, o := range strings.Split(data, ",") {
+		if slices.Contains(xfsQuotaOptions, o) {
+			return feature.XFSQuota
+		}
+	}
+	return ""
+}
+
+// mountsWithout reports whether a filesystem of fstype mounts here with no
+// mount data, which tells a refused option from a broken setup.
+func mountsWithout(ctx context.Context, fstype string, size int64) bool {
+	fs, err := New(ctx, os.TempDir(), fstype, size, "")
+	if err != nil {
+		return false
+	}
+	return fs.Close() == nil
 }

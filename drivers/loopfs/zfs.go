@@ -29,6 +29,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/command"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/kernel"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
@@ -230,12 +231,13 @@ func HoldZFSDaemon(ctx context.Context) (release func() error, err error) {
 }
 
 // ForTestZFS makes a pool for a test and tears it down when the test
-// ends, also when it fails. It skips the test, with the reason, when no
-// pool can be made here.
+// ends, also when it fails. When no pool can be made here the test is
+// skipped as missing zfs, which LAYERLAB_REQUIRE turns into a failure.
 func ForTestZFS(t TB, size int64) *ZFS {
 	t.Helper()
 	if err := CheckZFS(); err != nil {
-		t.Skipf("%v", err)
+		feature.Skip(t, feature.ZFS, "%v", err)
+		return nil
 	}
 	z, err := NewZFS(context.Background(), os.TempDir(), size)
 	if err != nil {

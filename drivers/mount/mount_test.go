@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/feature"
 )
 
 func TestParse(t *testing.T) {
@@ -40,7 +41,7 @@ func TestCompactLowerdir(t *testing.T) {
 // relative-path fallback, and the mount shows every layer.
 func TestLongOverlayMounts(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root")
+		feature.Skip(t, feature.Root, "mounting needs root")
 	}
 	base := t.TempDir()
 	long := filepath.Join(base, strings.Repeat("d", 100), "l")
@@ -80,7 +81,7 @@ func TestLongOverlayMounts(t *testing.T) {
 
 func TestReadOnlyBind(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root")
+		feature.Skip(t, feature.Root, "mounting needs root")
 	}
 	src, target := t.TempDir(), t.TempDir()
 	if err := All([]drivers.Mount{{Type: "bind", Source: src, Options: []string{"rbind", "ro"}}}, target); err != nil {

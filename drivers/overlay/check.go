@@ -34,6 +34,7 @@ func Probe(name, home string) drivers.Probe {
 		return fail("the kernel has no overlay filesystem (modprobe overlay, or use vfs)")
 	}
 	if err := core.CheckHome(name, home); err != nil {
+		p.Class = drivers.ErrInvalidArgument
 		return fail("%v", err)
 	}
 	b, err := kernel.BackingOf(home)

@@ -3,12 +3,14 @@ package overlay
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/drivertest"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 )
 
@@ -42,14 +44,30 @@ func TestOverlay2SizeNeedsProjectQuota(t *testing.T) {
 
 // On xfs mounted with prjquota, overlay2 declares quota support and the
 // conformance suite's quota check runs. This host's kernel has no xfs
-// quota (CONFIG_XFS_QUOTA is off), so here it skips; it is meant for the
-// qemu test guest.
+// quota (CONFIG_XFS_QUOTA is off), so here it skips as missing xfs-quota;
+// it is meant for the qemu test guest, where LAYERLAB_REQUIRE makes that
+// skip a failure.
 func TestOverlay2ConformanceXFSQuota(t *testing.T) {
 	drivertest.Conformance(t, drivertest.Config{
 		Factory:        Overlay2Factory(),
 		ContainerdName: "overlayfs",
-		Fixtures: []drivertest.Fixture{{Name: "xfs-prjquota", Dir: func(t *testing.T) string {
+		Fixtures: []drivertest.Fixture{{Name: "xfs-prjquota", Quota: feature.XFSQuota, Dir: func(t *testing.T) string {
 			return loopfs.ForTestWith(t, "xfs", 0, "prjquota").Dir
 		}}},
 	})
+}
+
+// The probe's class reaches the caller of Registry.Open: a home that is a
+// file is the caller's mistake, not a driver missing here.
+func TestRegistryOpenKeepsTheProbesClass(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []drivers.Factory{OverlayFactory(), Overlay2Factory()} {
+		_, err := drivers.NewRegistry(f).Open(context.Background(), f.Name, file, nil)
+		if !errors.Is(err, drivers.ErrInvalidArgument) || errors.Is(err, drivers.ErrUnavailable) {
+			t.Errorf("%s: registry open of a file home: %v, want ErrInvalidArgument", f.Name, err)
+		}
+	}
 }

@@ -8,14 +8,17 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/kernel"
 )
 
 // MaxKeyLen bounds keys and names, which are free-form strings (containerd
@@ -36,15 +39,24 @@ type Store struct {
 	db *bolt.DB
 }
 
-// Open opens or creates the database at path. It fails fast if another
-// process holds it.
+// Open opens or creates the database at path. When another process holds
+// it (bbolt flocks the file) it gives up after 5 s with ErrUnavailable,
+// naming the holder where /proc/locks tells it.
 func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("metadata store: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true})
+	const wait = 5 * time.Second
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: wait, NoFreelistSync: true})
+	if errors.Is(err, berrors.ErrTimeout) {
+		who := "another process"
+		if h, ok := kernel.FlockHolder(path); ok {
+			who = h.String()
+		}
+		return nil, fmt.Errorf("metadata store %s: %w: %s has held its lock for over %v; stop it, or use another home (one home serves one driver process at a time)", path, drivers.ErrUnavailable, who, wait)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("metadata store %s: %w (is another process using this home?)", path, err)
+		return nil, fmt.Errorf("metadata store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketSnapshots, bucketChildren, bucketMeta, bucketProjects} {

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -57,5 +58,21 @@ func TestCapabilitiesFollowTheBackingFilesystem(t *testing.T) {
 			t.Errorf("vfs on %s: granularity %s, want %s (%v)", fstype, got, want, d.Capabilities().Notes)
 		}
 		d.Close()
+	}
+}
+
+// The probe's class reaches the caller of Registry.Open: a home that is a
+// file is the caller's mistake, not a driver missing here.
+func TestRegistryOpenKeepsTheProbesClass(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := Probe(file); p.Class != drivers.ErrInvalidArgument {
+		t.Errorf("probe of a file home: class %v, reason %q", p.Class, p.Reason)
+	}
+	_, err := drivers.NewRegistry(Factory()).Open(context.Background(), Name, file, nil)
+	if !errors.Is(err, drivers.ErrInvalidArgument) || errors.Is(err, drivers.ErrUnavailable) {
+		t.Fatalf("registry open of a file home: %v, want ErrInvalidArgument", err)
 	}
 }

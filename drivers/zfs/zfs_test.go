@@ -15,6 +15,7 @@ import (
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/command"
 	"github.com/layerlab/layerlab/drivers/core"
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/kernel"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/mount"
@@ -151,7 +152,7 @@ func TestProbeRefusesOtherFilesystems(t *testing.T) {
 		if !strings.Contains(p.Reason, "install zfs-fuse or OpenZFS") {
 			t.Fatalf("no zfs command: reason %q", p.Reason)
 		}
-		t.Skip("zfs is not installed: ", p.Reason)
+		feature.Skip(t, feature.ZFS, "zfs is not installed: %s", p.Reason)
 	}
 	z := loopfs.ForTestZFS(t, 0)
 	home := t.TempDir()
@@ -475,7 +476,7 @@ func TestCloseUnmountsReopenRemounts(t *testing.T) {
 // TestFixtureLeavesNothing checks the pool fixture's teardown.
 func TestFixtureLeavesNothing(t *testing.T) {
 	if err := loopfs.CheckZFS(); err != nil {
-		t.Skip(err)
+		feature.Skip(t, feature.ZFS, "%v", err)
 	}
 	ctx := context.Background()
 	z, err := loopfs.NewZFS(ctx, t.TempDir(), 0)
