@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/layerlab/layerlab/drivers/core"
+	"github.com/layerlab/layerlab/drivers/mount"
 )
 
 // appendByte opens path for appending, writes one byte and closes it: the
@@ -120,7 +120,7 @@ func smallFiles(ctx context.Context, r *run, t *target) error {
 					return err
 				}
 			}
-			return core.SyncFS(dir)
+			return mount.SyncFS(dir)
 		})
 		if err != nil {
 			return err
