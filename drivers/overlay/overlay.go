@@ -36,10 +36,13 @@ func capabilities(multiLower bool) drivers.Capabilities {
 	c := drivers.Capabilities{
 		Strategy:    drivers.CopyOnWrite,
 		Granularity: drivers.GranularityFile,
-		QuotaNote:   "size limits need xfs project quota, which this driver does not set up yet",
+		QuotaNote:   "classic overlay cannot limit a snapshot's size; overlay2 can, with xfs project quota",
 		Kernel:      []string{"overlay filesystem", "d_type on the backing filesystem"},
 	}
 	if multiLower {
+		// Overlay2 turns Quota on at open when the home's xfs enforces
+		// project quota (see setupQuota).
+		c.QuotaNote = "size limits need the home on xfs mounted with prjquota: each active snapshot's upper directory is then an xfs project with a hard block limit"
 		c.MaxDepth = MaxDepth
 		c.Kernel = append(c.Kernel, "multiple lowerdirs (Linux 4.0)")
 		c.Notes = []string{"lowerdirs are short symlinks in l/; options longer than a page are mounted with paths relative to l/"}
