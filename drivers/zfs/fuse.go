@@ -78,6 +78,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/command"
+	"github.com/layerlab/layerlab/drivers/kernel"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
 
@@ -157,7 +158,7 @@ func connOf(dir, dataset string) (c fuseConn, ok bool, err error) {
 		return c, false, nil
 	}
 	c.id = uint32(m.Minor)
-	daemons, err := daemonPids()
+	daemons, err := kernel.Processes("zfs-fuse")
 	if err != nil {
 		return c, false, err
 	}
@@ -173,21 +174,6 @@ func connOf(dir, dataset string) (c fuseConn, ok bool, err error) {
 		return c, false, fmt.Errorf("cannot tell when zfs-fuse lets go of %s: no zfs-fuse descriptor in /proc/PID/fdinfo names its FUSE connection %d (older kernels do not print fuse_connection there): %w", dataset, c.id, drivers.ErrUnavailable)
 	}
 	return c, true, nil
-}
-
-// daemonPids lists the zfs-fuse processes.
-func daemonPids() ([]string, error) {
-	comms, err := filepath.Glob("/proc/[0-9]*/comm")
-	if err != nil {
-		return nil, err
-	}
-	var pids []string
-	for _, p := range comms {
-		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == "zfs-fuse" {
-			pids = append(pids, filepath.Base(filepath.Dir(p)))
-		}
-	}
-	return pids, nil
 }
 
 // servedBy reports whether the descriptor whose fdinfo file is info is
