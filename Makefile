@@ -44,9 +44,12 @@ host-test: setup lint
 vm-test: setup
 	bash scripts/leakcheck.sh bash scripts/vm/test.sh
 
+# gofmt, go vet, and go.mod/go.sum exactly as `go mod tidy` leaves them
+# (-diff prints what tidy would change and fails, touching nothing).
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "not gofmt'ed:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet ./...
 
 # The main job: `layerlab bench` with the quick profile on loop filesystems

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 
-	"github.com/layerlab/layerlab/drivers/core"
+	"github.com/layerlab/layerlab/drivers/command"
+	"github.com/layerlab/layerlab/drivers/mount"
 )
 
 // appendByte opens path for appending, writes one byte and closes it: the
@@ -63,14 +63,14 @@ func copyUp(ctx context.Context, r *run, t *target) error {
 				}
 			}
 		}
-		if err := copyFloor(r, t, size); err != nil {
+		if err := copyFloor(ctx, r, t, size); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func copyFloor(r *run, t *target, size int64) error {
+func copyFloor(ctx context.Context, r *run, t *target, size int64) error {
 	src := filepath.Join(t.work, "floor-src")
 	dst := filepath.Join(t.work, "floor-dst")
 	if err := writeFile(src, size, size); err != nil {
@@ -84,21 +84,19 @@ func copyFloor(r *run, t *target, size int64) error {
 	}
 	for i := 0; i < r.prof.Warmup+r.prof.N; i++ {
 		rec := r.recorderFor(i)
-		if err := rec.time(cp, func() error { return run1("cp", src, dst) }); err != nil {
+		if err := rec.time(cp, func() error {
+			_, err := command.Run(ctx, "cp", src, dst)
+			return err
+		}); err != nil {
 			return err
 		}
 		os.Remove(dst)
-		if err := rec.time(exe, func() error { return run1("true") }); err != nil {
+		if err := rec.time(exe, func() error {
+			_, err := command.Run(ctx, "true")
+			return err
+		}); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func run1(name string, args ...string) error {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: %w: %s", name, err, out)
 	}
 	return nil
 }
@@ -120,7 +118,7 @@ func smallFiles(ctx context.Context, r *run, t *target) error {
 					return err
 				}
 			}
-			return core.SyncFS(dir)
+			return mount.SyncFS(dir)
 		})
 		if err != nil {
 			return err

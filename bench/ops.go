@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers"
-	"github.com/layerlab/layerlab/drivers/core"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
 
@@ -214,7 +213,7 @@ func density(ctx context.Context, r *run, t *target) error {
 // usedBytes is the space in use on the filesystem holding path, after a
 // sync so delayed allocation is counted.
 func usedBytes(path string) (int64, error) {
-	if err := core.SyncFS(path); err != nil {
+	if err := mount.SyncFS(path); err != nil {
 		return 0, err
 	}
 	var st unix.Statfs_t

@@ -182,16 +182,12 @@ func (t *target) writtenBytes() (int64, error) {
 // (/proc/PID/io write_bytes): the pool's vdev is a file it writes, so this
 // counts the pool's writes, and only them while no other pool is busy.
 func daemonWritten() (int64, error) {
-	entries, err := os.ReadDir("/proc")
+	pids, err := kernel.Processes("zfs-fuse")
 	if err != nil {
 		return 0, err
 	}
-	for _, e := range entries {
-		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != "zfs-fuse" {
-			continue
-		}
-		io, err := os.ReadFile(filepath.Join("/proc", e.Name(), "io"))
+	for _, pid := range pids {
+		io, err := os.ReadFile(filepath.Join("/proc", pid, "io"))
 		if err != nil {
 			return 0, err
 		}

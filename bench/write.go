@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/layerlab/layerlab/drivers"
-	"github.com/layerlab/layerlab/drivers/core"
+	"github.com/layerlab/layerlab/drivers/mount"
 )
 
 // write measures sequential (1 MiB writes) and random (4 KiB writes)
@@ -175,7 +175,7 @@ func (t *target) amplification(dir string, n int64, fn func() error) (float64, e
 // elsewhere reports that store's use (drivers.SpaceReporter), which for zfs
 // first forces a transaction group out (syncfs does nothing on zfs-fuse).
 func (t *target) flush(dir string) error {
-	if err := core.SyncFS(dir); err != nil {
+	if err := mount.SyncFS(dir); err != nil {
 		return err
 	}
 	if r, ok := t.d.(drivers.SpaceReporter); ok {

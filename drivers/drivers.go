@@ -4,9 +4,10 @@
 //
 // The shape follows containerd's snapshotter: operations return mount
 // descriptions instead of mounting, so a harness can time creation and
-// mounting apart, and Commit is explicit so it maps 1:1 onto zfs
-// snapshot+clone, btrfs read-only snapshots, dm create_snap and overlay
-// upper→lower.
+// mounting apart, and Commit is explicit so it maps 1:1 onto a zfs
+// snapshot (children are its clones), a btrfs subvolume that children
+// snapshot, a dm-thin device that children create_snap, and an overlay
+// upper directory that becomes its children's lower.
 package drivers
 
 import (

@@ -14,6 +14,15 @@ type Fact struct {
 	Value string `json:"value"`
 }
 
+// YesNo is how a fact (or a report cell) that is true or false reads:
+// "yes" or "no".
+func YesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
 // Probe is the result of asking whether a driver can run with a given home.
 type Probe struct {
 	// Reason is empty when the driver can run, else one sentence saying why

@@ -8,18 +8,24 @@ import (
 	"os"
 	"unsafe"
 
+	"github.com/dennwc/btrfs"
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/kernel"
+	"github.com/layerlab/layerlab/drivers/mount"
 )
 
+// The qgroup ioctls are written out here because github.com/dennwc/btrfs,
+// which the btrfs driver (and this file, for subvolumes) goes through,
+// keeps its quota and tree-search calls unexported: this file is the one
+// place layerlab issues btrfs ioctls of its own.
+//
 // Constants from linux/btrfs.h and linux/btrfs_tree.h that golang.org/x/sys
 // does not carry. The request numbers use the asm-generic _IOC encoding
 // (x86, arm, riscv); TestBtrfsStructLayout pins them.
 const (
 	btrfsIocTreeSearch      = 0xd0009411 // _IOWR(0x94, 17, struct btrfs_ioctl_search_args)
-	btrfsIocInoLookup       = 0xd0009412 // _IOWR(0x94, 18, struct btrfs_ioctl_ino_lookup_args)
 	btrfsIocQuotaCtl        = 0xc0109428 // _IOWR(0x94, 40, struct btrfs_ioctl_quota_ctl_args)
 	btrfsIocQgroupLimit     = 0x8030942b // _IOR(0x94, 43, struct btrfs_ioctl_qgroup_limit_args)
 	btrfsIocQuotaRescanWait = 0x0000942e // _IO(0x94, 46)
@@ -34,7 +40,6 @@ const (
 	btrfsLimitMaxRfer       = 1 << 0
 	btrfsLimitMaxExcl       = 1 << 1
 	btrfsLimitClear         = ^uint64(0) // CLEAR_VALUE: a limit of "none"
-	btrfsFirstFreeObjectID  = 256        // the inode number of every subvolume's root
 )
 
 // btrfsSearchArgs is struct btrfs_ioctl_search_args: a 104-byte key and a
@@ -52,12 +57,6 @@ type btrfsSearchArgs struct {
 type btrfsSearchHeader struct {
 	TransID, ObjectID, Offset uint64
 	Type, Len                 uint32
-}
-
-// btrfsInoLookupArgs is struct btrfs_ioctl_ino_lookup_args.
-type btrfsInoLookupArgs struct {
-	TreeID, ObjectID uint64
-	Name             [4080]byte
 }
 
 // btrfsQgroupLimitArgs is struct btrfs_ioctl_qgroup_limit_args.
@@ -153,32 +152,24 @@ func (b *Btrfs) Enable(ctx context.Context) error {
 // that is not the root of a btrfs subvolume: qgroups count whole
 // subvolumes.
 func openSubvolume(path string) (*os.File, uint64, error) {
+	sub, err := btrfs.Open(path, true)
+	var notSub btrfs.ErrNotBtrfs
+	if errors.As(err, &notSub) {
+		return nil, 0, fmt.Errorf("%s is not a btrfs subvolume; qgroup limits apply to whole subvolumes (btrfs subvolume create): %w", path, drivers.ErrInvalidArgument)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	id, err := sub.SubVolumeID()
+	sub.Close()
+	if err != nil {
+		return nil, 0, fmt.Errorf("subvolume id of %s: %w", path, err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
 	}
-	var st unix.Stat_t
-	var fs unix.Statfs_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	if fs.Type != kernel.MagicBtrfs || st.Ino != btrfsFirstFreeObjectID {
-		f.Close()
-		return nil, 0, fmt.Errorf("%s is not a btrfs subvolume; qgroup limits apply to whole subvolumes (btrfs subvolume create): %w", path, drivers.ErrInvalidArgument)
-	}
-	// With tree id 0 the kernel looks the inode up in the fd's own
-	// subvolume and answers with that subvolume's id.
-	args := btrfsInoLookupArgs{ObjectID: btrfsFirstFreeObjectID}
-	if err := ioctl(f, btrfsIocInoLookup, unsafe.Pointer(&args)); err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("subvolume id of %s: %w", path, err)
-	}
-	return f, args.TreeID, nil
+	return f, id, nil
 }
 
 // Set implements Controller: it turns quota on if needed and limits the
@@ -242,8 +233,8 @@ func (b *Btrfs) Get(ctx context.Context, t Target) (Quota, error) {
 	}
 	// The counts change at transaction commit; commit now so they include
 	// what was just written.
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return Quota{}, fmt.Errorf("sync %s: %w", t.Path, err)
+	if err := mount.SyncFS(t.Path); err != nil {
+		return Quota{}, err
 	}
 	info, err := btrfsSearch(f, btrfsQgroupInfoKey, id)
 	if errors.Is(err, unix.ENOENT) {

@@ -26,7 +26,6 @@ func TestBtrfsStructLayout(t *testing.T) {
 		{"btrfs_ioctl_search_args", unsafe.Sizeof(btrfsSearchArgs{}), 4096},
 		{"btrfs_ioctl_search_key", unsafe.Offsetof(btrfsSearchArgs{}.Buf), 104},
 		{"btrfs_ioctl_search_header", unsafe.Sizeof(btrfsSearchHeader{}), 32},
-		{"btrfs_ioctl_ino_lookup_args", unsafe.Sizeof(btrfsInoLookupArgs{}), 4096},
 		{"btrfs_ioctl_qgroup_limit_args", unsafe.Sizeof(btrfsQgroupLimitArgs{}), 48},
 		{"btrfs_ioctl_quota_ctl_args", unsafe.Sizeof(btrfsQuotaCtlArgs{}), 16},
 	} {
@@ -40,7 +39,6 @@ func TestBtrfsStructLayout(t *testing.T) {
 		got, want uintptr
 	}{
 		{"BTRFS_IOC_TREE_SEARCH", btrfsIocTreeSearch, ioc(3, 17, unsafe.Sizeof(btrfsSearchArgs{}))},
-		{"BTRFS_IOC_INO_LOOKUP", btrfsIocInoLookup, ioc(3, 18, unsafe.Sizeof(btrfsInoLookupArgs{}))},
 		{"BTRFS_IOC_QUOTA_CTL", btrfsIocQuotaCtl, ioc(3, 40, unsafe.Sizeof(btrfsQuotaCtlArgs{}))},
 		{"BTRFS_IOC_QGROUP_LIMIT", btrfsIocQgroupLimit, ioc(2, 43, unsafe.Sizeof(btrfsQgroupLimitArgs{}))},
 		{"BTRFS_IOC_QUOTA_RESCAN_WAIT", btrfsIocQuotaRescanWait, ioc(0, 46, 0)},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/layerlab/layerlab/bench/result"
+	"github.com/layerlab/layerlab/drivers"
 )
 
 // tableRow is one line of a hyperfine-like table, already formatted; the
@@ -244,14 +245,7 @@ func targetRows(d *dataset) [][]string {
 			sg += " / " + t.Granularity
 		}
 		rows = append(rows, []string{t.ID, d.machineLabel(t.Machine), t.Driver, t.Backing, t.Device,
-			yesNo(t.Loop), yesNo(t.DirectIO), t.MountOptions, strings.Join(opts, ", "), sg, strings.Join(t.Notes, "; ")})
+			drivers.YesNo(t.Loop), drivers.YesNo(t.DirectIO), t.MountOptions, strings.Join(opts, ", "), sg, strings.Join(t.Notes, "; ")})
 	}
 	return rows
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }

@@ -2,7 +2,8 @@
 # Runs a command and fails if it left mounts or loop devices behind, even
 # when the command itself passed. Usage: leakcheck.sh CMD [ARGS...]
 set -uo pipefail
-snap() { findmnt -rn -o TARGET,FSTYPE | sort; losetup -a 2>/dev/null | cut -d: -f1,3 | sort; }
+export LC_ALL=C # sort and comm must agree on the order
+snap() { { findmnt -rn -o TARGET,FSTYPE; losetup -a 2>/dev/null | cut -d: -f1,3; } | sort; }
 before=$(snap)
 "$@"
 rc=$?

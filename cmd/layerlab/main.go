@@ -1,5 +1,7 @@
 // Command layerlab studies container storage drivers: it lists and
-// describes them, and (as the harness lands) benchmarks and reports them.
+// describes them (driver ls, driver info), benchmarks them on loop
+// filesystems it makes (bench, bench compare) and renders reports of the
+// results (report, report merge).
 package main
 
 import (

@@ -171,12 +171,13 @@ func (b *backend) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
 }
 
 // Commit leaves the subvolume as it is and only measures it. Setting the
-// subvolume's read-only flag here would be irreversible, and core calls
-// Commit before it checks the committed name is free: a Commit onto an
-// existing name would fail and leave the active snapshot read-only.
-// Nothing mounts a committed snapshot (core refuses), and its children are
-// snapshots that share extents, not directories that read through it, so
-// a write to it afterwards could not reach them.
+// subvolume's read-only flag here would be a change the metadata record
+// does not cover: when the record's update then fails, or the process
+// dies before it is made, the snapshot stays active on a subvolume nothing
+// can write to (and the flag keeps rm -r from removing the home; see the
+// package comment). Nothing mounts a committed snapshot (core refuses),
+// and its children are snapshots that share extents, not directories that
+// read through it, so a write to it afterwards could not reach them.
 func (b *backend) Commit(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
 	return b.Usage(ctx, s)
 }

@@ -19,7 +19,7 @@ func Probe(home string) drivers.Probe {
 		return p
 	}
 	has := kernel.HasFilesystem("btrfs")
-	p.Facts = append(p.Facts, drivers.Fact{Name: "btrfs in /proc/filesystems", Value: yesNo(has)})
+	p.Facts = append(p.Facts, drivers.Fact{Name: "btrfs in /proc/filesystems", Value: drivers.YesNo(has)})
 	if !has {
 		return fail("the kernel has no btrfs filesystem (modprobe btrfs, or use overlay2 or vfs)")
 	}
@@ -71,11 +71,4 @@ func canEnableQuota(dir string) bool {
 		return false
 	}
 	return kernel.IsRoot() && st.Flags&unix.ST_RDONLY == 0
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }

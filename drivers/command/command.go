@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 )
 
 // ErrMissing is wrapped when the tool is not installed.
@@ -57,4 +58,27 @@ func Run(ctx context.Context, name string, args ...string) ([]byte, error) {
 func Available(name string) bool {
 	_, err := exec.LookPath(name)
 	return err == nil
+}
+
+// Background starts name with args and returns without waiting for it to
+// end: for daemons (zfs-fuse). It runs in a session of its own, so a
+// Ctrl-C to the caller does not reach it, with / as its working directory,
+// so it pins no directory of the caller, and with its output discarded.
+// exited receives its exit status when it ends: it stays a child of the
+// caller, which reaps it then instead of leaving a defunct entry until
+// init gets to it.
+func Background(name string, args ...string) (pid int, exited <-chan error, err error) {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: %w (run `make setup`)", name, ErrMissing)
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd.Process.Pid, done, nil
 }

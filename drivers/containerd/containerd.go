@@ -1,8 +1,9 @@
 // Package containerd adapts a layerlab snapshotter to containerd's
 // snapshots.Snapshotter, so containerd's own snapshotter test suite can
-// check layerlab's drivers and, later, the proxy plugin can serve them. It
-// is imported only by tests and the plugin command; the core interface
-// knows nothing of containerd.
+// check layerlab's drivers (drivertest runs it against every driver). A
+// proxy snapshotter plugin is to serve drivers through it too; there is
+// none yet. Only drivertest, which only tests import, imports it, so no
+// binary carries it, and the core interface knows nothing of containerd.
 package containerd
 
 import (

@@ -137,17 +137,6 @@ func Bind(dir string, ro bool) []drivers.Mount {
 	return []drivers.Mount{{Type: "bind", Source: dir, Options: []string{"rbind", opt}}}
 }
 
-// SyncFS flushes the filesystem holding path, so statfs and block counts
-// reflect what was written.
-func SyncFS(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Syncfs(int(f.Fd()))
-}
-
 // Reflinks reports whether the filesystem under dir clones extents
 // (FICLONE works): then copy_file_range, and overlayfs's copy-up which uses
 // it, share blocks instead of copying data.

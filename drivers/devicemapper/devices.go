@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/mount"
 	"github.com/layerlab/layerlab/drivers/storage"
 )
 
@@ -271,7 +272,7 @@ func (b *backend) measure(name string, info devInfo) (int64, int64, error) {
 		mp = mountpoint(info.Major, info.Minor)
 	}
 	if mp != "" {
-		if err := syncFS(mp); err != nil {
+		if err := mount.SyncFS(mp); err != nil {
 			return 0, 0, err
 		}
 	}

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers/command"
+	"github.com/layerlab/layerlab/drivers/mount"
 )
 
 // mkfsArgs is the command that formats a device. Discard is off: the
@@ -71,13 +71,12 @@ func withMount(dev, fstype, dir string, fn func(root string) error) (err error) 
 		return err
 	}
 	defer os.Remove(root)
-	data := strings.Join(mountOptions(fstype, false), ",")
-	if err := unix.Mount(dev, root, fstype, 0, data); err != nil {
-		return fmt.Errorf("mount %s (%s) on %s: %w", dev, fstype, root, err)
+	if err := mount.Filesystem(dev, root, fstype, mountOptions(fstype, false)...); err != nil {
+		return err
 	}
 	defer func() {
-		if uerr := unix.Unmount(root, 0); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("unmount %s: %w", root, uerr))
+		if uerr := mount.Unmount(root); uerr != nil {
+			err = errors.Join(err, uerr)
 		}
 	}()
 	return fn(root)
@@ -137,17 +136,6 @@ func usedInodes(dev, mp string) (int64, error) {
 		return 0, err
 	}
 	return superblockInodes(sb)
-}
-
-// syncFS flushes the filesystem mounted at mp, so that the blocks it
-// holds in memory are mapped before they are counted.
-func syncFS(mp string) error {
-	f, err := os.Open(mp)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Syncfs(int(f.Fd()))
 }
 
 // readSuperblock reads the first 4 KiB of dev with O_DIRECT: xfs writes

@@ -26,7 +26,7 @@ func Probe(home string) drivers.Probe {
 		return p
 	}
 	misc := hasMisc("device-mapper")
-	p.Facts = append(p.Facts, drivers.Fact{Name: "device-mapper in /proc/misc", Value: yesNo(misc)})
+	p.Facts = append(p.Facts, drivers.Fact{Name: "device-mapper in /proc/misc", Value: drivers.YesNo(misc)})
 	if !misc {
 		return fail(noThinPool)
 	}
@@ -61,15 +61,8 @@ func Probe(home string) drivers.Probe {
 			return fail("%s is not installed (e2fsprogs); run `make setup`", tool)
 		}
 	}
-	p.Facts = append(p.Facts, drivers.Fact{Name: "dmsetup", Value: yesNo(command.Available("dmsetup")) + " (for dm.control=dmsetup)"})
+	p.Facts = append(p.Facts, drivers.Fact{Name: "dmsetup", Value: drivers.YesNo(command.Available("dmsetup")) + " (for dm.control=dmsetup)"})
 	return p
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }
 
 // hasMisc reports whether /proc/misc lists a driver: device-mapper's

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers"
-	"github.com/layerlab/layerlab/drivers/core"
+	"github.com/layerlab/layerlab/drivers/mount"
 )
 
 const mib = 1 << 20
@@ -26,7 +26,7 @@ const mib = 1 << 20
 // flushing it so delayed allocation is counted.
 func used(t *testing.T, path string) int64 {
 	t.Helper()
-	if err := core.SyncFS(path); err != nil {
+	if err := mount.SyncFS(path); err != nil {
 		t.Fatal(err)
 	}
 	var st unix.Statfs_t
@@ -51,7 +51,7 @@ func (e *env) backingUsed(t *testing.T) (string, func(paths ...string) int64) {
 	if r, ok := e.d.(drivers.SpaceReporter); ok {
 		return "the driver's report of its backing store", func(paths ...string) int64 {
 			for _, p := range paths {
-				if err := core.SyncFS(p); err != nil {
+				if err := mount.SyncFS(p); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -51,6 +51,22 @@ func Param(module, name string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// Processes returns the pids of the running processes whose command name
+// (/proc/PID/comm) is comm.
+func Processes(comm string) ([]string, error) {
+	files, err := filepath.Glob("/proc/[0-9]*/comm")
+	if err != nil {
+		return nil, err
+	}
+	var pids []string
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == comm {
+			pids = append(pids, filepath.Base(filepath.Dir(f)))
+		}
+	}
+	return pids, nil
+}
+
 // Statfs magic numbers the probes look for.
 const (
 	MagicOverlay = 0x794c7630

@@ -118,11 +118,14 @@ func (fs *FS) attachAndMount() error {
 		return err
 	}
 	dev := loop.Name()
-	err = unix.Mount(dev, fs.Dir, fs.Type, 0, fs.Options)
-	if err != nil {
+	var opts []string
+	if fs.Options != "" {
+		opts = strings.Split(fs.Options, ",")
+	}
+	if err := mount.Filesystem(dev, fs.Dir, fs.Type, opts...); err != nil {
 		_ = unix.IoctlSetInt(int(loop.Fd()), unix.LOOP_CLR_FD, 0)
 		loop.Close()
-		return fmt.Errorf("mount %s (%s) on %s: %w", dev, fs.Type, fs.Dir, err)
+		return err
 	}
 	// With autoclear the device detaches when the mount, its last user
 	// once this descriptor is closed, goes away.

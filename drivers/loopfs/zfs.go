@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -395,10 +394,10 @@ func daemonAnswers(ctx context.Context) bool {
 }
 
 // startDaemon starts zfs-fuse and waits until it answers. It runs in the
-// foreground (-n) as our child rather than forking itself away, so that
-// we reap it when it stops instead of leaving a defunct entry until init
-// gets to it; in a session of its own, so a Ctrl-C to the tests does not
-// kill it with pools mounted. os/exec, not command.Run: it does not end.
+// foreground (-n) as our child (command.Background) rather than forking
+// itself away, so that we reap it when it stops instead of leaving a
+// defunct entry until init gets to it; in a session of its own, so a
+// Ctrl-C to the tests does not kill it with pools mounted.
 func startDaemon(ctx context.Context) error {
 	if pid, ok := fixtureDaemon(); ok {
 		// Ours, alive, yet not answering: starting or stuck. A second
@@ -408,28 +407,20 @@ func startDaemon(ctx context.Context) error {
 		}
 		return fmt.Errorf("zfs-fuse (pid %d, started by a fixture) does not answer on /var/run/zfs/zfs_socket; stop it with kill %d", pid, pid)
 	}
-	path, err := exec.LookPath("zfs-fuse")
-	if err != nil {
-		return fmt.Errorf("zfs-fuse: %w (run `make setup`)", command.ErrMissing)
-	}
 	// --enable-xattr: without it every xattr call fails with EOPNOTSUPP,
 	// and container images carry xattrs (security.capability); zfs-fuse
 	// leaves it off by default for the cost on small I/O.
 	// --no-kstat-mount: otherwise it mounts a statistics filesystem on
 	// /zfs-kstat, one more mount to leak.
-	cmd := exec.Command(path, "-n", "--enable-xattr", "--no-kstat-mount")
-	cmd.Dir = "/" // pin no directory of the tests
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start zfs-fuse: %w", err)
+	n, exited, err := command.Background("zfs-fuse", "-n", "--enable-xattr", "--no-kstat-mount")
+	if err != nil {
+		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	// Written by us, not by zfs-fuse's --pidfile: zfs-fuse refuses to
 	// start while its pid file exists, even a stale one.
-	pid := strconv.Itoa(cmd.Process.Pid)
+	pid := strconv.Itoa(n)
 	if err := os.WriteFile(statePath("zfs-fuse.pid"), []byte(pid+"\n"), 0o600); err != nil {
-		cmd.Process.Kill()
+		syscall.Kill(n, syscall.SIGKILL)
 		return fmt.Errorf("zfs-fuse state: %w", err)
 	}
 	if waitAnswer(ctx, exited) {

@@ -82,6 +82,14 @@ func All(mounts []drivers.Mount, target string) error {
 	return nil
 }
 
+// Filesystem mounts a filesystem of type fstype from source (a block
+// device, or a name for filesystems that have none) on target. Options are
+// fstab-style, as in a drivers.Mount: flags such as ro or noatime become
+// mount(2) flags, the rest the filesystem's data.
+func Filesystem(source, target, fstype string, options ...string) error {
+	return one(drivers.Mount{Type: fstype, Source: source, Options: options}, target)
+}
+
 func one(m drivers.Mount, target string) error {
 	flags, data := parse(m.Options)
 	fstype := m.Type
@@ -338,4 +346,18 @@ func namesPath(options, dir string) bool {
 		}
 	}
 	return false
+}
+
+// SyncFS flushes the filesystem mounted under path (syncfs(2)), so statfs
+// and block counts reflect what was written.
+func SyncFS(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", path, err)
+	}
+	return nil
 }

@@ -36,10 +36,13 @@ func capabilities(multiLower bool) drivers.Capabilities {
 	c := drivers.Capabilities{
 		Strategy:    drivers.CopyOnWrite,
 		Granularity: drivers.GranularityFile,
-		QuotaNote:   "size limits need xfs project quota, which this driver does not set up yet",
+		QuotaNote:   "classic overlay cannot limit a snapshot's size; overlay2 can, with xfs project quota",
 		Kernel:      []string{"overlay filesystem", "d_type on the backing filesystem"},
 	}
 	if multiLower {
+		// Overlay2 turns Quota on at open when the home's xfs enforces
+		// project quota (see setupQuota).
+		c.QuotaNote = "size limits need the home on xfs mounted with prjquota: each active snapshot's upper directory is then an xfs project with a hard block limit"
 		c.MaxDepth = MaxDepth
 		c.Kernel = append(c.Kernel, "multiple lowerdirs (Linux 4.0)")
 		c.Notes = []string{"lowerdirs are short symlinks in l/; options longer than a page are mounted with paths relative to l/"}
@@ -66,14 +69,25 @@ func capabilitiesAt(multiLower bool, home string) (drivers.Capabilities, error) 
 	return c, nil
 }
 
-// baseOptions are overlay options every mount gets: with the index feature
-// on, an upper that outlives its lower stack fails to mount again. Drivers
-// read it once at open, off the Prepare path the benchmarks time.
+// baseOptions are overlay options every mount gets: each feature below is
+// pinned off wherever the kernel has it (its module parameter exists),
+// whatever the parameter's current default, which root may change at any
+// time. With the index feature on, an upper that outlives its lower stack
+// fails to mount again. With redirect_dir on, renaming a directory that
+// comes from a lower leaves a redirect in the upper instead of copying the
+// directory up; with metacopy on, a chown or chmod copies up metadata only.
+// Either way the upper no longer holds what the snapshot changed, which
+// classic overlay's Commit and layer diffs of an upper read it as (classic
+// Commit refuses such uppers: see checkUpper). Drivers read the parameters
+// once at open, off the Prepare path the benchmarks time.
 func baseOptions() []string {
-	if kernel.Param("overlay", "index") == "Y" {
-		return []string{"index=off"}
+	var opts []string
+	for _, feature := range []string{"index", "redirect_dir", "metacopy"} {
+		if kernel.Param("overlay", feature) != "" {
+			opts = append(opts, feature+"=off")
+		}
 	}
-	return nil
+	return opts
 }
 
 func overlayMount(base, lowers []string, upper, work string) drivers.Mount {

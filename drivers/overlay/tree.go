@@ -3,12 +3,15 @@ package overlay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/layerlab/layerlab/drivers"
 )
 
 // overlayXattrPrefix marks overlayfs's private attributes (opaque,
@@ -42,9 +45,38 @@ func linkTree(ctx context.Context, src, dst string) error {
 	return setDirTimes(src, dst, dirs)
 }
 
+// checkUpper refuses an upper entry that overlayfs made with redirect_dir
+// or metacopy on: a redirected directory's contents, and a metacopy file's
+// data, live in the lower layers, so hardlinking the entry into the layer
+// tree would build a wrong tree (an empty directory, a file of holes).
+// Mounts pin both features off (baseOptions); an upper written by another
+// mount, or on a kernel without the parameters, may still carry them.
+func checkUpper(upper, path string) error {
+	names, err := listXattrs(path)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		feature := ""
+		switch name {
+		case overlayXattrPrefix + "redirect":
+			feature = "redirect_dir"
+		case overlayXattrPrefix + "metacopy":
+			feature = "metacopy"
+		default:
+			continue
+		}
+		rel, _ := filepath.Rel(upper, path)
+		return fmt.Errorf("%s in upper directory %s carries %s, written by an overlay mount with %s=on: its contents live in the lower layers and classic overlay cannot build a layer tree from it; write the snapshot through the driver's own mounts, which pin %s=off: %w",
+			rel, upper, name, feature, feature, drivers.ErrNotImplemented)
+	}
+	return nil
+}
+
 // applyUpper applies an overlay upper directory's changes to the layer tree
 // root: whiteouts (0/0 character devices) delete, opaque directories
-// replace, everything else replaces the path in root by a hardlink.
+// replace, everything else replaces the path in root by a hardlink. An
+// entry made with redirect_dir or metacopy on is refused (checkUpper).
 func applyUpper(ctx context.Context, upper, root string) error {
 	var dirs []string
 	err := filepath.WalkDir(upper, func(path string, d fs.DirEntry, err error) error {
@@ -59,6 +91,11 @@ func applyUpper(ctx context.Context, upper, root string) error {
 		var st unix.Stat_t
 		if err := unix.Lstat(path, &st); err != nil {
 			return err
+		}
+		if rel != "." && !isWhiteout(&st) {
+			if err := checkUpper(upper, path); err != nil {
+				return err
+			}
 		}
 		switch {
 		case rel == ".":

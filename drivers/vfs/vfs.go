@@ -13,7 +13,6 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/core"
-	"github.com/layerlab/layerlab/drivers/kernel"
 	"github.com/layerlab/layerlab/drivers/storage"
 )
 
@@ -54,25 +53,6 @@ func capabilities(method, fstype string) drivers.Capabilities {
 		c.Notes = []string{"copies files with copy_file_range, which " + fstype + " turns into extent clones (reflink)"}
 	}
 	return c
-}
-
-// Probe implements drivers.Factory.Probe.
-func Probe(home string) drivers.Probe {
-	p := drivers.Probe{Facts: []drivers.Fact{{Name: "kernel", Value: kernel.Release()}}}
-	if err := core.CheckHome(Name, home); err != nil {
-		p.Reason, p.Class = err.Error(), drivers.ErrInvalidArgument
-		return p
-	}
-	b, err := kernel.BackingOf(home)
-	if err != nil {
-		p.Reason = fmt.Sprintf("cannot examine the filesystem under %s: %v", home, err)
-		return p
-	}
-	p.Facts = append(p.Facts, drivers.Fact{Name: "backing filesystem", Value: b.Type + " at " + b.Path})
-	if !kernel.IsRoot() {
-		p.Reason = "bind-mounting snapshots needs root (CAP_SYS_ADMIN); run as root"
-	}
-	return p
 }
 
 type backend struct {

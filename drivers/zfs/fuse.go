@@ -22,10 +22,27 @@ package zfs
 //     command itself has then succeeded); GetZpool fails too (`zpool get
 //     -Hp`). go-zfs's Dataset.Destroy and SetProperty work and are used.
 //     Numbers come from `zfs get -Hp -o value` (quota.ZFS.Get).
-//   - The daemon lets go of an unmounted dataset a moment after `zfs
-//     umount` returns; a destroy in between fails "dataset is busy"
-//     (nearly always when the dataset was written just before, and under
-//     concurrent removes). destroy retries busy for a bounded time.
+//   - `zfs umount` is umount(2) in the zfs command: it returns once the
+//     kernel has dropped the mount, while the daemon still owns the
+//     dataset. The daemon learns of the unmount when its FUSE connection
+//     ends, and tears the dataset down in the thread that serves the
+//     connection: sync(2) of the whole machine, then zfs's unmount, which
+//     commits the intent log and waits for the pool's dirty transaction
+//     group to reach the pool's file, repeated while a file of the dataset
+//     is still open. Only then does it close its /dev/fuse descriptor for
+//     the connection and let go; a `zfs destroy` before that fails
+//     "dataset is busy". How long that takes grows with what the machine
+//     and the pool have to write: tens of milliseconds when idle, seconds
+//     under load. So Remove waits for that descriptor to close (the
+//     kernel names each descriptor's connection in /proc/PID/fdinfo) and
+//     destroys once; a destroy that is still busy then is a real holder,
+//     which the error names. The teardown's loop never ends when the
+//     daemon never gets the FUSE RELEASE of a file of the dataset: the
+//     kernel sends it after close(2) returns and drops it when the
+//     connection ends first. The thread then holds the daemon's listener
+//     lock forever, and no FUSE request on any mount is served again. So
+//     unmount first makes a request (statfs) that is answered only after
+//     every release queued before it has been read.
 //   - `zfs get readonly` shows "off (temporary)" on a dataset set
 //     readonly=on, because it reads the FUSE mount's rw option; writes do
 //     fail with EROFS. Nothing here reads the property back.
@@ -51,13 +68,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	gozfs "github.com/mistifyio/go-zfs/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/command"
+	"github.com/layerlab/layerlab/drivers/kernel"
+	"github.com/layerlab/layerlab/drivers/mount"
 )
 
 // isZFSMount reports whether a mountinfo type is a mounted zfs dataset.
@@ -109,28 +131,157 @@ func viewProps() []string {
 	return []string{"-o", "readonly=on"}
 }
 
-// busyRetry bounds how long destroy waits for zfs-fuse to let go of a
-// dataset it has just unmounted.
-const busyRetry = 10 * time.Second
+// releaseWait bounds how long Remove waits for zfs-fuse to tear down a
+// dataset it has just unmounted. Teardown normally takes tens of
+// milliseconds; it takes longer only while the machine has much to write,
+// and never ends while a file of the dataset stays open.
+const releaseWait = 2 * time.Minute
+
+// fuseConn is the FUSE connection zfs-fuse serves one mounted dataset
+// on: the minor number of the mount's device, which the kernel prints as
+// fuse_connection in /proc/PID/fdinfo of the daemon's /dev/fuse
+// descriptor for it.
+type fuseConn struct {
+	id     uint32
+	fdinfo []string // /proc/PID/fdinfo/FD of the daemon's descriptors for it
+}
+
+// connOf returns the connection zfs-fuse serves dataset on at dir; ok is
+// false when dir is not a fuse.zfs mount of dataset (kernel ZFS, or not
+// mounted), so there is nothing to wait for.
+func connOf(dir, dataset string) (c fuseConn, ok bool, err error) {
+	if resolved, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = resolved // as mountinfo has it
+	}
+	m, err := mount.Lookup(dir)
+	if err != nil || m.Mountpoint != dir || m.FSType != "fuse.zfs" || m.Source != dataset {
+		return c, false, nil
+	}
+	c.id = uint32(m.Minor)
+	daemons, err := kernel.Processes("zfs-fuse")
+	if err != nil {
+		return c, false, err
+	}
+	for _, pid := range daemons {
+		infos, _ := filepath.Glob(filepath.Join("/proc", pid, "fdinfo", "*"))
+		for _, info := range infos {
+			if c.servedBy(info) {
+				c.fdinfo = append(c.fdinfo, info)
+			}
+		}
+	}
+	if len(c.fdinfo) == 0 {
+		return c, false, fmt.Errorf("cannot tell when zfs-fuse lets go of %s: no zfs-fuse descriptor in /proc/PID/fdinfo names its FUSE connection %d (older kernels do not print fuse_connection there): %w", dataset, c.id, drivers.ErrUnavailable)
+	}
+	return c, true, nil
+}
+
+// servedBy reports whether the descriptor whose fdinfo file is info is
+// (still) one of the connection's.
+func (c fuseConn) servedBy(info string) bool {
+	b, err := os.ReadFile(info)
+	return err == nil && strings.Contains(string(b), "\nfuse_connection:\t"+strconv.FormatUint(uint64(c.id), 10)+"\n")
+}
+
+// released waits until the daemon has closed its descriptors for the
+// connection, which it does once it has torn the dataset down, checking
+// every few milliseconds for at most releaseWait.
+func (c fuseConn) released(ctx context.Context) error {
+	deadline := time.Now().Add(releaseWait)
+	for {
+		open := false
+		for _, info := range c.fdinfo {
+			open = open || c.servedBy(info)
+		}
+		if !open {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: zfs-fuse has not finished tearing the dataset down %v after its unmount (its FUSE connection %d is still open)%s", drivers.ErrFailedPrecondition, releaseWait, c.id, holders(c.id))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// holders names what keeps the filesystem of FUSE connection id alive,
+// for an error message: a mount of it in any mount namespace, or a
+// process with a file open on it (through a mount detached lazily).
+func holders(id uint32) string {
+	dev := "0:" + strconv.FormatUint(uint64(id), 10)
+	var found []string
+	seen := map[string]bool{}
+	entries, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range entries {
+		if ns, err := os.Readlink(filepath.Join(p, "ns", "mnt")); err == nil && !seen[ns] {
+			seen[ns] = true
+			b, _ := os.ReadFile(filepath.Join(p, "mountinfo"))
+			for _, line := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(line); len(f) > 4 && f[2] == dev {
+					found = append(found, fmt.Sprintf("mounted at %s in the mount namespace of pid %s", f[4], filepath.Base(p)))
+				}
+			}
+		}
+		fds, _ := filepath.Glob(filepath.Join(p, "fd", "*"))
+		for _, fd := range fds {
+			var st unix.Stat_t
+			if unix.Stat(fd, &st) == nil && unix.Major(st.Dev) == 0 && unix.Minor(st.Dev) == id {
+				target, _ := os.Readlink(fd)
+				found = append(found, fmt.Sprintf("pid %s has %s open", filepath.Base(p), target))
+			}
+		}
+	}
+	if len(found) == 0 {
+		return "; nothing else has it mounted or open, so the daemon itself is still at work: see its threads in /proc/PID/task/*/syscall"
+	}
+	return "; it is still in use: " + strings.Join(found, "; ")
+}
+
+// unmount unmounts dataset, mounted at dir, and under zfs-fuse waits
+// until the daemon has let go of it, so that it can be destroyed (by
+// Remove now, or by the sweep of a later open after Close). A dataset
+// that is not mounted or does not exist is not an error.
+func unmount(ctx context.Context, dir, dataset string) error {
+	conn, isFuse, err := connOf(dir, dataset)
+	if err != nil {
+		return fmt.Errorf("unmount %s: %w", dataset, err)
+	}
+	if isFuse {
+		// The kernel sends a file's FUSE RELEASE after close(2) returns,
+		// and drops what is still queued when the connection ends: a
+		// release lost so leaves the daemon's teardown looping forever.
+		// statfs is a request answered in turn behind any release queued
+		// before it, so once it returns the daemon has them all.
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil {
+			return fmt.Errorf("unmount %s: statfs %s: %w", dataset, dir, err)
+		}
+	}
+	if _, err := command.Run(ctx, "zfs", "umount", dataset); err != nil {
+		if msg := stderr(err); !strings.Contains(msg, "not currently mounted") && !strings.Contains(msg, "does not exist") {
+			return fmt.Errorf("unmount %s: %w", dataset, err)
+		}
+	}
+	if isFuse {
+		if err := conn.released(ctx); err != nil {
+			return fmt.Errorf("unmount %s: %w", dataset, err)
+		}
+	}
+	return nil
+}
 
 // destroy destroys dataset and its snapshots (-r, not -R: clones of them
 // are other snapshots' storage and must never go with it). A dataset that
 // does not exist is not an error.
-func destroy(ctx context.Context, dataset string) error {
-	d := &gozfs.Dataset{Name: dataset}
-	deadline := time.Now().Add(busyRetry)
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
-		err := d.Destroy(gozfs.DestroyRecursive)
-		msg := stderr(err)
-		switch {
-		case err == nil, strings.Contains(msg, "does not exist"):
-			return nil
-		case strings.Contains(msg, "busy") && time.Now().Before(deadline) && ctx.Err() == nil:
-			time.Sleep(wait)
-		default:
-			return err
-		}
+func destroy(dataset string) error {
+	err := (&gozfs.Dataset{Name: dataset}).Destroy(gozfs.DestroyRecursive)
+	if err != nil && strings.Contains(stderr(err), "does not exist") {
+		return nil
 	}
+	return err
 }
 
 // stderr is what zfs printed for err, from either command runner.

@@ -394,14 +394,12 @@ func inodes(ctx context.Context, dir string, fn func(uint64)) error {
 
 func (b *backend) Remove(ctx context.Context, id string) error {
 	ds := b.dataset(id)
-	// Unmount apart from destroy: destroy's own unmount leaves zfs-fuse
-	// busy nearly every time; see destroy.
-	if _, err := command.Run(ctx, "zfs", "umount", ds); err != nil {
-		if msg := stderr(err); !strings.Contains(msg, "not currently mounted") && !strings.Contains(msg, "does not exist") {
-			return fmt.Errorf("unmount %s: %w", ds, err)
-		}
+	// Unmount apart from destroy, waiting until zfs-fuse has let go of the
+	// dataset (see fuse.go).
+	if err := unmount(ctx, b.dirs.Path(id), ds); err != nil {
+		return err
 	}
-	if err := destroy(ctx, ds); err != nil {
+	if err := destroy(ds); err != nil {
 		msg := stderr(err)
 		switch {
 		case strings.Contains(msg, "dependent clones"):
@@ -410,8 +408,8 @@ func (b *backend) Remove(ctx context.Context, id string) error {
 			return fmt.Errorf("destroy %s: %w: its zfs snapshot still has clones (%s); remove those first or reopen the driver to sweep them: %w",
 				ds, drivers.ErrFailedPrecondition, strings.Join(strings.Fields(msg), " "), err)
 		case strings.Contains(msg, "busy"):
-			return fmt.Errorf("destroy %s: %w: still busy after %v; unmount whatever still uses %s (a bind mount, an open file) and remove again: %w",
-				ds, drivers.ErrFailedPrecondition, busyRetry, b.dirs.Path(id), err)
+			return fmt.Errorf("destroy %s: %w: it is busy though unmounted; unmount whatever still uses %s (a bind mount, an open file) and remove again: %w",
+				ds, drivers.ErrFailedPrecondition, b.dirs.Path(id), err)
 		}
 		return fmt.Errorf("destroy %s: %w", ds, err)
 	}
@@ -469,8 +467,8 @@ func (b *backend) Close() error {
 			continue
 		}
 		ds := b.dataset(filepath.Base(p))
-		if _, err := command.Run(ctx, "zfs", "umount", ds); err != nil && !strings.Contains(stderr(err), "not currently mounted") {
-			errs = append(errs, fmt.Errorf("%s: unmount %s: %w", Name, ds, err))
+		if err := unmount(ctx, p, ds); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", Name, err))
 		}
 	}
 	return errors.Join(errs...)

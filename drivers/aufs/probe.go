@@ -38,7 +38,7 @@ func Probe(home string) drivers.Probe {
 		return p
 	}
 	has := kernel.HasFilesystem("aufs")
-	p.Facts = append(p.Facts, drivers.Fact{Name: "aufs in /proc/filesystems", Value: yesNo(has)})
+	p.Facts = append(p.Facts, drivers.Fact{Name: "aufs in /proc/filesystems", Value: drivers.YesNo(has)})
 	if v := version(); v != "" {
 		p.Facts = append(p.Facts, drivers.Fact{Name: "aufs version", Value: v})
 	}
@@ -212,11 +212,4 @@ func branchMaxFromConfig(r io.Reader) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }

@@ -24,7 +24,7 @@ func Probe(name, home string) drivers.Probe {
 		return p
 	}
 	has := kernel.HasFilesystem("overlay")
-	p.Facts = append(p.Facts, drivers.Fact{Name: "overlay in /proc/filesystems", Value: yesNo(has)})
+	p.Facts = append(p.Facts, drivers.Fact{Name: "overlay in /proc/filesystems", Value: drivers.YesNo(has)})
 	for _, param := range []string{"redirect_dir", "index", "metacopy", "xino_auto"} {
 		if v := kernel.Param("overlay", param); v != "" {
 			p.Facts = append(p.Facts, drivers.Fact{Name: "overlay." + param, Value: v})
@@ -49,7 +49,7 @@ func Probe(name, home string) drivers.Probe {
 	if err != nil {
 		p.Facts = append(p.Facts, drivers.Fact{Name: "d_type", Value: "unknown: " + err.Error()})
 	} else {
-		p.Facts = append(p.Facts, drivers.Fact{Name: "d_type", Value: yesNo(dtype)})
+		p.Facts = append(p.Facts, drivers.Fact{Name: "d_type", Value: drivers.YesNo(dtype)})
 		if !dtype {
 			return fail("the %s filesystem under %s does not report d_type, which overlay needs to find whiteouts; for xfs, reformat with mkfs.xfs -n ftype=1", b.Type, b.Path)
 		}
@@ -83,11 +83,4 @@ func checkMultipleLowers(home string) error {
 		return fmt.Errorf("overlay with two lower directories: %w: %w", drivers.ErrUnavailable, err)
 	}
 	return mount.Unmount(merged)
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }

@@ -1,0 +1,142 @@
+package zfs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/layerlab/layerlab/drivers/command"
+	"github.com/layerlab/layerlab/drivers/loopfs"
+)
+
+// fuseDataset makes a dataset mounted at a new directory of the pool z,
+// with a file written and appended to as the harness's copy-up does.
+func fuseDataset(t *testing.T, z *loopfs.ZFS, name string) (string, string) {
+	t.Helper()
+	ds, dir := z.Pool+"/"+name, filepath.Join(z.Dir, name)
+	if _, err := command.Run(context.Background(), "zfs", "create", "-o", "mountpoint="+dir, ds); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "file"), mib)
+	f, err := os.OpenFile(filepath.Join(dir, "file"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Write([]byte{1})
+	if err := errors.Join(err, f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return ds, dir
+}
+
+// TestReleaseThenOneDestroy checks that the daemon closing its descriptor
+// for a dataset's FUSE connection is the event after which the dataset
+// can be destroyed: `zfs umount` returns before it (then a destroy fails
+// "dataset is busy"), and once released returns one destroy succeeds,
+// every time.
+func TestReleaseThenOneDestroy(t *testing.T) {
+	z := loopfs.ForTestZFS(t, 0)
+	if !z.Fuse {
+		t.Skip("kernel ZFS: its unmount is synchronous, there is no daemon to wait for")
+	}
+	ctx := context.Background()
+	waited := 0
+	for i := 0; i < 10; i++ {
+		ds, dir := fuseDataset(t, z, "d"+strconv.Itoa(i))
+		c, ok, err := connOf(dir, ds)
+		if err != nil || !ok {
+			t.Fatalf("connection of %s at %s: ok %v, %v", ds, dir, ok, err)
+		}
+		if _, err := command.Run(ctx, "zfs", "umount", ds); err != nil {
+			t.Fatal(err)
+		}
+		for _, info := range c.fdinfo {
+			if c.servedBy(info) {
+				waited++ // the daemon still held it when umount returned
+				break
+			}
+		}
+		if err := c.released(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := destroy(ds); err != nil {
+			t.Fatalf("cycle %d: destroy right after the daemon let go: %v", i, err)
+		}
+	}
+	t.Logf("the daemon still held the dataset when zfs umount returned in %d of 10 cycles", waited)
+	if _, ok, err := connOf(filepath.Join(z.Dir, "d0"), z.Pool+"/d0"); ok || err != nil {
+		t.Errorf("connection of a destroyed dataset: ok %v, %v; want none", ok, err)
+	}
+}
+
+// TestReleaseNamesWhatHoldsTheDataset keeps the filesystem of a dataset
+// alive after `zfs umount`, by a second bind mount and by a file open
+// through a bind mount that was detached lazily: released must not
+// return meanwhile, and holders must name both. Then the file is closed
+// and, before the last mount goes, its release is made to reach the daemon
+// (a statfs answered behind it, as unmount does): the daemon lets go and
+// the dataset can be destroyed. Closing the file as the filesystem's last
+// user instead can lose its release and wedge the daemon (see fuse.go).
+func TestReleaseNamesWhatHoldsTheDataset(t *testing.T) {
+	z := loopfs.ForTestZFS(t, 0)
+	if !z.Fuse {
+		t.Skip("kernel ZFS: its unmount is synchronous, there is no daemon to wait for")
+	}
+	ctx := context.Background()
+	ds, dir := fuseDataset(t, z, "held")
+	c, ok, err := connOf(dir, ds)
+	if err != nil || !ok {
+		t.Fatalf("connection of %s: ok %v, %v", ds, ok, err)
+	}
+	detached, kept := t.TempDir(), t.TempDir()
+	for _, b := range []string{detached, kept} {
+		if err := unix.Mount(dir, b, "", unix.MS_BIND, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer unix.Unmount(kept, 0)
+	f, err := os.Open(filepath.Join(detached, "file"))
+	if err != nil {
+		unix.Unmount(detached, 0)
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Unmount(detached, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := command.Run(ctx, "zfs", "umount", ds); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := c.released(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("released while the filesystem is in use: %v, want to keep waiting", err)
+	}
+	h := holders(c.id)
+	if !strings.Contains(h, "pid "+strconv.Itoa(os.Getpid())+" has ") || !strings.Contains(h, "mounted at "+kept) {
+		t.Errorf("holders: %q, want this process's open file and the mount at %s", h, kept)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(kept, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Unmount(kept, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.released(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := destroy(ds); err != nil {
+		t.Fatalf("destroy once nothing uses it: %v", err)
+	}
+}
