@@ -93,6 +93,7 @@ func Probe(home string) drivers.Probe {
 // probeHome returns why home cannot be used, adding what it finds to p.
 func probeHome(ctx context.Context, home string, p *drivers.Probe) string {
 	if err := core.CheckHome(Name, home); err != nil {
+		p.Class = drivers.ErrInvalidArgument
 		return err.Error()
 	}
 	if reason := daemonReason(ctx); reason != "" {
