@@ -140,10 +140,13 @@ const releaseWait = 2 * time.Minute
 // fuseConn is the FUSE connection zfs-fuse serves one mounted dataset
 // on: the minor number of the mount's device, which the kernel prints as
 // fuse_connection in /proc/PID/fdinfo of the daemon's /dev/fuse
-// descriptor for it.
+// descriptor for it. The kernel hands a freed minor and the daemon a
+// freed descriptor number to the next mount, so a descriptor that names
+// the number may belong to a newer connection: see reused.
 type fuseConn struct {
-	id     uint32
-	fdinfo []string // /proc/PID/fdinfo/FD of the daemon's descriptors for it
+	id      uint32
+	dataset string
+	fdinfo  []string // /proc/PID/fdinfo/FD of the daemon's descriptors for it
 }
 
 // connOf returns the connection zfs-fuse serves dataset on at dir; ok is
@@ -157,7 +160,7 @@ func connOf(dir, dataset string) (c fuseConn, ok bool, err error) {
 	if err != nil || m.Mountpoint != dir || m.FSType != "fuse.zfs" || m.Source != dataset {
 		return c, false, nil
 	}
-	c.id = uint32(m.Minor)
+	c.id, c.dataset = uint32(m.Minor), dataset
 	daemons, err := kernel.Processes("zfs-fuse")
 	if err != nil {
 		return c, false, err
@@ -183,6 +186,24 @@ func (c fuseConn) servedBy(info string) bool {
 	return err == nil && strings.Contains(string(b), "\nfuse_connection:\t"+strconv.FormatUint(uint64(c.id), 10)+"\n")
 }
 
+// reused reports whether the connection's number now belongs to a mount
+// of another dataset: then ours has ended, and the descriptor that names
+// the number serves the newer one (concurrent Prepares and Removes make
+// this common). While the number is mounted nowhere, or still mounted as
+// our dataset (a bind mount that outlived the unmount), it is ours.
+func (c fuseConn) reused() bool {
+	mounts, err := mount.OfDevice(0, int(c.id))
+	if err != nil || len(mounts) == 0 {
+		return false
+	}
+	for _, m := range mounts {
+		if m.Source == c.dataset {
+			return false
+		}
+	}
+	return true
+}
+
 // released waits until the daemon has closed its descriptors for the
 // connection, which it does once it has torn the dataset down, checking
 // every few milliseconds for at most releaseWait.
@@ -193,7 +214,7 @@ func (c fuseConn) released(ctx context.Context) error {
 		for _, info := range c.fdinfo {
 			open = open || c.servedBy(info)
 		}
-		if !open {
+		if !open || c.reused() {
 			return nil
 		}
 		if time.Now().After(deadline) {
