@@ -246,14 +246,6 @@ func Lookup(path string) (*mountinfo.Info, error) {
 	return best, nil
 }
 
-// OfDevice returns the mounts, in this mount namespace, of the
-// filesystem whose device number is major:minor.
-func OfDevice(major, minor int) ([]*mountinfo.Info, error) {
-	return mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
-		return m.Major != major || m.Minor != minor, false
-	})
-}
-
 // Under returns the mount points at or below dir, deepest first, so they
 // can be unmounted in that order.
 func Under(dir string) ([]string, error) {

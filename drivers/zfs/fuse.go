@@ -34,8 +34,9 @@ package zfs
 //     "dataset is busy". How long that takes grows with what the machine
 //     and the pool have to write: tens of milliseconds when idle, seconds
 //     under load. So Remove waits for that descriptor to close (the
-//     kernel names each descriptor's connection in /proc/PID/fdinfo) and
-//     destroys once; a destroy that is still busy then is a real holder,
+//     kernel names each descriptor's connection in /proc/PID/fdinfo; a
+//     duplicate and kcmp(2) tell it from a later one given the same
+//     numbers, see fuseConn) and destroys once; a destroy that is still busy then is a real holder,
 //     which the error names. The teardown's loop never ends when the
 //     daemon never gets the FUSE RELEASE of a file of the dataset: the
 //     kernel sends it after close(2) returns and drops it when the
@@ -140,18 +141,27 @@ const releaseWait = 2 * time.Minute
 // fuseConn is the FUSE connection zfs-fuse serves one mounted dataset
 // on: the minor number of the mount's device, which the kernel prints as
 // fuse_connection in /proc/PID/fdinfo of the daemon's /dev/fuse
-// descriptor for it. The kernel hands a freed minor and the daemon a
-// freed descriptor number to the next mount, so a descriptor that names
-// the number may belong to a newer connection: see reused.
+// descriptor for it. Neither number tells the connection apart from a
+// later one: the minor is freed at the unmount, while the daemon still
+// tears down, and the next mount may take it together with a descriptor
+// number the daemon freed meanwhile. So the wait holds a duplicate of
+// the daemon's descriptor (pidfd_getfd) and asks kcmp(2) whether the
+// daemon's descriptor is still that same open file.
 type fuseConn struct {
-	id      uint32
-	dataset string
-	fdinfo  []string // /proc/PID/fdinfo/FD of the daemon's descriptors for it
+	id    uint32
+	files []daemonFile
+}
+
+// daemonFile is one of the daemon's descriptors for the connection.
+type daemonFile struct {
+	pid, fd int
+	dup     int // our duplicate of it, -1 where pidfd_getfd failed
 }
 
 // connOf returns the connection zfs-fuse serves dataset on at dir; ok is
 // false when dir is not a fuse.zfs mount of dataset (kernel ZFS, or not
-// mounted), so there is nothing to wait for.
+// mounted), so there is nothing to wait for. close releases what an ok
+// connection holds.
 func connOf(dir, dataset string) (c fuseConn, ok bool, err error) {
 	if resolved, err := filepath.EvalSymlinks(dir); err == nil {
 		dir = resolved // as mountinfo has it
@@ -160,48 +170,84 @@ func connOf(dir, dataset string) (c fuseConn, ok bool, err error) {
 	if err != nil || m.Mountpoint != dir || m.FSType != "fuse.zfs" || m.Source != dataset {
 		return c, false, nil
 	}
-	c.id, c.dataset = uint32(m.Minor), dataset
+	c.id = uint32(m.Minor)
 	daemons, err := kernel.Processes("zfs-fuse")
 	if err != nil {
 		return c, false, err
 	}
-	for _, pid := range daemons {
-		infos, _ := filepath.Glob(filepath.Join("/proc", pid, "fdinfo", "*"))
+	for _, p := range daemons {
+		pid, err := strconv.Atoi(p)
+		if err != nil {
+			continue
+		}
+		infos, _ := filepath.Glob(filepath.Join("/proc", p, "fdinfo", "*"))
 		for _, info := range infos {
-			if c.servedBy(info) {
-				c.fdinfo = append(c.fdinfo, info)
+			fd, err := strconv.Atoi(filepath.Base(info))
+			if err != nil || !c.named(pid, fd) {
+				continue
 			}
+			f := daemonFile{pid: pid, fd: fd, dup: duplicate(pid, fd)}
+			if f.dup >= 0 && !c.named(pid, fd) {
+				unix.Close(f.dup) // closed between the read and the dup
+				continue
+			}
+			c.files = append(c.files, f)
 		}
 	}
-	if len(c.fdinfo) == 0 {
+	if len(c.files) == 0 {
 		return c, false, fmt.Errorf("cannot tell when zfs-fuse lets go of %s: no zfs-fuse descriptor in /proc/PID/fdinfo names its FUSE connection %d (older kernels do not print fuse_connection there): %w", dataset, c.id, drivers.ErrUnavailable)
 	}
 	return c, true, nil
 }
 
-// servedBy reports whether the descriptor whose fdinfo file is info is
-// (still) one of the connection's.
-func (c fuseConn) servedBy(info string) bool {
-	b, err := os.ReadFile(info)
+// duplicate returns a descriptor of ours for the open file the daemon
+// pid has as fd, or -1 when the kernel refuses (before Linux 5.6, or
+// where ptrace access to the daemon is denied).
+func duplicate(pid, fd int) int {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1
+	}
+	defer unix.Close(pidfd)
+	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return -1
+	}
+	unix.CloseOnExec(dup)
+	return dup
+}
+
+// named reports whether the daemon's descriptor fd names the connection's
+// number in its fdinfo.
+func (c fuseConn) named(pid, fd int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
 	return err == nil && strings.Contains(string(b), "\nfuse_connection:\t"+strconv.FormatUint(uint64(c.id), 10)+"\n")
 }
 
-// reused reports whether the connection's number now belongs to a mount
-// of another dataset: then ours has ended, and the descriptor that names
-// the number serves the newer one (concurrent Prepares and Removes make
-// this common). While the number is mounted nowhere, or still mounted as
-// our dataset (a bind mount that outlived the unmount), it is ours.
-func (c fuseConn) reused() bool {
-	mounts, err := mount.OfDevice(0, int(c.id))
-	if err != nil || len(mounts) == 0 {
-		return false
+// open reports whether the daemon still has f open: with a duplicate,
+// whether its descriptor is still the same file (kcmp KCMP_FILE answers 0;
+// EBADF once closed); without one, whether the descriptor names the
+// connection's number, which a reuse of both numbers can fool.
+func (c fuseConn) open(f daemonFile) bool {
+	if f.dup < 0 {
+		return c.named(f.pid, f.fd)
 	}
-	for _, m := range mounts {
-		if m.Source == c.dataset {
-			return false
+	const kcmpFile = 0
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(os.Getpid()), uintptr(f.pid), kcmpFile, uintptr(f.dup), uintptr(f.fd), 0)
+	if errno == unix.ENOSYS || errno == unix.EPERM {
+		return c.named(f.pid, f.fd)
+	}
+	return errno == 0 && r == 0
+}
+
+// close drops the duplicates. The last close of the daemon's file, and so
+// the end of the connection, may be ours: after the daemon let go.
+func (c fuseConn) close() {
+	for _, f := range c.files {
+		if f.dup >= 0 {
+			unix.Close(f.dup)
 		}
 	}
-	return true
 }
 
 // released waits until the daemon has closed its descriptors for the
@@ -211,10 +257,10 @@ func (c fuseConn) released(ctx context.Context) error {
 	deadline := time.Now().Add(releaseWait)
 	for {
 		open := false
-		for _, info := range c.fdinfo {
-			open = open || c.servedBy(info)
+		for _, f := range c.files {
+			open = open || c.open(f)
 		}
-		if !open || c.reused() {
+		if !open {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -271,6 +317,7 @@ func unmount(ctx context.Context, dir, dataset string) error {
 		return fmt.Errorf("unmount %s: %w", dataset, err)
 	}
 	if isFuse {
+		defer conn.close()
 		// The kernel sends a file's FUSE RELEASE after close(2) returns,
 		// and drops what is still queued when the connection ends: a
 		// release lost so leaves the daemon's teardown looping forever.

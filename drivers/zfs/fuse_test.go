@@ -14,6 +14,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers/command"
 	"github.com/layerlab/layerlab/drivers/loopfs"
+	"github.com/layerlab/layerlab/drivers/mount"
 )
 
 // fuseDataset makes a dataset mounted at a new directory of the pool z,
@@ -57,13 +58,18 @@ func TestReleaseThenOneDestroy(t *testing.T) {
 		if _, err := command.Run(ctx, "zfs", "umount", ds); err != nil {
 			t.Fatal(err)
 		}
-		for _, info := range c.fdinfo {
-			if c.servedBy(info) {
+		for _, f := range c.files {
+			if f.dup < 0 {
+				t.Errorf("no duplicate of the daemon's descriptor %d: pidfd_getfd refused", f.fd)
+			}
+			if c.open(f) {
 				waited++ // the daemon still held it when umount returned
 				break
 			}
 		}
-		if err := c.released(ctx); err != nil {
+		err = c.released(ctx)
+		c.close()
+		if err != nil {
 			t.Fatal(err)
 		}
 		if err := destroy(ds); err != nil {
@@ -74,6 +80,48 @@ func TestReleaseThenOneDestroy(t *testing.T) {
 	if _, ok, err := connOf(filepath.Join(z.Dir, "d0"), z.Pool+"/d0"); ok || err != nil {
 		t.Errorf("connection of a destroyed dataset: ok %v, %v; want none", ok, err)
 	}
+}
+
+// TestReleaseNotFooledByReuse unmounts a dataset and at once mounts
+// another, which often takes the freed device minor and, once the daemon
+// has closed the first one's descriptor, its number too: released must
+// wait for the first dataset's own descriptor, so that one destroy then
+// succeeds every time.
+func TestReleaseNotFooledByReuse(t *testing.T) {
+	z := loopfs.ForTestZFS(t, 0)
+	if !z.Fuse {
+		t.Skip("kernel ZFS: its unmount is synchronous, there is no daemon to wait for")
+	}
+	ctx := context.Background()
+	reused := 0
+	for i := 0; i < 10; i++ {
+		ds, dir := fuseDataset(t, z, "a"+strconv.Itoa(i))
+		c, ok, err := connOf(dir, ds)
+		if err != nil || !ok {
+			t.Fatalf("connection of %s: ok %v, %v", ds, ok, err)
+		}
+		if _, err := command.Run(ctx, "zfs", "umount", ds); err != nil {
+			c.close()
+			t.Fatal(err)
+		}
+		next := filepath.Join(z.Dir, "b"+strconv.Itoa(i))
+		if _, err := command.Run(ctx, "zfs", "create", "-o", "mountpoint="+next, z.Pool+"/b"+strconv.Itoa(i)); err != nil {
+			c.close()
+			t.Fatal(err)
+		}
+		if m, err := mount.Lookup(next); err == nil && uint32(m.Minor) == c.id {
+			reused++
+		}
+		err = c.released(ctx)
+		c.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := destroy(ds); err != nil {
+			t.Fatalf("cycle %d: destroy once the daemon let go: %v", i, err)
+		}
+	}
+	t.Logf("the next dataset took the freed device minor in %d of 10 cycles", reused)
 }
 
 // TestReleaseNamesWhatHoldsTheDataset keeps the filesystem of a dataset
@@ -95,6 +143,7 @@ func TestReleaseNamesWhatHoldsTheDataset(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("connection of %s: ok %v, %v", ds, ok, err)
 	}
+	defer c.close()
 	detached, kept := t.TempDir(), t.TempDir()
 	for _, b := range []string{detached, kept} {
 		if err := unix.Mount(dir, b, "", unix.MS_BIND, ""); err != nil {
