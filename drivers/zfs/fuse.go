@@ -36,14 +36,14 @@ package zfs
 //     under load. So Remove waits for that descriptor to close (the
 //     kernel names each descriptor's connection in /proc/PID/fdinfo; a
 //     duplicate and kcmp(2) tell it from a later one given the same
-//     numbers, see fuseConn) and destroys once; a destroy that is still busy then is a real holder,
-//     which the error names. The teardown's loop never ends when the
-//     daemon never gets the FUSE RELEASE of a file of the dataset: the
-//     kernel sends it after close(2) returns and drops it when the
-//     connection ends first. The thread then holds the daemon's listener
-//     lock forever, and no FUSE request on any mount is served again. So
-//     unmount first makes a request (statfs) that is answered only after
-//     every release queued before it has been read.
+//     numbers, see fuseConn) and destroys once; a destroy that is still
+//     busy then is a real holder, which the error names. The teardown's
+//     loop never ends when the daemon never gets the FUSE RELEASE of a
+//     file of the dataset: the kernel sends it after close(2) returns and
+//     drops it when the connection ends first. The thread then holds the
+//     daemon's listener lock forever, and no FUSE request on any mount is
+//     served again. So unmount first makes a request (statfs) that is
+//     answered only after every release queued before it has been read.
 //   - `zfs get readonly` shows "off (temporary)" on a dataset set
 //     readonly=on, because it reads the FUSE mount's rw option; writes do
 //     fail with EROFS. Nothing here reads the property back.
@@ -209,11 +209,10 @@ func duplicate(pid, fd int) int {
 		return -1
 	}
 	defer unix.Close(pidfd)
-	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
+	dup, err := unix.PidfdGetfd(pidfd, fd, 0) // always close-on-exec
 	if err != nil {
 		return -1
 	}
-	unix.CloseOnExec(dup)
 	return dup
 }
 

@@ -37,24 +37,40 @@ func fuseDataset(t *testing.T, z *loopfs.ZFS, name string) (string, string) {
 	return ds, dir
 }
 
+// fusePool makes a pool for a test of the zfs-fuse release wait, which
+// kernel ZFS has no use for: its unmount is synchronous.
+func fusePool(t *testing.T) *loopfs.ZFS {
+	t.Helper()
+	z := loopfs.ForTestZFS(t, 0)
+	if z != nil && !z.Fuse {
+		t.Skip("kernel ZFS: its unmount is synchronous, there is no daemon to wait for")
+	}
+	return z
+}
+
+// fuseConnection makes a dataset as fuseDataset does and returns the
+// FUSE connection the daemon serves it on; the caller closes it.
+func fuseConnection(t *testing.T, z *loopfs.ZFS, name string) (string, string, fuseConn) {
+	t.Helper()
+	ds, dir := fuseDataset(t, z, name)
+	c, ok, err := connOf(dir, ds)
+	if err != nil || !ok {
+		t.Fatalf("connection of %s at %s: ok %v, %v", ds, dir, ok, err)
+	}
+	return ds, dir, c
+}
+
 // TestReleaseThenOneDestroy checks that the daemon closing its descriptor
 // for a dataset's FUSE connection is the event after which the dataset
 // can be destroyed: `zfs umount` returns before it (then a destroy fails
 // "dataset is busy"), and once released returns one destroy succeeds,
 // every time.
 func TestReleaseThenOneDestroy(t *testing.T) {
-	z := loopfs.ForTestZFS(t, 0)
-	if !z.Fuse {
-		t.Skip("kernel ZFS: its unmount is synchronous, there is no daemon to wait for")
-	}
+	z := fusePool(t)
 	ctx := context.Background()
 	waited := 0
 	for i := 0; i < 10; i++ {
-		ds, dir := fuseDataset(t, z, "d"+strconv.Itoa(i))
-		c, ok, err := connOf(dir, ds)
-		if err != nil || !ok {
-			t.Fatalf("connection of %s at %s: ok %v, %v", ds, dir, ok, err)
-		}
+		ds, _, c := fuseConnection(t, z, "d"+strconv.Itoa(i))
 		if _, err := command.Run(ctx, "zfs", "umount", ds); err != nil {
 			t.Fatal(err)
 		}
@@ -67,7 +83,7 @@ func TestReleaseThenOneDestroy(t *testing.T) {
 				break
 			}
 		}
-		err = c.released(ctx)
+		err := c.released(ctx)
 		c.close()
 		if err != nil {
 			t.Fatal(err)
@@ -88,18 +104,11 @@ func TestReleaseThenOneDestroy(t *testing.T) {
 // wait for the first dataset's own descriptor, so that one destroy then
 // succeeds every time.
 func TestReleaseNotFooledByReuse(t *testing.T) {
-	z := loopfs.ForTestZFS(t, 0)
-	if !z.Fuse {
-		t.Skip("kernel ZFS: its unmount is synchronous, there is no daemon to wait for")
-	}
+	z := fusePool(t)
 	ctx := context.Background()
 	reused := 0
 	for i := 0; i < 10; i++ {
-		ds, dir := fuseDataset(t, z, "a"+strconv.Itoa(i))
-		c, ok, err := connOf(dir, ds)
-		if err != nil || !ok {
-			t.Fatalf("connection of %s: ok %v, %v", ds, ok, err)
-		}
+		ds, _, c := fuseConnection(t, z, "a"+strconv.Itoa(i))
 		if _, err := command.Run(ctx, "zfs", "umount", ds); err != nil {
 			c.close()
 			t.Fatal(err)
@@ -112,7 +121,7 @@ func TestReleaseNotFooledByReuse(t *testing.T) {
 		if m, err := mount.Lookup(next); err == nil && uint32(m.Minor) == c.id {
 			reused++
 		}
-		err = c.released(ctx)
+		err := c.released(ctx)
 		c.close()
 		if err != nil {
 			t.Fatal(err)
@@ -133,16 +142,9 @@ func TestReleaseNotFooledByReuse(t *testing.T) {
 // the dataset can be destroyed. Closing the file as the filesystem's last
 // user instead can lose its release and wedge the daemon (see fuse.go).
 func TestReleaseNamesWhatHoldsTheDataset(t *testing.T) {
-	z := loopfs.ForTestZFS(t, 0)
-	if !z.Fuse {
-		t.Skip("kernel ZFS: its unmount is synchronous, there is no daemon to wait for")
-	}
+	z := fusePool(t)
 	ctx := context.Background()
-	ds, dir := fuseDataset(t, z, "held")
-	c, ok, err := connOf(dir, ds)
-	if err != nil || !ok {
-		t.Fatalf("connection of %s: ok %v, %v", ds, ok, err)
-	}
+	ds, dir, c := fuseConnection(t, z, "held")
 	defer c.close()
 	detached, kept := t.TempDir(), t.TempDir()
 	for _, b := range []string{detached, kept} {
