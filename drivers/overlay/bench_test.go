@@ -235,20 +235,29 @@ func BenchmarkOverlay2VsContainerd(b *testing.B) {
 			ours, fs := newBench(b, fstype)
 			theirs := onParent(b, newCtrOverlay(b, filepath.Join(fs.Dir, "containerd")), filepath.Join(fs.Dir, "containerd-target"))
 			var ourTimes, theirTimes drivertest.Samples
+			var ourPhases, theirPhases [4]drivertest.Samples
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				first, second := ours, theirs
 				if i%2 == 1 {
 					first, second = theirs, ours
 				}
-				t1, _ := first.cycle(b)
-				t2, _ := second.cycle(b)
+				t1, p1 := first.cycle(b)
+				t2, p2 := second.cycle(b)
 				if i%2 == 1 {
-					t1, t2 = t2, t1
+					t1, t2, p1, p2 = t2, t1, p2, p1
 				}
 				ourTimes, theirTimes = append(ourTimes, t1), append(theirTimes, t2)
+				for j := range p1 {
+					ourPhases[j] = append(ourPhases[j], p1[j])
+					theirPhases[j] = append(theirPhases[j], p2[j])
+				}
 			}
 			b.StopTimer()
+			for j, name := range []string{"prepare", "mount", "umount", "remove"} {
+				b.ReportMetric(float64(ourPhases[j].Median()), "layerlab-"+name+"-ns")
+				b.ReportMetric(float64(theirPhases[j].Median()), "containerd-"+name+"-ns")
+			}
 			b.ReportMetric(float64(ourTimes.Median()), "layerlab-median-ns")
 			b.ReportMetric(float64(theirTimes.Median()), "containerd-median-ns")
 			b.ReportMetric(float64(ourTimes.Median())/float64(theirTimes.Median()), "layerlab/containerd")
