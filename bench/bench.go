@@ -136,15 +136,16 @@ func Run(ctx context.Context, cfg Config) (*result.Results, error) {
 		res.Targets = append(res.Targets, t.info)
 	}
 	var errs []error
+	stopped := ""
 	switch {
 	case ctx.Err() != nil:
-		r.note(fmt.Sprintf("interrupted (%v) while making the backing filesystems: nothing was measured", context.Cause(ctx)))
+		stopped = fmt.Sprintf("PARTIAL RESULTS: interrupted (%v) while making the backing filesystems: nothing was measured", context.Cause(ctx))
 	case err != nil:
 		return nil, err
 	case len(targets) == 0:
 		return nil, fmt.Errorf("no driver can run here: %s: %w", strings.Join(r.notes, "; "), drivers.ErrUnavailable)
 	default:
-		errs = measure(ctx, cfg, r, targets, all, res.Started)
+		errs, stopped = measure(ctx, cfg, r, targets, all, res.Started)
 	}
 	if cfg.Progress != nil {
 		fmt.Fprintf(cfg.Progress, "\r\033[K")
@@ -153,19 +154,21 @@ func Run(ctx context.Context, cfg Config) (*result.Results, error) {
 	res.Series = r.rec.done(cfg.Seed)
 	res.Notes = r.notes
 	res.Finished = time.Now().UTC()
-	if ctx.Err() != nil {
+	if stopped != "" {
+		// First, so a reader sees it before any figure.
 		res.Partial = true
+		res.Notes = append([]string{stopped}, res.Notes...)
 		errs = append(errs, fmt.Errorf("bench interrupted, results are partial: %w", context.Cause(ctx)))
 	}
 	return res, errors.Join(errs...)
 }
 
 // measure runs every workload against every target, in an order shuffled
-// per workload, until done or ctx is cancelled.
-func measure(ctx context.Context, cfg Config, r *run, targets []*target, all map[string]workload, start time.Time) []error {
+// per workload, until done or ctx is cancelled; then it returns the note
+// that says where it stopped.
+func measure(ctx context.Context, cfg Config, r *run, targets []*target, all map[string]workload, start time.Time) (errs []error, stopped string) {
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	steps, step := len(cfg.Profile.Workloads)*len(targets), 0
-	var errs []error
 	for _, name := range cfg.Profile.Workloads {
 		order := append([]*target(nil), targets...)
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
@@ -173,15 +176,13 @@ func measure(ctx context.Context, cfg Config, r *run, targets []*target, all map
 			step++
 			progress(cfg.Progress, step, steps, start, name, t.info.ID)
 			if ctx.Err() != nil {
-				r.note(fmt.Sprintf("interrupted (%v) before %s on %s, step %d of %d: this and the later steps were not measured", context.Cause(ctx), name, t.info.ID, step, steps))
-				return errs
+				return errs, fmt.Sprintf("PARTIAL RESULTS: interrupted (%v) before %s on %s, step %d of %d: this and the later steps were not measured", context.Cause(ctx), name, t.info.ID, step, steps)
 			}
 			err := all[name](ctx, r, t)
 			if ctx.Err() != nil {
 				// The error is the interruption's; the series of this
 				// step hold the samples taken before it.
-				r.note(fmt.Sprintf("interrupted (%v) during %s on %s, step %d of %d: its series hold the samples taken until then; the later steps were not measured", context.Cause(ctx), name, t.info.ID, step, steps))
-				return errs
+				return errs, fmt.Sprintf("PARTIAL RESULTS: interrupted (%v) during %s on %s, step %d of %d: its series hold the samples taken until then; the later steps were not measured", context.Cause(ctx), name, t.info.ID, step, steps)
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s on %s: %w", name, t.info.ID, err))
@@ -189,7 +190,7 @@ func measure(ctx context.Context, cfg Config, r *run, targets []*target, all map
 			}
 		}
 	}
-	return errs
+	return errs, ""
 }
 
 // openTargets opens every requested driver on each of its backings. A

@@ -36,11 +36,22 @@ func registry() *drivers.Registry {
 func main() {
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "layerlab:", err)
-		if errors.Is(err, drivers.ErrInvalidArgument) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 2 for a usage mistake (ErrInvalidArgument: a bad flag or
+// option), 128+N for a run interrupted by signal N (its partial report
+// written), else 1.
+func exitCode(err error) int {
+	var sig signalError
+	switch {
+	case errors.As(err, &sig):
+		return sig.ExitCode()
+	case errors.Is(err, drivers.ErrInvalidArgument):
+		return 2
+	}
+	return 1
 }
 
 func newRoot() *cobra.Command {
