@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (*result.Results, error) {
 	stopped := ""
 	switch {
 	case ctx.Err() != nil:
-		stopped = fmt.Sprintf("PARTIAL RESULTS: interrupted (%v) while making the backing filesystems: nothing was measured", context.Cause(ctx))
+		stopped = fmt.Sprintf("PARTIAL RESULTS: stopped (%v) while making the backing filesystems: nothing was measured", context.Cause(ctx))
 	case err != nil:
 		return nil, err
 	case len(targets) == 0:
@@ -176,13 +176,13 @@ func measure(ctx context.Context, cfg Config, r *run, targets []*target, all map
 			step++
 			progress(cfg.Progress, step, steps, start, name, t.info.ID)
 			if ctx.Err() != nil {
-				return errs, fmt.Sprintf("PARTIAL RESULTS: interrupted (%v) before %s on %s, step %d of %d: this and the later steps were not measured", context.Cause(ctx), name, t.info.ID, step, steps)
+				return errs, fmt.Sprintf("PARTIAL RESULTS: stopped (%v) before %s on %s, step %d of %d: this and the later steps were not measured", context.Cause(ctx), name, t.info.ID, step, steps)
 			}
 			err := all[name](ctx, r, t)
 			if ctx.Err() != nil {
 				// The error is the interruption's; the series of this
 				// step hold the samples taken before it.
-				return errs, fmt.Sprintf("PARTIAL RESULTS: interrupted (%v) during %s on %s, step %d of %d: its series hold the samples taken until then; the later steps were not measured", context.Cause(ctx), name, t.info.ID, step, steps)
+				return errs, fmt.Sprintf("PARTIAL RESULTS: stopped (%v) during %s on %s, step %d of %d: its series hold the samples taken until then; the later steps were not measured", context.Cause(ctx), name, t.info.ID, step, steps)
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s on %s: %w", name, t.info.ID, err))

@@ -185,7 +185,12 @@ func linkLatest(out string) {
 // the exit code is the shell's for that signal (130 for Ctrl-C).
 type signalError struct{ sig os.Signal }
 
-func (e signalError) Error() string { return "interrupted by " + e.sig.String() }
+func (e signalError) Error() string {
+	if s, ok := e.sig.(unix.Signal); ok {
+		return "interrupted by " + unix.SignalName(s)
+	}
+	return "interrupted by " + e.sig.String()
+}
 
 // ExitCode is 128 plus the signal number.
 func (e signalError) ExitCode() int {
