@@ -73,6 +73,7 @@ func TestBenchRefusesBadFlagsWithExitCode2(t *testing.T) {
 		{[]string{"--root", "/nonexistent/layerlab"}, "--root /nonexistent/layerlab"},
 		{[]string{"--n", "-5"}, "--n -5"},
 		{[]string{"--n", "0"}, "--n 0"},
+		{[]string{"--n", "abc"}, `invalid argument "abc" for "--n"`},
 		{[]string{"--workloads", "nosuch"}, `workload "nosuch"`},
 		{[]string{"--profile", "fast"}, `profile "fast"`},
 		{[]string{"--out", notEmpty}, "holds files already"},

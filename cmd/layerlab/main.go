@@ -61,6 +61,10 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// A flag cobra cannot parse (--n abc) is a usage mistake: exit 2.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w: %w", err, drivers.ErrInvalidArgument)
+	})
 	root.PersistentFlags().String("data-root", "/var/lib/layerlab", "directory under which each driver keeps its home (DATA-ROOT/DRIVER)")
 	reg := registry()
 	benchCmd := newBenchCmd(reg)
