@@ -194,9 +194,10 @@ func measure(ctx context.Context, cfg Config, r *run, targets []*target, all map
 }
 
 // openTargets opens every requested driver on each of its backings. A
-// driver named explicitly that fails for another reason than being
-// unavailable here fails the run; the targets opened so far are returned
-// for the caller to close.
+// driver named explicitly, or given options, that fails for another
+// reason than being unavailable here fails the run (an option the driver
+// refuses on this filesystem is the user's to fix, not a driver to skip);
+// the targets opened so far are returned for the caller to close.
 func openTargets(ctx context.Context, cfg Config, r *run, scratch string) ([]*target, error) {
 	explicit := len(cfg.Drivers) > 0
 	var targets []*target
@@ -211,7 +212,7 @@ func openTargets(ctx context.Context, cfg Config, r *run, scratch string) ([]*ta
 			}
 			t, err := newTarget(ctx, cfg.Registry, name, b, scratch, cfg.Root, cfg.Options[name])
 			if err != nil {
-				if explicit && !errors.Is(err, drivers.ErrUnavailable) {
+				if (explicit || len(cfg.Options[name]) > 0) && !errors.Is(err, drivers.ErrUnavailable) {
 					return targets, err
 				}
 				r.note(fmt.Sprintf("skipped %s on %s: %v", name, b, err))
