@@ -78,7 +78,8 @@ func readyVolatile(name string, dirs core.Dirs, id string) error {
 		if !same {
 			return fmt.Errorf("%s: snapshot %s was mounted volatile before the machine restarted (or its boot record is lost): what it wrote may be lost or torn: %w: remove it", name, id, drivers.ErrFailedPrecondition)
 		}
-		if err := os.Remove(marker); err != nil {
+		// The kernel puts a dirty directory inside it.
+		if err := os.RemoveAll(marker); err != nil {
 			return fmt.Errorf("%s: clear the volatile marker of snapshot %s: %w", name, id, err)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
