@@ -53,7 +53,8 @@ lint:
 	$(GO) vet ./...
 
 # The main job: `layerlab bench` with the quick profile on loop filesystems
-# (PROFILE=standard|paper for more); the report lands in reports/latest/.
+# (PROFILE=standard|paper for more); the report lands in results/<timestamp>/,
+# linked from results/latest (git-ignored; reports/ is the renderer's source).
 bench: build
 	bash scripts/bench.sh $(BENCHFLAGS)
 

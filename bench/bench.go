@@ -13,7 +13,6 @@ import (
 	"io"
 	"math/rand"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +82,14 @@ func (r *run) note(s string) {
 	r.notes = append(r.notes, s)
 }
 
+// noteOnce adds s to the notes the first time key is given: what a
+// workload measures, said once per run rather than once per target.
+func (r *run) noteOnce(key, s string) {
+	if !r.seenFloor("note:"+key, 0) {
+		r.note(s)
+	}
+}
+
 // seenFloor reports whether a floor was already measured (floors that do
 // not depend on the driver are measured once per backing filesystem), and
 // marks it measured.
@@ -95,15 +102,16 @@ func (r *run) seenFloor(id string, param int64) bool {
 	return seen
 }
 
-// Run runs the profile and returns every sample. On workload failures it
-// goes on with the rest and returns the results together with the errors.
+// Run validates cfg (see Validate), runs the profile and returns every
+// sample. On workload failures it goes on with the rest and returns the
+// results together with the errors. When ctx is cancelled (Ctrl-C) it
+// stops, tears down what it made and returns what it has, marked Partial,
+// with an error wrapping context.Cause(ctx).
 func Run(ctx context.Context, cfg Config) (*result.Results, error) {
-	all := workloads()
-	for _, w := range cfg.Profile.Workloads {
-		if all[w] == nil {
-			return nil, fmt.Errorf("workload %q: %w", w, drivers.ErrInvalidArgument)
-		}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	all := workloads()
 	res := &result.Results{Schema: result.Schema, Profile: cfg.Profile.Name, Started: time.Now().UTC()}
 	res.Machines = []result.Environment{environment(cfg.Version, cfg.Commit)}
 	r := &run{prof: cfg.Profile, rec: newRecorder(), discard: newRecorder(), floors: map[string]bool{}, seed: cfg.Seed}
@@ -113,71 +121,98 @@ func Run(ctx context.Context, cfg Config) (*result.Results, error) {
 	}
 
 	targets, err := openTargets(ctx, cfg, r, scratch)
-	defer func() {
+	// Torn down before the results are finished, so what fails in the
+	// teardown is in their notes; the defer covers a panic.
+	closeAll := func() {
 		for _, t := range targets {
 			if err := t.close(); err != nil {
 				r.note(fmt.Sprintf("tear down %s: %v", t.info.ID, err))
 			}
 		}
-	}()
-	if err != nil {
-		return nil, err
+		targets = nil
 	}
-	if len(targets) == 0 {
-		return nil, fmt.Errorf("no driver can run here: %s: %w", strings.Join(r.notes, "; "), drivers.ErrUnavailable)
-	}
+	defer closeAll()
 	for _, t := range targets {
 		res.Targets = append(res.Targets, t.info)
 	}
+	var errs []error
+	stopped := ""
+	switch {
+	case ctx.Err() != nil:
+		stopped = fmt.Sprintf("PARTIAL RESULTS: stopped (%v) while making the backing filesystems: nothing was measured", context.Cause(ctx))
+	case err != nil:
+		return nil, err
+	case len(targets) == 0:
+		return nil, fmt.Errorf("no driver can run here: %s: %w", strings.Join(r.notes, "; "), drivers.ErrUnavailable)
+	default:
+		errs, stopped = measure(ctx, cfg, r, targets, all, res.Started)
+	}
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "\r\033[K")
+	}
+	closeAll()
+	res.Series = r.rec.done(cfg.Seed)
+	res.Notes = r.notes
+	res.Finished = time.Now().UTC()
+	if stopped != "" {
+		// First, so a reader sees it before any figure.
+		res.Partial = true
+		res.Notes = append([]string{stopped}, res.Notes...)
+		errs = append(errs, fmt.Errorf("bench interrupted, results are partial: %w", context.Cause(ctx)))
+	}
+	return res, errors.Join(errs...)
+}
 
+// measure runs every workload against every target, in an order shuffled
+// per workload, until done or ctx is cancelled; then it returns the note
+// that says where it stopped.
+func measure(ctx context.Context, cfg Config, r *run, targets []*target, all map[string]workload, start time.Time) (errs []error, stopped string) {
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	steps, step := len(cfg.Profile.Workloads)*len(targets), 0
-	var errs []error
 	for _, name := range cfg.Profile.Workloads {
 		order := append([]*target(nil), targets...)
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for _, t := range order {
 			step++
-			progress(cfg.Progress, step, steps, res.Started, name, t.info.ID)
-			if err := all[name](ctx, r, t); err != nil {
+			progress(cfg.Progress, step, steps, start, name, t.info.ID)
+			if ctx.Err() != nil {
+				return errs, fmt.Sprintf("PARTIAL RESULTS: stopped (%v) before %s on %s, step %d of %d: this and the later steps were not measured", context.Cause(ctx), name, t.info.ID, step, steps)
+			}
+			err := all[name](ctx, r, t)
+			if ctx.Err() != nil {
+				// The error is the interruption's; the series of this
+				// step hold the samples taken before it.
+				return errs, fmt.Sprintf("PARTIAL RESULTS: stopped (%v) during %s on %s, step %d of %d: its series hold the samples taken until then; the later steps were not measured", context.Cause(ctx), name, t.info.ID, step, steps)
+			}
+			if err != nil {
 				errs = append(errs, fmt.Errorf("%s on %s: %w", name, t.info.ID, err))
 				r.note(fmt.Sprintf("%s on %s failed: %v", name, t.info.ID, err))
 			}
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
 		}
 	}
-	if cfg.Progress != nil {
-		fmt.Fprintf(cfg.Progress, "\r\033[K")
-	}
-	res.Series = r.rec.done(cfg.Seed)
-	res.Notes = r.notes
-	res.Finished = time.Now().UTC()
-	return res, errors.Join(errs...)
+	return errs, ""
 }
 
-// openTargets opens every requested driver on each of its backings.
+// openTargets opens every requested driver on each of its backings. A
+// driver named explicitly, or given options, that fails for another
+// reason than being unavailable here fails the run (an option the driver
+// refuses on this filesystem is the user's to fix, not a driver to skip);
+// the targets opened so far are returned for the caller to close.
 func openTargets(ctx context.Context, cfg Config, r *run, scratch string) ([]*target, error) {
-	names := cfg.Drivers
-	explicit := len(names) > 0
-	if !explicit {
-		names = cfg.Registry.Names()
-	}
-	sort.Strings(names)
+	explicit := len(cfg.Drivers) > 0
 	var targets []*target
-	for _, name := range names {
-		if _, err := cfg.Registry.Get(name); err != nil {
-			return targets, err
-		}
+	for _, name := range cfg.runDrivers() {
 		list := backings(name)
 		if cfg.Root != "" {
 			list = list[:1] // the filesystem under --root, whatever it is
 		}
 		for _, b := range list {
+			if ctx.Err() != nil {
+				return targets, ctx.Err()
+			}
 			t, err := newTarget(ctx, cfg.Registry, name, b, scratch, cfg.Root, cfg.Options[name])
 			if err != nil {
-				if explicit && !errors.Is(err, drivers.ErrUnavailable) {
+				if (explicit || len(cfg.Options[name]) > 0) && !errors.Is(err, drivers.ErrUnavailable) {
 					return targets, err
 				}
 				r.note(fmt.Sprintf("skipped %s on %s: %v", name, b, err))

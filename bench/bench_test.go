@@ -58,9 +58,26 @@ func TestRunSmallProfile(t *testing.T) {
 			floors = append(floors, s.Target)
 		}
 	}
-	for _, want := range []string{"floor:mount+fsync/overlay2/ext4", "floor:cp/ext4", "floor:bare/ext4"} {
+	for _, want := range []string{"floor:mount+fsync/overlay2/ext4", "floor:cp/ext4", "floor:copy+fsync/ext4", "floor:bare/ext4"} {
 		if !strings.Contains(strings.Join(floors, " "), want) {
 			t.Errorf("floor %s missing from %v", want, floors)
+		}
+	}
+	ops := map[string]bool{}
+	for _, s := range res.Series {
+		ops[s.Workload+" "+s.Op+" "+s.Target] = true
+	}
+	for _, want := range []string{
+		"snapshot-ops remove overlay2/ext4", "snapshot-ops remove-view overlay2/ext4",
+		"write rand-overwrite overlay2/ext4", "write rand-overwrite floor:bare/ext4", "write seq-write overlay2/xfs",
+	} {
+		if !ops[want] {
+			t.Errorf("series %q missing", want)
+		}
+	}
+	for _, want := range []string{"floor:mount+fsync/<target> is mount(2) and umount(2)", "floor:copy+fsync/<fs> copies it in-process", "rand-overwrite rewrites"} {
+		if !strings.Contains(strings.Join(res.Notes, "\n"), want) {
+			t.Errorf("no note says %q: %v", want, res.Notes)
 		}
 	}
 	env := res.Machines[0]

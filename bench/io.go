@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -28,8 +29,10 @@ func appendByte(path string) error {
 
 // copyUp times the first 1-byte append to an inherited file of each size,
 // warm and (for the profile's cold sizes) with caches dropped first. Its
-// floors are `cp` of the same file on the same filesystem and, to show
-// what of that is process start, `true`.
+// floors are `cp` of the same file on the same filesystem (to show what of
+// that is process start, `true`), and a durable copy: the file copied
+// in-process, appended to and fsync'd, as overlayfs syncs a copy-up unless
+// mounted volatile and `cp` does not.
 func copyUp(ctx context.Context, r *run, t *target) error {
 	cold := map[int64]bool{}
 	for _, s := range r.prof.ColdSizes {
@@ -71,23 +74,30 @@ func copyUp(ctx context.Context, r *run, t *target) error {
 }
 
 func copyFloor(ctx context.Context, r *run, t *target, size int64) error {
+	cp := point{Workload: "copy-up", Op: "append-1b", Target: "floor:cp/" + t.info.Backing, Floor: true, Param: "size", Value: float64(size)}
+	durable := point{Workload: "copy-up", Op: "append-1b", Target: "floor:copy+fsync/" + t.info.Backing, Floor: true, Param: "size", Value: float64(size)}
+	exe := point{Workload: "copy-up", Op: "append-1b", Target: "floor:exec-true", Floor: true, Param: "size", Value: float64(size)}
+	if r.seenFloor(cp.Target, size) {
+		return nil // one set of floors per backing filesystem and size
+	}
+	r.noteOnce("copy-floors", "copy-up floors: floor:cp/<fs> runs `cp` of the file on the same filesystem (no fsync; floor:exec-true is what of it is process start); floor:copy+fsync/<fs> copies it in-process (copy_file_range), appends the byte and fsyncs: the cost of a copy-up whose data is durable, as overlayfs makes it unless mounted with overlay's volatile option (driver option volatile=true)")
 	src := filepath.Join(t.work, "floor-src")
 	dst := filepath.Join(t.work, "floor-dst")
 	if err := writeFile(src, size, size); err != nil {
 		return err
 	}
 	defer os.Remove(src)
-	cp := point{Workload: "copy-up", Op: "append-1b", Target: "floor:cp/" + t.info.Backing, Floor: true, Param: "size", Value: float64(size)}
-	exe := point{Workload: "copy-up", Op: "append-1b", Target: "floor:exec-true", Floor: true, Param: "size", Value: float64(size)}
-	if r.seenFloor(cp.Target, size) {
-		return nil // one cp floor per backing filesystem and size
-	}
+	defer os.Remove(dst)
 	for i := 0; i < r.prof.Warmup+r.prof.N; i++ {
 		rec := r.recorderFor(i)
 		if err := rec.time(cp, func() error {
 			_, err := command.Run(ctx, "cp", src, dst)
 			return err
 		}); err != nil {
+			return err
+		}
+		os.Remove(dst)
+		if err := rec.time(durable, func() error { return durableCopy(src, dst) }); err != nil {
 			return err
 		}
 		os.Remove(dst)
@@ -99,6 +109,32 @@ func copyFloor(ctx context.Context, r *run, t *target, size int64) error {
 		}
 	}
 	return nil
+}
+
+// durableCopy copies src to a new dst (io.Copy between files uses
+// copy_file_range, as overlayfs's copy-up does), appends one byte and
+// fsyncs dst.
+func durableCopy(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, in); err != nil {
+		return err
+	}
+	if _, err := out.Write([]byte{1}); err != nil {
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		return err
+	}
+	return out.Close()
 }
 
 // smallFiles appends to every file of a parent holding N small files, one

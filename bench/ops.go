@@ -13,11 +13,11 @@ import (
 )
 
 // snapshotOps times each snapshot operation apart (prepare, mount,
-// unmount, commit, view, remove), then the full container-storage cycle
-// (prepare+mount+umount+remove) interleaved with its floor: mount(2) and
-// umount(2) of the same mounts plus one fsync'd 4 KiB write on the same
-// filesystem, standing for the one durable metadata commit the cycle
-// cannot avoid.
+// unmount, commit, view, the removal of that view, and the removal of a
+// container's active snapshot: a child of the committed snapshot that was
+// mounted and written to), then the full container-storage cycle
+// (prepare+mount+umount+remove) interleaved with its floor (see
+// cycleVsFloor).
 func snapshotOps(ctx context.Context, r *run, t *target) error {
 	base, err := t.layer(ctx, "", func(dir string) error { return writeFile(filepath.Join(dir, "f"), 4096, 1) })
 	if err != nil {
@@ -49,7 +49,23 @@ func snapshotOps(ctx context.Context, r *run, t *target) error {
 		if err := rec.time(p("view"), func() (err error) { _, err = t.d.View(ctx, view, name); return err }); err != nil {
 			return err
 		}
-		if err := rec.time(p("remove"), func() error { return t.d.Remove(ctx, view) }); err != nil {
+		if err := rec.time(p("remove-view"), func() error { return t.d.Remove(ctx, view) }); err != nil {
+			return err
+		}
+		// A container's snapshot: what `docker rm` removes.
+		c, err := t.child(ctx, name)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(c.dir, "hostname"), []byte(c.key), 0o644); err != nil {
+			c.release(ctx)
+			return err
+		}
+		if err := mount.UnmountAll(c.dir); err != nil {
+			return err
+		}
+		os.Remove(c.dir)
+		if err := rec.time(p("remove"), func() error { return t.d.Remove(ctx, c.key) }); err != nil {
 			return err
 		}
 		if err := t.d.Remove(ctx, name); err != nil {
@@ -59,7 +75,13 @@ func snapshotOps(ctx context.Context, r *run, t *target) error {
 	return cycleVsFloor(ctx, r, t, base)
 }
 
+// cycleVsFloor times the container-storage cycle against its floor:
+// mount(2) and umount(2) of the same mounts plus as many durable commits
+// as the cycle makes, two (Prepare's and Remove's metadata transactions),
+// each a 4 KiB write and fsync on the same filesystem.
 func cycleVsFloor(ctx context.Context, r *run, t *target, base string) error {
+	const commits = 2
+	r.noteOnce("cycle-floor", fmt.Sprintf("snapshot-ops cycle: floor:mount+fsync/<target> is mount(2) and umount(2) of that target's own mounts plus %d durable commits, as many as the cycle makes (Prepare's and Remove's metadata transactions), each a 4 KiB write followed by fsync on the target's filesystem; a bbolt transaction syncs twice (its pages, then its meta page), so the floor is a lower bound. snapshot-ops remove is the removal of a container's active snapshot (a mounted and written child of a committed snapshot), remove-view that of a view", commits))
 	// The floor's mounts: those of a snapshot prepared once.
 	fkey := t.key("floor")
 	fms, err := t.d.Prepare(ctx, fkey, base)
@@ -80,6 +102,12 @@ func cycleVsFloor(ctx context.Context, r *run, t *target, base string) error {
 	cycle := point{Workload: "snapshot-ops", Op: "cycle", Target: t.info.ID}
 	// One floor per target: the mounts it replays are that driver's.
 	floor := point{Workload: "snapshot-ops", Op: "cycle", Target: "floor:mount+fsync/" + t.info.ID, Floor: true}
+	commit := func(n int) error {
+		if _, err := meta.WriteAt(record, int64(n)*int64(len(record))); err != nil {
+			return err
+		}
+		return meta.Sync()
+	}
 	for i := 0; i < r.prof.Warmup+r.prof.N; i++ {
 		rec := r.recorderFor(i)
 		if err := rec.time(cycle, func() error {
@@ -99,16 +127,16 @@ func cycleVsFloor(ctx context.Context, r *run, t *target, base string) error {
 			return err
 		}
 		if err := rec.time(floor, func() error {
+			if err := commit(0); err != nil {
+				return err
+			}
 			if err := mount.All(fms, target); err != nil {
 				return err
 			}
 			if err := mount.Unmount(target); err != nil {
 				return err
 			}
-			if _, err := meta.WriteAt(record, 0); err != nil {
-				return err
-			}
-			return meta.Sync()
+			return commit(1)
 		}); err != nil {
 			return err
 		}
@@ -170,7 +198,7 @@ func density(ctx context.Context, r *run, t *target) error {
 			c.release(ctx)
 		}
 	}()
-	used0, err := usedBytes(t.home)
+	used0, err := t.spaceUsed(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -186,7 +214,7 @@ func density(ctx context.Context, r *run, t *target) error {
 			}
 			live = append(live, c)
 		}
-		used, err := usedBytes(t.home)
+		used, err := t.spaceUsed(ctx, r)
 		if err != nil {
 			return err
 		}
@@ -208,6 +236,18 @@ func density(ctx context.Context, r *run, t *target) error {
 		}
 	}
 	return nil
+}
+
+// spaceUsed is the space in use where the target keeps its data: the
+// driver's own store where it reports one (drivers.SpaceReporter: zfs's
+// datasets, whose data statfs of the home does not see, a dm thin-pool),
+// else the filesystem of its home.
+func (t *target) spaceUsed(ctx context.Context, r *run) (int64, error) {
+	if s, ok := t.d.(drivers.SpaceReporter); ok {
+		r.noteOnce("density-space/"+t.info.ID, fmt.Sprintf("density: %s space is what the driver reports its backing store uses (drivers.SpaceReporter), not statfs of its home", t.info.ID))
+		return s.BackingUsed(ctx)
+	}
+	return usedBytes(t.home)
 }
 
 // usedBytes is the space in use on the filesystem holding path, after a

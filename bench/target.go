@@ -78,9 +78,11 @@ func newTarget(ctx context.Context, reg *drivers.Registry, driver, backing, scra
 	if p := f.Probe(t.home); !p.Available() {
 		return fail(fmt.Errorf("%s on %s: %w: %s", driver, backing, drivers.ErrUnavailable, p.Reason))
 	}
-	if t.d, err = f.Open(ctx, t.home, opts); err != nil {
+	d, err := f.Open(ctx, t.home, opts)
+	if err != nil {
 		return fail(err)
 	}
+	t.d = d
 	b, err := kernel.BackingOf(t.home)
 	if err != nil {
 		return fail(err)

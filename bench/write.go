@@ -12,10 +12,20 @@ import (
 	"github.com/layerlab/layerlab/drivers/mount"
 )
 
-// write measures sequential (1 MiB writes) and random (4 KiB writes)
-// throughput with an fsync at the end, inside a mounted snapshot of its
-// own and, as the floor, on the bare backing filesystem with no driver.
+// write measures throughput inside a mounted child of a committed parent,
+// as a container writes: sequential (1 MiB writes) and random (4 KiB
+// writes) into new files, which go through the union where the driver has
+// one, and random 4 KiB overwrites of a file the parent holds, timed from
+// the open, which a copy-on-write driver copies up first. Each ends with
+// an fsync. The floor is the same on the bare backing filesystem with no
+// driver (the inherited file there is just a file).
 func write(ctx context.Context, r *run, t *target) error {
+	size := r.prof.WriteBytes
+	r.noteOnce("write", fmt.Sprintf("write: seq-write and rand-write write new %d MiB files in a mounted child of a committed parent, through the union where the driver has one; rand-overwrite rewrites 4 KiB blocks of a file of the same size the parent holds, timed from its open, so a copy-on-write driver's copy-up of the whole file is in it; floor:bare/<fs> does the same on the bare filesystem", size>>20))
+	parent, err := t.layer(ctx, "", func(dir string) error { return writeFile(filepath.Join(dir, inherited), size, 3) })
+	if err != nil {
+		return err
+	}
 	bare := filepath.Join(t.work, "bare")
 	if err := os.MkdirAll(bare, 0o755); err != nil {
 		return err
@@ -23,10 +33,15 @@ func write(ctx context.Context, r *run, t *target) error {
 	defer os.RemoveAll(bare)
 	floorID := "floor:bare/" + t.info.Backing
 	doFloor := !r.seenFloor(floorID, 0)
+	if doFloor {
+		if err := writeFile(filepath.Join(bare, inherited), size, 3); err != nil {
+			return err
+		}
+	}
 	samples := max(r.prof.N/2, 3)
 	for i := 0; i < r.prof.Warmup+samples; i++ {
 		rec := r.recorderFor(i)
-		c, err := t.child(ctx, "")
+		c, err := t.child(ctx, parent)
 		if err != nil {
 			return err
 		}
@@ -35,13 +50,19 @@ func write(ctx context.Context, r *run, t *target) error {
 			dirs[floorID] = bare
 		}
 		for id, dir := range dirs {
-			for _, op := range []string{"seq-write", "rand-write"} {
-				bps, err := throughput(filepath.Join(dir, op), r.prof.WriteBytes, op == "rand-write", int64(i))
+			for _, op := range []string{"seq-write", "rand-write", "rand-overwrite"} {
+				var bps float64
+				if op == "rand-overwrite" {
+					bps, err = overwriteThroughput(filepath.Join(dir, inherited), size, int64(i))
+				} else {
+					bps, err = throughput(filepath.Join(dir, op), size, op == "rand-write", int64(i))
+					os.Remove(filepath.Join(dir, op))
+				}
 				if err != nil {
+					c.release(ctx)
 					return fmt.Errorf("%s on %s: %w", op, id, err)
 				}
 				rec.add(point{Workload: "write", Op: op, Target: id, Floor: id == floorID, Unit: "bytes/s"}, bps)
-				os.Remove(filepath.Join(dir, op))
 			}
 		}
 		if err := c.release(ctx); err != nil {
@@ -50,6 +71,9 @@ func write(ctx context.Context, r *run, t *target) error {
 	}
 	return nil
 }
+
+// inherited is the file the write workload's parent holds.
+const inherited = "inherited"
 
 // throughput writes size bytes to a new file at path, sequentially in
 // 1 MiB writes or at random 4 KiB offsets (the file made full-size
@@ -70,6 +94,32 @@ func throughput(path string, size int64, random bool, seed int64) (float64, erro
 			return 0, err
 		}
 	}
+	start := time.Now()
+	if err := writeBlocks(f, size, block, random, seed); err != nil {
+		return 0, err
+	}
+	return float64(size) / time.Since(start).Seconds(), nil
+}
+
+// overwriteThroughput opens the existing file at path for writing (where
+// a copy-on-write driver copies it up), writes size bytes over it at
+// random 4 KiB offsets, fsyncs, and returns bytes per second, all timed.
+func overwriteThroughput(path string, size, seed int64) (float64, error) {
+	start := time.Now()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if err := writeBlocks(f, size, 4096, true, seed); err != nil {
+		return 0, err
+	}
+	return float64(size) / time.Since(start).Seconds(), nil
+}
+
+// writeBlocks writes size bytes to f in blocks, in order or shuffled, and
+// fsyncs.
+func writeBlocks(f *os.File, size, block int64, random bool, seed int64) error {
 	buf := pattern(int(block), seed)
 	offsets := make([]int64, size/block)
 	for i := range offsets {
@@ -78,16 +128,12 @@ func throughput(path string, size int64, random bool, seed int64) (float64, erro
 	if random {
 		rand.New(rand.NewSource(seed)).Shuffle(len(offsets), func(i, j int) { offsets[i], offsets[j] = offsets[j], offsets[i] })
 	}
-	start := time.Now()
 	for _, off := range offsets {
 		if _, err := f.WriteAt(buf, off); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	if err := f.Sync(); err != nil {
-		return 0, err
-	}
-	return float64(size) / time.Since(start).Seconds(), nil
+	return f.Sync()
 }
 
 // writeAmp measures write amplification: bytes the backing block device

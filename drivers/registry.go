@@ -108,8 +108,25 @@ type Factory struct {
 	// need not exist yet).
 	Probe func(home string) Probe
 	// Open opens the driver with its state under home, creating home if
-	// needed.
+	// needed. On error it returns a nil Driver (see Opened).
 	Open func(ctx context.Context, home string, opts Options) (Driver, error)
+	// CheckOptions, when set, parses opts as Open does, without a home and
+	// without touching the machine, so a caller can refuse a bad option
+	// before it builds anything (bench makes loop filesystems first).
+	// What depends on the home (a size limit needs quota there) is still
+	// Open's to refuse.
+	CheckOptions func(opts Options) error
+}
+
+// Opened returns what a driver constructor returned as a Driver, and a nil
+// Driver when err is set: a nil *T stored in the interface would compare
+// non-nil, so a caller that closes whatever it got would call Close on a
+// nil pointer.
+func Opened[D Driver](d D, err error) (Driver, error) {
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // Registry holds the drivers a program wires in. It is built once and not
@@ -145,6 +162,20 @@ func (r *Registry) Get(name string) (Factory, error) {
 		return Factory{}, fmt.Errorf("storage driver %q: %w; known drivers: %s", name, ErrNotFound, strings.Join(r.Names(), ", "))
 	}
 	return f, nil
+}
+
+// CheckOptions refuses options the driver registered as name would refuse
+// whatever its home, without touching the machine. Unknown drivers are
+// ErrInvalidArgument here: the options name them.
+func (r *Registry) CheckOptions(name string, opts Options) error {
+	f, err := r.Get(name)
+	if err != nil {
+		return fmt.Errorf("options for %w: %w", err, ErrInvalidArgument)
+	}
+	if f.CheckOptions == nil {
+		return nil
+	}
+	return f.CheckOptions(opts)
 }
 
 // Open probes and opens the driver registered as name with its home at

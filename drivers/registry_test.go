@@ -93,3 +93,37 @@ func TestParseKind(t *testing.T) {
 		t.Errorf("bad kind: %v", err)
 	}
 }
+
+// nilDriver is a Driver whose nil pointer, stored in the interface,
+// compares non-nil: what a constructor returning (*T)(nil), err hands back.
+type nilDriver struct{ Driver }
+
+func TestOpenedHandsBackANilDriverOnError(t *testing.T) {
+	var p *nilDriver
+	d, err := Opened(p, ErrInvalidArgument)
+	if d != nil || !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("Opened((*T)(nil), err) = %#v, %v; want a nil Driver", d, err)
+	}
+	if d, err := Opened(&nilDriver{}, nil); d == nil || err != nil {
+		t.Fatalf("Opened(d, nil) = %v, %v", d, err)
+	}
+}
+
+func TestCheckOptions(t *testing.T) {
+	r := NewRegistry(
+		Factory{Name: "strict", CheckOptions: func(o Options) error { return o.Check("strict", "size") }},
+		Factory{Name: "lax"},
+	)
+	if err := r.CheckOptions("strict", Options{"size": "1G"}); err != nil {
+		t.Errorf("accepted option refused: %v", err)
+	}
+	if err := r.CheckOptions("strict", Options{"nosuch": "1"}); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "nosuch") {
+		t.Errorf("unknown option: %v, want ErrInvalidArgument naming it", err)
+	}
+	if err := r.CheckOptions("lax", Options{"any": "1"}); err != nil {
+		t.Errorf("a driver without CheckOptions: %v, want nil (Open decides)", err)
+	}
+	if err := r.CheckOptions("nosuch", nil); !errors.Is(err, ErrInvalidArgument) || !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "lax, strict") {
+		t.Errorf("options for an unknown driver: %v, want ErrInvalidArgument and ErrNotFound listing the drivers", err)
+	}
+}

@@ -58,6 +58,7 @@ func Merge(rs ...*result.Results) (*result.Results, error) {
 		if r.Finished.After(out.Finished) {
 			out.Finished = r.Finished
 		}
+		out.Partial = out.Partial || r.Partial // a partial input makes the whole partial
 		for _, t := range r.Targets {
 			t.Machine += off
 			t.ID = name(t.Machine, t.ID)

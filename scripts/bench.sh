@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/leakcheck.sh bin/layerlab bench --profile "${PROFILE:-quick}" "$@"
-echo "open reports/latest/index.html (Markdown: reports/latest/report.md)"
+echo "open results/latest/index.html (Markdown: results/latest/report.md)"

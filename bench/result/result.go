@@ -29,6 +29,9 @@ type Results struct {
 	Series   []Series      `json:"series"`
 	// Notes are things the reader must know (a driver skipped and why).
 	Notes []string `json:"notes,omitempty"`
+	// Partial is set when the run was interrupted (Ctrl-C, SIGTERM): the
+	// series are those taken until then, and a note says where it stopped.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // Environment is what the results depend on besides the driver.

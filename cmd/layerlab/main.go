@@ -36,11 +36,22 @@ func registry() *drivers.Registry {
 func main() {
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "layerlab:", err)
-		if errors.Is(err, drivers.ErrInvalidArgument) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 2 for a usage mistake (ErrInvalidArgument: a bad flag or
+// option), 128+N for a run interrupted by signal N (its partial report
+// written), else 1.
+func exitCode(err error) int {
+	var sig signalError
+	switch {
+	case errors.As(err, &sig):
+		return sig.ExitCode()
+	case errors.Is(err, drivers.ErrInvalidArgument):
+		return 2
+	}
+	return 1
 }
 
 func newRoot() *cobra.Command {
@@ -50,6 +61,10 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// A flag cobra cannot parse (--n abc) is a usage mistake: exit 2.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w: %w", err, drivers.ErrInvalidArgument)
+	})
 	root.PersistentFlags().String("data-root", "/var/lib/layerlab", "directory under which each driver keeps its home (DATA-ROOT/DRIVER)")
 	reg := registry()
 	benchCmd := newBenchCmd(reg)

@@ -93,6 +93,21 @@ func TestDriverInfo(t *testing.T) {
 	}
 }
 
+// overlay and overlay2 describe their volatile option with its caveat.
+func TestDriverInfoSaysWhatVolatileRisks(t *testing.T) {
+	for _, name := range []string{"overlay", "overlay2"} {
+		out, err := run(t, "driver", "info", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"volatile=true", "a crash or power loss can lose or tear what a container wrote", "Commit syncs the filesystem first"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s info lacks %q:\n%s", name, want, out)
+			}
+		}
+	}
+}
+
 func TestDriverInfoUnknownNamesTheDrivers(t *testing.T) {
 	_, err := run(t, "driver", "info", "nosuch")
 	if err == nil || !strings.Contains(err.Error(), "overlay, overlay2, vfs") {

@@ -94,8 +94,9 @@ func Factory() drivers.Factory {
 		Capabilities: capabilities(maxBranches()),
 		Probe:        Probe,
 		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
-			return New(ctx, home, opts)
+			return drivers.Opened(New(ctx, home, opts))
 		},
+		CheckOptions: func(o drivers.Options) error { _, err := parseOptions(o); return err },
 	}
 }
 
@@ -108,27 +109,38 @@ type backend struct {
 	caps  drivers.Capabilities
 }
 
+// parseOptions reads the one option, dio; Factory.CheckOptions and New
+// share it.
+func parseOptions(opts drivers.Options) (bool, error) {
+	if err := opts.Check(Name, "dio"); err != nil {
+		return false, err
+	}
+	v, ok := opts["dio"]
+	if !ok {
+		return false, nil
+	}
+	dio, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s: option dio=%q: want true or false: %w", Name, v, drivers.ErrInvalidArgument)
+	}
+	return dio, nil
+}
+
 // New opens an aufs driver with its state under home. Options: dio=true
 // adds aufs's dio mount option (direct I/O through to the branches).
 func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, error) {
-	if err := opts.Check(Name, "dio"); err != nil {
+	dio, err := parseOptions(opts)
+	if err != nil {
 		return nil, err
 	}
 	b := &backend{home: home}
-	if v, ok := opts["dio"]; ok {
-		dio, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s: option dio=%q: want true or false: %w", Name, v, drivers.ErrInvalidArgument)
-		}
-		b.feat.dio = dio
-	}
+	b.feat.dio = dio
 	if err := core.CheckHome(Name, home); err != nil {
 		return nil, err
 	}
 	if err := Probe(home).Err(Name); err != nil {
 		return nil, err
 	}
-	var err error
 	if b.dirs, err = core.NewDirs(home); err != nil {
 		return nil, wrap(err)
 	}

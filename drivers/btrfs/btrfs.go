@@ -42,8 +42,9 @@ func Factory() drivers.Factory {
 		Capabilities: capabilities(true),
 		Probe:        Probe,
 		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
-			return New(ctx, home, opts)
+			return drivers.Opened(New(ctx, home, opts))
 		},
+		CheckOptions: func(o drivers.Options) error { _, err := parseOptions(o); return err },
 	}
 }
 
@@ -72,19 +73,30 @@ type backend struct {
 	caps  drivers.Capabilities
 }
 
+// parseOptions reads the one option, size (a default limit for active
+// snapshots, 0 for none); Factory.CheckOptions and New share it.
+func parseOptions(opts drivers.Options) (int64, error) {
+	if err := opts.Check(Name, "size"); err != nil {
+		return 0, err
+	}
+	v, ok := opts["size"]
+	if !ok {
+		return 0, nil
+	}
+	size, err := drivers.ParseSize("size", v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", Name, err)
+	}
+	return size, nil
+}
+
 // New opens a btrfs driver with its state under home, which must be on
 // btrfs. It takes one option, size: a default limit for every active
 // snapshot (drivers.WithSize overrides it per snapshot).
 func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, error) {
-	if err := opts.Check(Name, "size"); err != nil {
+	size, err := parseOptions(opts)
+	if err != nil {
 		return nil, err
-	}
-	var size int64
-	if v, ok := opts["size"]; ok {
-		var err error
-		if size, err = drivers.ParseSize("size", v); err != nil {
-			return nil, fmt.Errorf("%s: %w", Name, err)
-		}
 	}
 	if err := core.CheckHome(Name, home); err != nil {
 		return nil, err

@@ -61,8 +61,9 @@ func Factory() drivers.Factory {
 		Capabilities: capabilities(defaultBlockSize, "ext4", controlIoctl),
 		Probe:        Probe,
 		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
-			return New(ctx, home, opts)
+			return drivers.Opened(New(ctx, home, opts))
 		},
+		CheckOptions: func(o drivers.Options) error { _, err := parseOptions(o); return err },
 	}
 }
 

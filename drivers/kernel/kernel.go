@@ -115,3 +115,13 @@ func BackingOf(path string) (Backing, error) {
 	b.Options = strings.Trim(m.Options+","+m.VFSOptions, ",")
 	return b, nil
 }
+
+// BootID returns the kernel's random id of this boot, which changes at
+// every restart (a crash included); "" when it cannot be read.
+func BootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -15,23 +15,26 @@ func OverlayFactory() drivers.Factory {
 	return drivers.Factory{
 		Name:         NameOverlay,
 		Summary:      "classic overlayfs: one lowerdir, each committed layer a complete tree hardlinked to its parent's",
-		Capabilities: capabilities(false),
+		Capabilities: declared(false),
 		Probe:        func(home string) drivers.Probe { return Probe(NameOverlay, home) },
 		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
-			return NewOverlay(ctx, home, opts)
+			return drivers.Opened(NewOverlay(ctx, home, opts))
 		},
+		CheckOptions: func(o drivers.Options) error { _, err := parseOptions(NameOverlay, o); return err },
 	}
 }
 
 type classic struct {
-	dirs core.Dirs
-	caps drivers.Capabilities
-	base []string // options every overlay mount gets, read once at open
+	dirs     core.Dirs
+	caps     drivers.Capabilities
+	base     []string // options every overlay mount gets, read once at open
+	volatile bool     // active mounts skip syncs (see options.go)
 }
 
-// NewOverlay opens a classic overlay driver with its state under home.
+// NewOverlay opens a classic overlay driver with its state under home. Its
+// one option, volatile, is described in options.go.
 func NewOverlay(ctx context.Context, home string, opts drivers.Options) (*core.Driver, error) {
-	dirs, err := setup(NameOverlay, home, opts)
+	dirs, o, err := setup(NameOverlay, home, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +42,8 @@ func NewOverlay(ctx context.Context, home string, opts drivers.Options) (*core.D
 	if err != nil {
 		return nil, wrap(NameOverlay, err)
 	}
-	return core.Open(ctx, NameOverlay, home, &classic{dirs: dirs, caps: caps, base: baseOptions()})
+	b := &classic{dirs: dirs, caps: withVolatile(caps, o.volatile), base: baseOptions(), volatile: o.volatile}
+	return core.Open(ctx, NameOverlay, home, b)
 }
 
 func (b *classic) Create(ctx context.Context, s storage.Snapshot) error {
@@ -63,7 +67,12 @@ func (b *classic) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
 	if s.Kind == drivers.KindView {
 		return core.Bind(lower, true), nil
 	}
-	return []drivers.Mount{overlayMount(b.base, []string{lower}, b.dirs.Path(s.ID, "fs"), b.dirs.Path(s.ID, "work"))}, nil
+	if b.volatile {
+		if err := readyVolatile(NameOverlay, b.dirs, s.ID); err != nil {
+			return nil, err
+		}
+	}
+	return []drivers.Mount{overlayMount(b.base, []string{lower}, b.dirs.Path(s.ID, "fs"), b.dirs.Path(s.ID, "work"), b.volatile)}, nil
 }
 
 // Commit builds the layer's complete tree: a hardlinked copy of the
@@ -71,6 +80,9 @@ func (b *classic) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
 // directory stays as it is (its files are linked, not moved), so a failed
 // commit leaves the active snapshot intact.
 func (b *classic) Commit(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
+	if err := syncVolatile(b.volatile, b.dirs, s); err != nil {
+		return drivers.Usage{}, err
+	}
 	root := b.dirs.Path(s.ID, "root")
 	if err := os.RemoveAll(root); err != nil { // a previous failed commit
 		return drivers.Usage{}, err

@@ -45,9 +45,9 @@ func capabilities(multiLower bool) drivers.Capabilities {
 		c.QuotaNote = "size limits need the home on xfs mounted with prjquota: each active snapshot's upper directory is then an xfs project with a hard block limit"
 		c.MaxDepth = MaxDepth
 		c.Kernel = append(c.Kernel, "multiple lowerdirs (Linux 4.0)")
-		c.Notes = []string{"lowerdirs are short symlinks in l/; options longer than a page are mounted with paths relative to l/"}
+		c.Notes = append(c.Notes, "lowerdirs are short symlinks in l/; options longer than a page are mounted with paths relative to l/")
 	} else {
-		c.Notes = []string{"each committed layer is a complete tree hardlinked to its parent's; mounts use one lowerdir"}
+		c.Notes = append(c.Notes, "each committed layer is a complete tree hardlinked to its parent's; mounts use one lowerdir")
 	}
 	return c
 }
@@ -90,28 +90,51 @@ func baseOptions() []string {
 	return opts
 }
 
-func overlayMount(base, lowers []string, upper, work string) drivers.Mount {
+// overlayMount describes an overlay mount; volatile applies only with an
+// upper directory (a read-only mount has nothing to sync).
+func overlayMount(base, lowers []string, upper, work string, volatile bool) drivers.Mount {
 	opts := append(append([]string(nil), base...), "lowerdir="+strings.Join(lowers, ":"))
 	if upper != "" {
 		opts = append(opts, "upperdir="+upper, "workdir="+work)
+		if volatile {
+			opts = append(opts, "volatile")
+		}
 	}
 	return drivers.Mount{Type: "overlay", Source: "overlay", Options: opts}
 }
 
+// declared is what a factory declares: the capabilities and, for `driver
+// info`, the volatile option with its caveat.
+func declared(multiLower bool) drivers.Capabilities {
+	c := capabilities(multiLower)
+	c.Notes = append(c.Notes, volatileNote)
+	return c
+}
+
+// withVolatile is an opened driver's caps, with the caveat when its
+// mounts are volatile.
+func withVolatile(c drivers.Capabilities, volatile bool) drivers.Capabilities {
+	if volatile {
+		c.Notes = append(c.Notes, "mounted volatile: "+volatileNote)
+	}
+	return c
+}
+
 // setup checks options, home and the probe before anything touches the
 // disk, then lays out home/snapshots.
-func setup(name, home string, opts drivers.Options, allowed ...string) (core.Dirs, error) {
-	if err := opts.Check(name, allowed...); err != nil {
-		return core.Dirs{}, err
+func setup(name, home string, opts drivers.Options) (core.Dirs, options, error) {
+	o, err := parseOptions(name, opts)
+	if err != nil {
+		return core.Dirs{}, o, err
 	}
 	if err := core.CheckHome(name, home); err != nil {
-		return core.Dirs{}, err
+		return core.Dirs{}, o, err
 	}
 	if err := Probe(name, home).Err(name); err != nil {
-		return core.Dirs{}, err
+		return core.Dirs{}, o, err
 	}
 	dirs, err := core.NewDirs(home)
-	return dirs, wrap(name, err)
+	return dirs, o, wrap(name, err)
 }
 
 // usage measures the upper directory: what the snapshot adds.

@@ -15,11 +15,12 @@ func Overlay2Factory() drivers.Factory {
 	return drivers.Factory{
 		Name:         NameOverlay2,
 		Summary:      "overlayfs with the ancestors stacked as multiple lowerdirs (dockerd's default)",
-		Capabilities: capabilities(true),
+		Capabilities: declared(true),
 		Probe:        func(home string) drivers.Probe { return Probe(NameOverlay2, home) },
 		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
-			return NewOverlay2(ctx, home, opts)
+			return drivers.Opened(NewOverlay2(ctx, home, opts))
 		},
+		CheckOptions: func(o drivers.Options) error { _, err := parseOptions(NameOverlay2, o); return err },
 	}
 }
 
@@ -33,20 +34,16 @@ type overlay2 struct {
 	quota       *quota.XFS
 	projectBase uint32
 	size        int64 // default limit from the size option, 0 for none
+	volatile    bool  // active mounts skip syncs (see options.go)
 }
 
 // NewOverlay2 opens an overlay2 driver with its state under home.
 func NewOverlay2(ctx context.Context, home string, opts drivers.Options) (*core.Driver, error) {
-	dirs, err := setup(NameOverlay2, home, opts, "size")
+	dirs, o, err := setup(NameOverlay2, home, opts)
 	if err != nil {
 		return nil, err
 	}
-	b := &overlay2{dirs: dirs}
-	if v, ok := opts["size"]; ok {
-		if b.size, err = drivers.ParseSize("size", v); err != nil {
-			return nil, err
-		}
-	}
+	b := &overlay2{dirs: dirs, size: o.size, volatile: o.volatile}
 	if err := b.setupQuota(home); err != nil {
 		return nil, err
 	}
@@ -59,6 +56,7 @@ func NewOverlay2(ctx context.Context, home string, opts drivers.Options) (*core.
 	if b.caps, err = capabilitiesAt(true, home); err != nil {
 		return nil, wrap(NameOverlay2, err)
 	}
+	b.caps = withVolatile(b.caps, b.volatile)
 	b.base = baseOptions()
 	if b.quota != nil {
 		b.caps.Quota, b.caps.QuotaNote = true, b.quota.Mechanism()
@@ -151,13 +149,21 @@ func (b *overlay2) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {
 		lowers[i] = b.links.Path(id)
 	}
 	if s.Kind == drivers.KindView {
-		return []drivers.Mount{overlayMount(b.base, lowers, "", "")}, nil
+		return []drivers.Mount{overlayMount(b.base, lowers, "", "", false)}, nil
 	}
-	return []drivers.Mount{overlayMount(b.base, lowers, b.dirs.Path(s.ID, "fs"), b.dirs.Path(s.ID, "work"))}, nil
+	if b.volatile {
+		if err := readyVolatile(NameOverlay2, b.dirs, s.ID); err != nil {
+			return nil, err
+		}
+	}
+	return []drivers.Mount{overlayMount(b.base, lowers, b.dirs.Path(s.ID, "fs"), b.dirs.Path(s.ID, "work"), b.volatile)}, nil
 }
 
 // Commit needs no data movement: the upper directory becomes a lower.
 func (b *overlay2) Commit(ctx context.Context, s storage.Snapshot) (drivers.Usage, error) {
+	if err := syncVolatile(b.volatile, b.dirs, s); err != nil {
+		return drivers.Usage{}, err
+	}
 	return usage(ctx, b.dirs, s)
 }
 

@@ -33,8 +33,9 @@ func Factory() drivers.Factory {
 		Capabilities: capabilities(CopyFileRange, ""),
 		Probe:        Probe,
 		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
-			return New(ctx, home, opts)
+			return drivers.Opened(New(ctx, home, opts))
 		},
+		CheckOptions: checkOptions,
 	}
 }
 
@@ -63,7 +64,7 @@ type backend struct {
 
 // New opens a vfs driver with its state under home. vfs takes no options.
 func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, error) {
-	if err := opts.Check(Name); err != nil {
+	if err := checkOptions(opts); err != nil {
 		return nil, err
 	}
 	if err := core.CheckHome(Name, home); err != nil {
@@ -85,6 +86,9 @@ func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, 
 	b.caps = capabilities(method, core.FSType(home))
 	return core.Open(ctx, Name, home, b)
 }
+
+// checkOptions refuses every option: vfs takes none.
+func checkOptions(opts drivers.Options) error { return opts.Check(Name) }
 
 func (b *backend) fs(id string) string { return b.dirs.Path(id, "fs") }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs on the host. Copies reports/vagrant-<vm>/ out of running Vagrant
+# Runs on the host. Copies results/vagrant-<vm>/ out of running Vagrant
 # VMs into this project folder. The Vagrantfile does the same by itself
 # after every successful `vagrant up`, `provision` and `reload`; run this
 # after a provisioning that failed (Vagrant then stops before its
@@ -25,9 +25,9 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rc=0
-mkdir -p reports
+mkdir -p results
 for vm in "${vms[@]}"; do
-  remote=/layerlab/reports/vagrant-$vm
+  remote=/layerlab/results/vagrant-$vm
   vagrant ssh-config "$vm" >"$work/ssh-config" # one Host entry, named after the VM
   ssh_() { ssh -F "$work/ssh-config" "$vm" "$@"; }
   if ! ssh_ "test -d $remote"; then
@@ -36,14 +36,14 @@ for vm in "${vms[@]}"; do
     continue
   fi
   ssh_ "sudo chmod -R a+rX $remote" # root wrote it
-  rm -rf "reports/vagrant-$vm.part"
-  if scp -F "$work/ssh-config" -r -q "$vm:$remote" "reports/vagrant-$vm.part"; then
-    rm -rf "reports/vagrant-$vm"
-    mv "reports/vagrant-$vm.part" "reports/vagrant-$vm"
-    echo "collect: reports/vagrant-$vm/ ($(find "reports/vagrant-$vm" -type f | wc -l) files)"
+  rm -rf "results/vagrant-$vm.part"
+  if scp -F "$work/ssh-config" -r -q "$vm:$remote" "results/vagrant-$vm.part"; then
+    rm -rf "results/vagrant-$vm"
+    mv "results/vagrant-$vm.part" "results/vagrant-$vm"
+    echo "collect: results/vagrant-$vm/ ($(find "results/vagrant-$vm" -type f | wc -l) files)"
   else
     echo "collect: copying $remote from $vm failed" >&2
-    rm -rf "reports/vagrant-$vm.part"
+    rm -rf "results/vagrant-$vm.part"
     rc=1
   fi
 done

@@ -5,7 +5,7 @@
 #
 # A VM's provisioner prepares its disk, then calls run_suite, which builds
 # layerlab, probes the driver on the disk, runs the driver's tests and a
-# benchmark, and writes everything to $REPORT (reports/vagrant-<vm>/ in the
+# benchmark, and writes everything to $REPORT (results/vagrant-<vm>/ in the
 # synced project folder; the Vagrantfile copies it back to the host). Each
 # step is recorded PASS, FAIL or SKIP in $REPORT/summary.txt; the
 # provisioner exits non-zero when any step failed.
@@ -16,7 +16,7 @@ LAYERLAB_SRC=${LAYERLAB_SRC:-/layerlab}
 LAYERLAB_DISK_SERIAL=${LAYERLAB_DISK_SERIAL:-layerlab}
 MNT=/var/lib/layerlab # layerlab's default data root: each driver's home is MNT/DRIVER
 LABEL=layerlab        # filesystem label, LVM volume group, zfs pool
-REPORT=$LAYERLAB_SRC/reports/vagrant-$LAYERLAB_VM
+REPORT=$LAYERLAB_SRC/results/vagrant-$LAYERLAB_VM
 COMMON_LOG=/var/log/layerlab-vagrant-common.log
 # What `make setup` installs here: the mkfs tools of the loop filesystems
 # the tests make. The Makefile's own list also holds the qemu test guest's
@@ -227,7 +227,7 @@ finish_report() {
   echo
   cat "$REPORT/summary.txt"
   echo
-  log "report in $REPORT (on the host: reports/vagrant-$LAYERLAB_VM/)"
+  log "report in $REPORT (on the host: results/vagrant-$LAYERLAB_VM/)"
   # Let tee write the last lines before Vagrant sees the script end.
   exec >&- 2>&-
   if [ -n "$TEE_PID" ]; then wait "$TEE_PID" 2>/dev/null || true; fi

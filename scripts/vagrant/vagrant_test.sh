@@ -180,7 +180,7 @@ STUB
     step two later
     step three bad
     echo after the steps' >"$work/report.out" 2>&1 || rc=$?
-  rep=$work/src/reports/vagrant-unit
+  rep=$work/src/results/vagrant-unit
   if [ "$rc" = 1 ] &&
     grep -q '^PASS  one' "$rep/summary.txt" &&
     grep -q '^SKIP  two  *not on this kernel' "$rep/summary.txt" &&
@@ -242,10 +242,10 @@ STUB
   if ! command -v ruby >/dev/null; then
     skip "report-copy trigger: no ruby"
   else
-    mkdir -p "$work/host" "$work/guest/layerlab/reports/vagrant-btrfs/bench"
+    mkdir -p "$work/host" "$work/guest/layerlab/results/vagrant-btrfs/bench"
     cp Vagrantfile "$work/host/"
-    echo "PASS  build" >"$work/guest/layerlab/reports/vagrant-btrfs/summary.txt"
-    echo '{}' >"$work/guest/layerlab/reports/vagrant-btrfs/bench/results.json"
+    echo "PASS  build" >"$work/guest/layerlab/results/vagrant-btrfs/summary.txt"
+    echo '{}' >"$work/guest/layerlab/results/vagrant-btrfs/bench/results.json"
     cat >"$work/collect.rb" <<'RUBY'
 require "fileutils"
 require "shellwords"
@@ -278,11 +278,11 @@ ARGV[2..].each do |vm|
 end
 RUBY
     if ruby "$work/collect.rb" "$work/host/Vagrantfile" "$work/guest" btrfs zfs >"$work/collect.out" 2>&1 &&
-      cmp -s "$work/guest/layerlab/reports/vagrant-btrfs/summary.txt" "$work/host/reports/vagrant-btrfs/summary.txt" &&
-      cmp -s "$work/guest/layerlab/reports/vagrant-btrfs/bench/results.json" "$work/host/reports/vagrant-btrfs/bench/results.json" &&
-      grep -q '^box: debian/bookworm64 12.20250101.1' "$work/host/reports/vagrant-btrfs/host.txt" &&
-      [ ! -e "$work/host/reports/vagrant-zfs" ] && grep -q 'nothing to copy' "$work/collect.out"; then
-      pass "report-copy trigger: copies reports/vagrant-<vm>/ (nested files, host.txt), skips a VM without one"
+      cmp -s "$work/guest/layerlab/results/vagrant-btrfs/summary.txt" "$work/host/results/vagrant-btrfs/summary.txt" &&
+      cmp -s "$work/guest/layerlab/results/vagrant-btrfs/bench/results.json" "$work/host/results/vagrant-btrfs/bench/results.json" &&
+      grep -q '^box: debian/bookworm64 12.20250101.1' "$work/host/results/vagrant-btrfs/host.txt" &&
+      [ ! -e "$work/host/results/vagrant-zfs" ] && grep -q 'nothing to copy' "$work/collect.out"; then
+      pass "report-copy trigger: copies results/vagrant-<vm>/ (nested files, host.txt), skips a VM without one"
     else
       fail "report-copy trigger"
     fi
