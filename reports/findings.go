@@ -439,6 +439,9 @@ func depthFinding(d *dataset) []string {
 	sort.SliceStable(trends, func(i, j int) bool { return trends[i].trend.Slope < trends[j].trend.Slope })
 	flat, steep := trends[0], trends[len(trends)-1]
 	first := flat.entries[0]
+	if len(trends) == 1 {
+		return []string{fmt.Sprintf("%s time against %s, measured on %s only: it %s.", op, first.Param, flat.target, flat.describe())}
+	}
 	out := []string{fmt.Sprintf("%s time against %s: it grows least on %s, which %s, and most on %s, which %s.",
 		op, first.Param, flat.target, flat.describe(), steep.target, steep.describe())}
 	if len(trends) > 1 {
