@@ -232,10 +232,10 @@ func checkGrows(d *dataset, a *anchor, c *anchorClaim) anchorCheck {
 		for _, tt := range trendsOf(d, es) {
 			v := verdictInconclusive
 			switch {
-			case tt.trend.Grows():
-				v = verdictAgrees
 			case tt.flat():
 				v = verdictDisagrees
+			case tt.trend.Grows():
+				v = verdictAgrees
 			}
 			verdicts[v] = true
 			s := fmt.Sprintf("%s %s: %s", tt.target, tt.describe(), v)

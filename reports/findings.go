@@ -284,7 +284,8 @@ func perUnit(param string) string {
 	return param
 }
 
-// describe is "grows as size^0.71 [0.68, 0.75] (958 µs at 4.00 KiB → 58.0 ms at 64.0 MiB)".
+// describe is "grows significantly, ∝ size^0.71 [0.68, 0.75] (958 µs at
+// 4.00 KiB → 58.0 ms at 64.0 MiB)".
 func (tt targetTrend) describe() string {
 	t := tt.trend
 	first, last := tt.entries[0], tt.entries[len(tt.entries)-1]
@@ -293,15 +294,17 @@ func (tt targetTrend) describe() string {
 		fmtVal(last.Unit, last.sum.P50), formatParam(p, last.Value))
 	var shape string
 	if tt.logLog {
-		shape = fmt.Sprintf("%s^%.2f [%.2f, %.2f]", p, t.Slope, t.CILow, t.CIHigh)
+		shape = fmt.Sprintf("∝ %s^%.2f [%.2f, %.2f]", p, t.Slope, t.CILow, t.CIHigh)
 	} else {
 		shape = fmt.Sprintf("%s per %s [%s, %s]", signed(first.Unit, t.Slope), perUnit(p), signed(first.Unit, t.CILow), signed(first.Unit, t.CIHigh))
 	}
+	// Flat first: growth too small to matter is not worth a "grows",
+	// however sure the fit is of its sign.
 	switch {
-	case t.Grows():
-		return fmt.Sprintf("grows significantly, %s (%s)", shape, span)
 	case tt.flat():
 		return fmt.Sprintf("stays flat, %s (%s)", shape, span)
+	case t.Grows():
+		return fmt.Sprintf("grows significantly, %s (%s)", shape, span)
 	}
 	return fmt.Sprintf("shows no significant growth, %s (%s)", shape, span)
 }

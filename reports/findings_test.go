@@ -145,7 +145,7 @@ func TestFindingsFollowTheData(t *testing.T) {
 	}
 
 	copyUp := strings.Join(answerOf(t, f, "copy-up").Sentences, " ")
-	mustContain(t, "copy-up", copyUp, "File-granular targets", "overlay2/ext4 grows significantly, size^0.",
+	mustContain(t, "copy-up", copyUp, "File-granular targets", "overlay2/ext4 grows significantly, ∝ size^0.",
 		"overlay2/xfs stays flat", "btrfs/btrfs stays flat",
 		"At 64.0 MiB the fastest block-granular target, btrfs/btrfs", "faster than the fastest file-granular one, overlay2/ext4")
 	if strings.Index(copyUp, "File-granular") > strings.Index(copyUp, "Block-granular") {
