@@ -124,7 +124,8 @@ func tail(s string, n int) string {
 var imgTag = regexp.MustCompile(`<img\b[^>]*>`)
 
 // TestReportRendersInChromium loads index.html in headless Chromium and
-// proves every chart image decoded and is laid out with a size: the
+// proves the findings at its top are laid out with text, and every chart
+// image decoded and is laid out with a size: the
 // page's own load script marks each <img> data-ok="1" only when
 // img.complete && naturalWidth > 0 && its box is non-empty. Then it takes a
 // screenshot and checks it shows more than a blank page.
@@ -145,6 +146,14 @@ func TestReportRendersInChromium(t *testing.T) {
 	dom := string(runChromium(t, bin, "--dump-dom", url))
 	if !strings.Contains(dom, `data-checked="1"`) {
 		t.Fatalf("the page's load script did not run (no data-checked on <body>); DOM:\n%s", tail(dom, 1500))
+	}
+	// Every finding is laid out with text (the load script counts them).
+	findings := strings.Count(html, `<div class="finding"`)
+	if findings == 0 {
+		t.Fatal("index.html has no finding")
+	}
+	if !strings.Contains(dom, `data-findings="`+strconv.Itoa(findings)+`"`) {
+		t.Errorf("Chromium laid out fewer than the %d findings of index.html; DOM:\n%s", findings, tail(dom, 1500))
 	}
 	imgs := imgTag.FindAllString(dom, -1)
 	if len(imgs) != want {

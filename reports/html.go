@@ -3,11 +3,14 @@ package reports
 import (
 	"html/template"
 	"os"
+	"strings"
 )
 
 // htmlPage is what index.html shows; every string goes through
 // html/template, so target names or notes cannot inject markup.
 type htmlPage struct {
+	Findings     findingsReport
+	AnchorHeader []string
 	Headline     []string
 	Tables       []workloadTable
 	Header       []string
@@ -36,7 +39,13 @@ func (r tableRow) Class() string {
 	return ""
 }
 
-func writeHTML(d *dataset, charts []chartFile, path string) error {
+// FiguresText is an anchor's figures for the template.
+func (a anchor) FiguresText() string { return figuresText(a) }
+
+// Joined is a finding's sentences as one paragraph.
+func (f finding) Joined() string { return strings.Join(f.Sentences, " ") }
+
+func writeHTML(d *dataset, charts []chartFile, fr findingsReport, path string) error {
 	t, err := template.New("index").Funcs(template.FuncMap{"slug": slugify}).Parse(indexTemplate)
 	if err != nil {
 		return err // a bug in the template below, not in the data
@@ -46,6 +55,7 @@ func writeHTML(d *dataset, charts []chartFile, path string) error {
 		return err
 	}
 	page := htmlPage{
+		Findings: fr, AnchorHeader: anchorHeader(),
 		Headline: headline(d.r), Tables: tables(d, charts), Header: mdHeader(),
 		EnvHeader: envHeader(), Env: envRows(d),
 		TargetHeader: targetHeader(), Targets: targetRows(d), Notes: d.r.Notes,
@@ -60,7 +70,8 @@ func writeHTML(d *dataset, charts []chartFile, path string) error {
 // indexTemplate is self-contained: inline CSS, no external URLs, so the
 // report works offline and from a file:// URL. The small script only
 // marks each chart image as loaded (data-ok="1") once the page has
-// loaded, which lets a headless browser prove every chart renders; it
+// loaded, and counts the findings laid out with text (data-findings),
+// which lets a headless browser prove every chart and finding renders; it
 // changes nothing a reader sees.
 const indexTemplate = `<!DOCTYPE html>
 <html lang="en">
@@ -87,12 +98,32 @@ td.rel { min-width: 8rem; overflow-wrap: anywhere; }
 tr.best td.rel { font-weight: bold; }
 div.scroll { overflow-x: auto; }
 p.legend { color: #555; font-size: .9rem; }
+div.finding p { max-width: 75rem; line-height: 1.45; }
+ul.anchors { font-size: .9rem; max-width: 75rem; }
+ul.anchors li.disagrees em { color: #a33; }
+ul.anchors li.agrees em { color: #272; }
+table.anchors td { max-width: 28rem; }
 </style>
 </head>
 <body>
 <h1>layerlab benchmark report</h1>
+<section id="findings">
+<h2>Findings</h2>
+<p class="legend">{{.Findings.Intro}}</p>
+{{range .Findings.Findings}}<div class="finding" id="finding-{{.ID}}">
+<p><strong>{{.Question}}</strong> {{.Joined}}</p>
+{{if .Anchors}}<ul class="anchors">{{range .Anchors}}<li class="{{.Verdict}}">Published, <em>{{.Verdict}}</em> [<a href="{{.Anchor.URL}}">{{.Anchor.ID}}</a>]: {{.Text}}</li>{{end}}</ul>{{end}}
+</div>
+{{end}}{{if .Findings.NotMeasured}}<p class="legend">Not measured in this run: {{range $i, $q := .Findings.NotMeasured}}{{if $i}}, {{end}}{{$q}}{{end}}.</p>{{end}}
+{{if .Findings.Anchors}}<h3>Published results the findings are set against</h3>
+<div class="scroll"><table class="anchors">
+<thead><tr>{{range .AnchorHeader}}<th>{{.}}</th>{{end}}</tr></thead>
+<tbody>{{range .Findings.Anchors}}<tr><td><a href="{{.URL}}">{{.ID}}</a></td><td>{{.Source}}</td><td>{{.Published}}</td><td>{{.Setup}}</td><td>{{.FiguresText}}</td><td>{{.Caveat}}</td></tr>{{end}}</tbody>
+</table></div>{{end}}
+</section>
+<h2 id="run">Run</h2>
 <ul class="meta">{{range .Headline}}<li>{{.}}</li>{{end}}</ul>
-<nav>{{range .Tables}}<a href="#wl-{{slug .Workload}}">{{.Workload}}</a>{{end}}<a href="#environment">environment</a><a href="#targets">targets</a>{{if .Notes}}<a href="#notes">notes</a>{{end}}</nav>
+<nav><a href="#findings">findings</a>{{range .Tables}}<a href="#wl-{{slug .Workload}}">{{.Workload}}</a>{{end}}<a href="#environment">environment</a><a href="#targets">targets</a>{{if .Notes}}<a href="#notes">notes</a>{{end}}</nav>
 <p class="legend">Medians carry a 95% bootstrap confidence interval. <em>relative</em> is the ratio to the best median among drivers measuring the same op, swept value and cache state (1.00 = best); <em>(N× floor:…)</em> is the same ratio against each floor measured alongside (&gt;1 = worse than the floor). Floors are drawn grey and dashed, cold-cache series dotted and labelled "(cold)".</p>
 {{$header := .Header}}
 {{range .Tables}}
@@ -136,6 +167,13 @@ window.addEventListener("load", function () {
     var r = img.getBoundingClientRect();
     img.setAttribute("data-ok", img.complete && img.naturalWidth > 0 && r.width > 0 && r.height > 0 ? "1" : "0");
   });
+  // Findings laid out with text: what the browser test checks.
+  var shown = 0;
+  document.querySelectorAll("#findings div.finding").forEach(function (f) {
+    var r = f.getBoundingClientRect();
+    if (r.width > 0 && r.height > 0 && f.textContent.trim().length > 0) { shown++; }
+  });
+  document.body.setAttribute("data-findings", String(shown));
   document.body.setAttribute("data-checked", "1");
 });
 </script>

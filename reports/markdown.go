@@ -145,10 +145,12 @@ func mdTable(b *strings.Builder, header []string, rows [][]string) {
 	}
 }
 
-func writeMarkdown(d *dataset, charts []chartFile, path string) error {
+func writeMarkdown(d *dataset, charts []chartFile, f findingsReport, path string) error {
 	var b strings.Builder
 	r := d.r
 	b.WriteString("# layerlab benchmark report\n\n")
+	mdFindings(&b, f)
+	b.WriteString("\n## Run\n\n")
 	for _, l := range headline(r) {
 		b.WriteString("- " + mdEscape(l) + "\n")
 	}
@@ -248,4 +250,47 @@ func targetRows(d *dataset) [][]string {
 			drivers.YesNo(t.Loop), drivers.YesNo(t.DirectIO), t.MountOptions, strings.Join(opts, ", "), sg, strings.Join(t.Notes, "; ")})
 	}
 	return rows
+}
+
+// mdFindings writes the findings section: one paragraph per question, the
+// published claims it was set against, then the sources.
+func mdFindings(b *strings.Builder, f findingsReport) {
+	b.WriteString("## Findings\n\n" + f.Intro + "\n")
+	for _, x := range f.Findings {
+		fmt.Fprintf(b, "\n**%s** %s\n", mdEscape(x.Question), mdEscape(strings.Join(x.Sentences, " ")))
+		if len(x.Anchors) > 0 {
+			b.WriteString("\n")
+		}
+		for _, a := range x.Anchors {
+			fmt.Fprintf(b, "- Published, %s [%s]: %s\n", a.Verdict, mdEscape(a.Anchor.ID), mdEscape(a.Text))
+		}
+	}
+	if len(f.NotMeasured) > 0 {
+		b.WriteString("\nNot measured in this run: " + strings.Join(f.NotMeasured, ", ") + ".\n")
+	}
+	if len(f.Anchors) == 0 {
+		return
+	}
+	b.WriteString("\n### Published results the findings are set against\n\n")
+	var rows [][]string
+	for _, a := range f.Anchors {
+		rows = append(rows, []string{"[" + a.ID + "](" + a.URL + ")", a.Source, a.Published, a.Setup, figuresText(a), a.Caveat})
+	}
+	mdTable(b, anchorHeader(), rows)
+}
+
+func anchorHeader() []string {
+	return []string{"anchor", "source", "published", "setup", "figures", "caveat"}
+}
+
+// figuresText lists an anchor's figures as the source printed them.
+func figuresText(a anchor) string {
+	var out []string
+	for _, f := range a.Figures {
+		out = append(out, f.Quote)
+	}
+	if len(out) == 0 {
+		return "none (qualitative)"
+	}
+	return strings.Join(out, "; ")
 }

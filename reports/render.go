@@ -29,6 +29,7 @@ const (
 
 // Render writes the whole report for r into dir (created if missing):
 // results.csv, summary.csv, report.md, index.html and charts/*.svg|png.
+// Both reports open with the findings (findings.go).
 // Files from an earlier render are overwritten; stale charts are left.
 func Render(r *result.Results, dir string) error {
 	if r == nil {
@@ -42,14 +43,18 @@ func Render(r *result.Results, dir string) error {
 	if err != nil {
 		return err
 	}
+	f, err := findings(d)
+	if err != nil {
+		return err
+	}
 	steps := []struct {
 		name  string
 		write func(string) error
 	}{
 		{ResultsCSV, func(p string) error { return writeSamplesCSV(d, p) }},
 		{SummaryCSV, func(p string) error { return writeSummaryCSV(d, p) }},
-		{ReportMD, func(p string) error { return writeMarkdown(d, charts, p) }},
-		{IndexHTML, func(p string) error { return writeHTML(d, charts, p) }},
+		{ReportMD, func(p string) error { return writeMarkdown(d, charts, f, p) }},
+		{IndexHTML, func(p string) error { return writeHTML(d, charts, f, p) }},
 	}
 	for _, s := range steps {
 		if err := s.write(filepath.Join(dir, s.name)); err != nil {

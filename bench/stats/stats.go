@@ -1,7 +1,9 @@
 // Package stats summarizes benchmark samples the way layerlab reports
 // them: order statistics, mean and standard deviation, a bootstrap
-// confidence interval of the median, and the Mann-Whitney U test that
-// `layerlab bench compare` uses to call a difference significant.
+// confidence interval of the median, the Mann-Whitney U test that
+// `layerlab bench compare` uses to call a difference significant, the
+// verdict the report's findings give on two medians (Differ), and the
+// slope of a median against a swept variable with its interval (FitTrend).
 package stats
 
 import (
