@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 )
@@ -67,11 +69,12 @@ func TestApplyChangedInputIsUnusable(t *testing.T) {
 // free space) refuses the same layer up front, leaving the target as it
 // was.
 func TestApplyOutOfSpaceIsUnusable(t *testing.T) {
-	lfs := loopfs.ForTest(t, "ext4", 64<<20)
+	lfs := loopfs.ForTest(t, "ext4", 0)
 	root := filepath.Join(lfs.Dir, "snap")
 	must(t, os.Mkdir(root, 0o755))
+	fillTo(t, lfs.Dir, 16<<20)
 	var layer bytes.Buffer
-	must(t, Generate(&layer, 1, Spec{Files: 20, FileSize: 5 << 20}))
+	must(t, Generate(&layer, 1, Spec{Files: 8, FileSize: 4 << 20}))
 
 	_, err := Apply(context.Background(), root, bytes.NewReader(layer.Bytes()))
 	if !errors.Is(err, drivers.ErrInvalidArgument) || errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "more than the budget") {
@@ -88,6 +91,18 @@ func TestApplyOutOfSpaceIsUnusable(t *testing.T) {
 	if !strings.Contains(err.Error(), "no space left") {
 		t.Errorf("error %q does not give the cause", err)
 	}
+}
+
+// fillTo allocates a file in dir that leaves about free bytes free.
+func fillTo(t *testing.T, dir string, free int64) {
+	t.Helper()
+	var st unix.Statfs_t
+	must(t, unix.Statfs(dir, &st))
+	avail := int64(st.Bavail) * st.Bsize
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	must(t, err)
+	defer f.Close()
+	must(t, unix.Fallocate(int(f.Fd()), 0, 0, avail-free))
 }
 
 // TestApplyWhiteoutInMissingDirectory: a whiteout or opaque marker in a

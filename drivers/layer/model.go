@@ -197,6 +197,9 @@ func (m *model) hardlinkTarget(name, real, target string) (kind, error) {
 	if t == real {
 		return missing, reject(name, "hardlink to itself: applying it would delete the file it names")
 	}
+	if strings.HasPrefix(t, real+"/") {
+		return missing, reject(name, "hardlink target %q lies under the entry itself, which replacing would delete", target)
+	}
 	switch k := m.kindOf(t); k {
 	case missing:
 		return missing, reject(name, "hardlink target %q exists neither in this layer nor in the snapshot", target)
