@@ -2,6 +2,7 @@ package layer
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -58,7 +59,8 @@ type scanned struct {
 // dropped; copy, when set, receives every byte read up to the end marker
 // (the spool the second pass reads).
 func scan(ctx context.Context, r io.Reader, root string, o options, copy io.Writer) (scanned, error) {
-	c := &counter{r: r, h: sha256.New(), copy: copy}
+	// Buffered: archive/tar reads a header per 512-byte call.
+	c := &counter{r: bufio.NewReaderSize(r, 1<<20), h: sha256.New(), copy: copy}
 	m := newModel(root, o)
 	tr := tar.NewReader(c)
 	var s scanned

@@ -2,6 +2,7 @@ package layer
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -46,7 +47,7 @@ func newApplier(ctx context.Context, root string, o options, s scanned) *applier
 }
 
 func (a *applier) apply(r io.Reader) error {
-	tr := tar.NewReader(r)
+	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20)) // a read per header otherwise
 	for i := 0; ; i++ {
 		if err := a.ctx.Err(); err != nil {
 			return err
