@@ -99,6 +99,9 @@ func hostileCases() []hostile {
 			p, es := deep()
 			return append(es, symlink(p+"/up", "../../.."), symlink("s", p+"/up/../../../../sentinel/keep"))
 		}, entry: named("s"), want: "has .. after a path component"},
+		{name: "hardlink moving a symlink's climb out", entries: func(*sandbox) []entry {
+			return []entry{dir("a/"), dir("a/b/"), symlink("a/b/l", "../../sentinel-not"), hardlink("h", "a/b/l")}
+		}, entry: named("h"), want: `"../../sentinel-not" climbs out of the root: its directory "/" is 0 levels deep`},
 		{name: "character device", entries: func(*sandbox) []entry { return []entry{device("null", tar.TypeChar, 1, 3)} },
 			entry: named("null"), want: "character device 1:3 refused"},
 		{name: "block device", entries: func(*sandbox) []entry { return []entry{device("sda", tar.TypeBlock, 8, 0)} },

@@ -38,13 +38,14 @@ func (k kind) String() string {
 // a file under a file, a whiteout of the layer's own entry.
 type model struct {
 	o     options
-	root  string          // the snapshot's directory; "" for a header-only check
-	layer map[string]kind // paths this layer created and what they are now
-	below map[string]int  // per directory, layer paths under it
-	gone  map[string]bool // snapshot paths this layer removed or replaced
-	opq   map[string]bool // directories this layer made opaque
-	lower map[string]kind // cache of the snapshot's paths (lstat)
-	dirs  map[string]string
+	root  string            // the snapshot's directory; "" for a header-only check
+	layer map[string]kind   // paths this layer created and what they are now
+	below map[string]int    // per directory, layer paths under it
+	gone  map[string]bool   // snapshot paths this layer removed or replaced
+	opq   map[string]bool   // directories this layer made opaque
+	lower map[string]kind   // cache of the snapshot's paths (lstat)
+	dirs  map[string]string // tar directory -> real path
+	links map[string]string // targets of the symlinks this layer planted
 
 	entries, bytes int64 // what the budget counts
 	opaque         bool  // the layer has opaque markers
@@ -54,7 +55,7 @@ func newModel(root string, o options) *model {
 	return &model{
 		o: o, root: root,
 		layer: map[string]kind{}, below: map[string]int{}, gone: map[string]bool{},
-		opq: map[string]bool{}, lower: map[string]kind{}, dirs: map[string]string{},
+		opq: map[string]bool{}, lower: map[string]kind{}, dirs: map[string]string{}, links: map[string]string{},
 	}
 }
 
@@ -92,18 +93,27 @@ func (m *model) check(hdr *tar.Header) error {
 		k = isDir
 	case tar.TypeSymlink:
 		k = isLink
-		if !path.IsAbs(hdr.Linkname) {
-			if depth := depthOf(parent); climb(hdr.Linkname) > depth {
-				return reject(name, "symlink target %q climbs out of the root: its directory %q is %d levels deep", hdr.Linkname, "/"+parent, depth)
-			}
+		if err := m.fits(name, parent, hdr.Linkname); err != nil {
+			return err
 		}
+		m.links[real] = hdr.Linkname
 	case tar.TypeLink:
-		tk, err := m.hardlinkTarget(name, real, hdr.Linkname)
+		t, tk, err := m.hardlinkTarget(name, real, hdr.Linkname)
 		if err != nil {
 			return err
 		}
 		if tk == isLink {
-			k = isLink // a hardlink to a symlink is that symlink under a second name
+			// A hardlink to a symlink is that symlink under a second name,
+			// in another directory: its climb must fit there too.
+			k = isLink
+			target, err := m.linkText(t)
+			if err != nil {
+				return reject(name, "hardlink to symlink %q: %v", hdr.Linkname, err)
+			}
+			if err := m.fits(name, parent, target); err != nil {
+				return err
+			}
+			m.links[real] = target
 		}
 	}
 	m.entries++
@@ -185,28 +195,50 @@ func (m *model) resolve(name, dir string, create bool) (real string, ok bool, er
 	return cur, ok, nil
 }
 
+// fits refuses a relative symlink target with more leading ".." than its
+// directory parent (a real path) is deep.
+func (m *model) fits(name, parent, target string) error {
+	if path.IsAbs(target) {
+		return nil
+	}
+	if depth := depthOf(parent); climb(target) > depth {
+		return reject(name, "symlink target %q climbs out of the root: its directory %q is %d levels deep", target, "/"+parent, depth)
+	}
+	return nil
+}
+
+// linkText returns the target of the symlink at real path p, planted by
+// this layer or found in the snapshot.
+func (m *model) linkText(p string) (string, error) {
+	if t, ok := m.links[p]; ok {
+		return t, nil
+	}
+	return os.Readlink(filepath.Join(m.root, p))
+}
+
 // hardlinkTarget checks that the target of a hardlink exists as a
-// non-directory and is not the link itself, and returns its kind.
-func (m *model) hardlinkTarget(name, real, target string) (kind, error) {
+// non-directory and is not the link itself, and returns its real path and
+// kind.
+func (m *model) hardlinkTarget(name, real, target string) (string, kind, error) {
 	clean := path.Clean(target)
 	parent, _, err := m.resolve(name, path.Dir(clean), false)
 	if err != nil {
-		return missing, err
+		return "", missing, err
 	}
 	t := path.Join(parent, path.Base(clean))
 	if t == real {
-		return missing, reject(name, "hardlink to itself: applying it would delete the file it names")
+		return "", missing, reject(name, "hardlink to itself: applying it would delete the file it names")
 	}
 	if strings.HasPrefix(t, real+"/") {
-		return missing, reject(name, "hardlink target %q lies under the entry itself, which replacing would delete", target)
+		return "", missing, reject(name, "hardlink target %q lies under the entry itself, which replacing would delete", target)
 	}
 	switch k := m.kindOf(t); k {
 	case missing:
-		return missing, reject(name, "hardlink target %q exists neither in this layer nor in the snapshot", target)
+		return "", missing, reject(name, "hardlink target %q exists neither in this layer nor in the snapshot", target)
 	case isDir:
-		return missing, reject(name, "hardlink target %q is a directory", target)
+		return "", missing, reject(name, "hardlink target %q is a directory", target)
 	default:
-		return k, nil
+		return t, k, nil
 	}
 }
 
