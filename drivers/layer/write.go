@@ -127,8 +127,7 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		return a.whiteout(parent, base)
 	}
 	if !ok {
-		a.touched = true
-		if err := os.MkdirAll(parent, 0o755); err != nil {
+		if err := a.mkdirs(parent); err != nil {
 			return err
 		}
 		a.dirs[dir] = parent
@@ -140,6 +139,29 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	a.st.Entries++
 	if a.made != nil {
 		a.made[p] = true
+	}
+	return nil
+}
+
+// mkdirs makes the missing directories of p (mode 0755, as containerd and
+// Docker make the parents a layer does not list) and, when the layer has
+// opaque markers, records them as this layer's.
+func (a *applier) mkdirs(p string) error {
+	var missing []string
+	for q := p; q != a.root; q = filepath.Dir(q) {
+		if _, err := os.Lstat(q); err == nil {
+			break
+		}
+		missing = append(missing, q)
+	}
+	a.touched = true
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		return err
+	}
+	if a.made != nil {
+		for _, q := range missing {
+			a.made[q] = true
+		}
 	}
 	return nil
 }
