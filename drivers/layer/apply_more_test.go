@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -197,6 +198,39 @@ func TestModelTracksPlantedSymlinks(t *testing.T) {
 	for p, k := range m.layer {
 		if k == isLink {
 			t.Errorf("symlink %s still recorded", p)
+		}
+	}
+}
+
+// TestDiffDigests: Diff returns the DiffID of the uncompressed tar and the
+// digest and size of the bytes it wrote, compressed or not, and Apply of
+// what it wrote, with that DiffID expected, reproduces the tree.
+func TestDiffDigests(t *testing.T) {
+	src := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(src, "etc"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "etc/hostname"), []byte("layerlab\n"), 0o644))
+	must(t, os.Symlink("/usr/share/zoneinfo/UTC", filepath.Join(src, "etc/localtime")))
+	var plain bytes.Buffer
+	d0, err := Diff(context.Background(), &plain, "", src)
+	must(t, err)
+	if d0.DiffID != digest.FromBytes(plain.Bytes()) || d0.Digest != d0.DiffID || d0.Size != int64(plain.Len()) {
+		t.Errorf("uncompressed: %+v, want DiffID = Digest = %s and size %d", d0, digest.FromBytes(plain.Bytes()), plain.Len())
+	}
+	for _, c := range []compression.Compression{compression.Gzip, compression.Zstd} {
+		var out bytes.Buffer
+		d, err := Diff(context.Background(), &out, "", src, WithCompression(c))
+		must(t, err)
+		if d.DiffID != d0.DiffID || d.Digest != digest.FromBytes(out.Bytes()) || d.Size != int64(out.Len()) || d.Digest == d.DiffID {
+			t.Errorf("compression %v: %+v, want DiffID %s and the digest of the %d bytes written", c, d, d0.DiffID, out.Len())
+		}
+		dst := t.TempDir()
+		st, err := Apply(context.Background(), dst, bytes.NewReader(out.Bytes()), WithDiffID(d.DiffID))
+		if err != nil || st.DiffID != d.DiffID {
+			t.Fatalf("apply of the diff: %+v %v", st, err)
+		}
+		var again bytes.Buffer
+		if d2, err := Diff(context.Background(), &again, "", dst); err != nil || d2.DiffID != d0.DiffID {
+			t.Errorf("round trip: %+v %v, want DiffID %s", d2, err, d0.DiffID)
 		}
 	}
 }
