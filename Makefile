@@ -2,15 +2,15 @@
 # on setup, which installs them idempotently (a fresh machine has none).
 GO       ?= go
 PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
-            qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium \
+            qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium busybox-static \
             vagrant shellcheck
 TESTFLAGS ?= -count=1 -timeout 40m
 # What this host must run (drivers/feature): a test that skips for one of
 # these fails instead. setup installs the tools; the kernel has the rest.
 # The guest's list is in scripts/vm/test.sh (LAYERLAB_VM_REQUIRE).
-HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium
+HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium,busybox,debian
 
-.PHONY: all setup build test host-test vm-test lint bench clean
+.PHONY: all setup build test host-test fuzz vm-test lint bench clean
 
 all: build
 
@@ -37,6 +37,15 @@ test: host-test
 host-test: setup lint
 	bash scripts/vagrant/vagrant_test.sh
 	LAYERLAB_REQUIRE=$(HOST_REQUIRE) bash scripts/leakcheck.sh $(GO) test $(TESTFLAGS) ./...
+	bash scripts/leakcheck.sh $(MAKE) --no-print-directory fuzz
+
+# A short fuzz run of each target (go test runs only one per invocation);
+# the seeds, including drivers/layer/testdata/fuzz, already ran above as
+# plain tests. FUZZTIME=1m fuzzes longer.
+FUZZTIME ?= 5s
+fuzz:
+	$(GO) test ./drivers/layer/ -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./drivers/layer/ -run '^$$' -fuzz '^FuzzEntryName$$' -fuzztime $(FUZZTIME)
 
 # devicemapper, overlay2 with xfs project quota and a cgroup v2 check, in a
 # qemu guest running Debian's 6.1 kernel (scripts/vm; the guest is built

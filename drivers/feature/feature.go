@@ -37,11 +37,13 @@ const (
 	DeviceMapper = "devicemapper" // device-mapper thin provisioning
 	Cgroup2      = "cgroup2"      // the unified cgroup hierarchy
 	Chromium     = "chromium"     // a headless browser for the report check
+	Busybox      = "busybox"      // busybox-static, for a real image built offline
+	Debian       = "debian"       // a Debian minbase built by debootstrap from the mirror
 )
 
 // Known returns every feature name Skip accepts, sorted.
 func Known() []string {
-	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium}
+	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian}
 	slices.Sort(k)
 	return k
 }

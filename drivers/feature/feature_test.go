@@ -52,7 +52,7 @@ func TestSkip(t *testing.T) {
 }
 
 func TestKnownNamesEveryConstant(t *testing.T) {
-	for _, f := range []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium} {
+	for _, f := range []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian} {
 		if err := Check("", f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}

@@ -1,50 +1,50 @@
 package layer
 
 import (
-	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 
-	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
-
-	"github.com/layerlab/layerlab/drivers"
+	"golang.org/x/sys/unix"
 )
 
-// Apply unpacks the layer tar r, optionally gzip or zstd compressed, into
-// dir, the mounted view of a prepared snapshot, and says how much it
-// applied.
+// Apply unpacks the layer tar r, uncompressed or gzip or zstd compressed,
+// into dir, the mounted view of a prepared snapshot, and says how much it
+// applied and the layer's DiffID. See the package comment for what a
+// failed Apply leaves behind.
 //
-// Validation is a first pass over the whole layer before anything is
-// written, so a refused layer leaves dir exactly as it was: an unsafe entry
-// may come last, after thousands of good ones, and a streaming check would
-// have applied those. The price is reading the layer twice. A seekable,
-// uncompressed r (an *os.File, a bytes.Reader) is checked in place and
-// rewound; anything else is decompressed once into an unlinked temporary
-// file (see WithTempDir) that both passes read, so the bytes checked are
-// the bytes applied.
+// The first pass reads the whole layer before anything is written, so a
+// refused layer leaves dir exactly as it was: an unsafe entry may come
+// last, after thousands of good ones. It hashes every byte (the DiffID,
+// checked against WithDiffID), requires the end-of-archive marker (a tar
+// cut at a block boundary is otherwise indistinguishable from a short
+// one), counts the bytes and entries against the budget (WithBudget), and
+// checks every header against a model of the snapshot as the layer
+// changes it. A seekable, uncompressed r (an *os.File, a bytes.Reader) is
+// read in place and rewound, and the second pass refuses any header that
+// differs from the first pass's (content is not hashed twice: a caller
+// that rewrites its own file during Apply gets what it wrote); anything
+// else is decompressed once into an unlinked temporary file (see
+// WithTempDir) that both passes read.
 //
-// The second pass is containerd's archive.Apply, which resolves every
-// parent path inside dir (fs.RootPath), replaces rather than follows a
-// symlink at an entry's own name, and links rather than follows a symlink
-// a hardlink names. Its filter runs the same checks again on the bytes it
-// reads: a seekable input that someone changes between the passes is
-// still refused at the bad entry (the all-or-nothing guarantee then holds
-// only for the spooled path, whose file nobody else can reach), and
-// containerd's habit of clamping ".." to the root instead of refusing it
-// never comes into play.
-//
-// Refused: names that are absolute or climb out with "..", hardlinks whose
-// target is absolute or climbs out, symlinks whose target is absolute
-// (unless AllowAbsoluteSymlinks) or climbs out from the link's directory,
-// device nodes (unless AllowDevices), entries under a symlink the same
-// layer created, and unknown entry types. The error is an *EntryError that
-// names the entry and the rule and wraps drivers.ErrInvalidArgument.
-// Symlinks the snapshot already holds (from parent layers) are resolved
-// inside dir, never outside it.
+// Refused (an *EntryError naming the entry and the rule, wrapping
+// drivers.ErrInvalidArgument): names that are absolute or climb out with
+// "..", hardlinks whose target is absolute, climbs out, is missing, is a
+// directory or is the link itself, relative symlinks with ".." after a
+// path component or more leading ".." than their directory is deep,
+// absolute symlinks under AllowAbsoluteSymlinks(false), device nodes
+// (unless AllowDevices), entries under a symlink the same layer created or
+// under a file, whiteouts of the layer's own entries, xattrs the kernel
+// would refuse, unknown entry types, and a layer past its budget. The
+// layer as a whole (wrapping drivers.ErrInvalidArgument): not a tar,
+// truncated, compressed with anything but gzip or zstd, or a DiffID other
+// than the expected one. Symlinks the snapshot already holds (from parent
+// layers) are resolved inside dir, never outside it; no symlink is ever
+// followed to write.
 func Apply(ctx context.Context, dir string, r io.Reader, opts ...Option) (Stats, error) {
 	var o options
 	for _, opt := range opts {
@@ -53,127 +53,163 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ...Option) (Stats,
 	if err := checkDir("apply layer: target", dir); err != nil {
 		return Stats{}, err
 	}
-	src, done, err := validated(ctx, r, o)
+	if o.budget == nil {
+		b, err := freeBudget(dir)
+		if err != nil {
+			return Stats{}, err
+		}
+		o.budget = &b
+	}
+	src, s, done, err := firstPass(ctx, r, dir, o)
 	if err != nil {
 		return Stats{}, err
 	}
 	defer done()
-
-	var st Stats
-	recheck := newValidator(o)
-	filter := func(hdr *tar.Header) (bool, error) {
-		if err := recheck.check(hdr); err != nil {
-			return false, err
+	a := newApplier(ctx, dir, o, s)
+	if err := a.apply(src); err != nil {
+		if a.touched {
+			return a.st, fmt.Errorf("apply layer to %s: %w (%w)", dir, err, ErrUnusable)
 		}
-		if hdr.Typeflag == tar.TypeXGlobalHeader {
-			return false, nil // containerd would Lstat and mkparent its name first
-		}
-		st.Entries++
-		if isWhiteout(hdr.Name) {
-			st.Whiteouts++
-		} else if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA { //nolint:staticcheck // old layers use TypeRegA
-			st.Bytes += hdr.Size
-		}
-		return true, nil
+		return a.st, fmt.Errorf("apply layer to %s: %w", dir, err)
 	}
-	if _, err := archive.Apply(ctx, dir, src, archive.WithFilter(filter)); err != nil {
-		return st, fmt.Errorf("apply layer to %s: %w", dir, err)
-	}
-	return st, nil
+	a.st.DiffID = s.diffID
+	return a.st, nil
 }
 
-// validated runs the first pass and returns a reader of the uncompressed
-// tar, positioned at its start, and a function that releases it.
-func validated(ctx context.Context, r io.Reader, o options) (io.Reader, func(), error) {
-	if rs, ok := r.(io.ReadSeeker); ok {
-		plain, err := uncompressed(rs)
-		if err != nil {
-			return nil, nil, err
-		}
-		if plain {
-			start, err := rs.Seek(0, io.SeekCurrent)
+// freeBudget is the default budget: what statfs says dir can still take.
+func freeBudget(dir string) (Budget, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return Budget{}, fmt.Errorf("apply layer: statfs %s: %w", dir, err)
+	}
+	b := Budget{Bytes: int64(st.Bavail) * st.Bsize}
+	if st.Files > 0 { // btrfs and others report no inode limit as 0
+		b.Inodes = int64(st.Ffree)
+	}
+	if b.Bytes == 0 {
+		b.Bytes = 1 // a full filesystem takes no file content at all
+	}
+	return b, nil
+}
+
+// firstPass runs scan and returns a reader of the uncompressed tar,
+// positioned at its start, what scan learned, and a function that
+// releases the reader.
+func firstPass(ctx context.Context, r io.Reader, dir string, o options) (io.Reader, scanned, func(), error) {
+	br := &peekReader{r: r}
+	magic, err := br.peek(10)
+	if err != nil {
+		return nil, scanned{}, nil, fmt.Errorf("read layer: %w", err)
+	}
+	if name := unsupported(magic); name != "" {
+		return nil, scanned{}, nil, invalid("unsupported compression: %s (a layer is an uncompressed, gzip or zstd tar)", name)
+	}
+	plain := compression.DetectCompression(magic) == compression.Uncompressed
+	if rs, ok := r.(io.ReadSeeker); ok && plain {
+		if start, err := rs.Seek(0, io.SeekCurrent); err == nil {
+			s, err := scan(ctx, rs, dir, o, nil)
 			if err != nil {
-				return nil, nil, fmt.Errorf("read layer: %w", err)
-			}
-			if err := scan(ctx, rs, o); err != nil {
-				return nil, nil, err
+				return nil, s, nil, err
 			}
 			if _, err := rs.Seek(start, io.SeekStart); err != nil {
-				return nil, nil, fmt.Errorf("rewind layer: %w", err)
+				return nil, s, nil, fmt.Errorf("rewind layer: %w", err)
 			}
-			return rs, func() {}, nil
+			return rs, s, func() {}, nil
 		}
 	}
 
-	dec, err := compression.DecompressStream(r)
+	dec, err := compression.DecompressStream(br.reader())
 	if err != nil {
-		return nil, nil, fmt.Errorf("read layer: %w", err)
+		return nil, scanned{}, nil, invalid("layer does not decompress: %v", err)
 	}
 	defer dec.Close()
 	spool, err := os.CreateTemp(o.tempDir, "layerlab-layer-*.tar")
 	if err != nil {
-		return nil, nil, fmt.Errorf("spool layer: %w", err)
+		return nil, scanned{}, nil, fmt.Errorf("spool layer: %w", err)
 	}
 	// Unlinked at once: nothing is left behind, whatever happens next.
 	_ = os.Remove(spool.Name())
 	release := func() { spool.Close() }
-	if err := scan(ctx, io.TeeReader(dec, spool), o); err != nil {
-		release()
-		return nil, nil, err
+	var in io.Reader = dec
+	if !plain {
+		in = &decodeReader{r: dec}
 	}
-	// Reading to the end makes the gzip and zstd readers verify their
-	// checksums; what follows the tar's end marker is not needed.
-	if _, err := io.Copy(io.Discard, dec); err != nil {
+	s, err := scan(ctx, in, dir, o, spool)
+	if err != nil {
 		release()
-		return nil, nil, fmt.Errorf("decompress layer: %w", err)
+		return nil, s, nil, err
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		release()
-		return nil, nil, fmt.Errorf("rewind spooled layer: %w", err)
+		return nil, s, nil, fmt.Errorf("rewind spooled layer: %w", err)
 	}
-	return spool, release, nil
+	return spool, s, release, nil
 }
 
-// uncompressed peeks at the magic number of rs and seeks back.
-func uncompressed(rs io.ReadSeeker) (bool, error) {
-	start, err := rs.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return false, nil // not really seekable: take the spooling path
+// decodeReader marks the decompressor's errors (a corrupt or cut gzip or
+// zstd stream) as the layer's fault.
+type decodeReader struct{ r io.Reader }
+
+func (d *decodeReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = invalid("layer does not decompress: %v", err)
 	}
-	magic := make([]byte, 10)
-	n, err := io.ReadFull(rs, magic)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return false, fmt.Errorf("read layer: %w", err)
-	}
-	if _, err := rs.Seek(start, io.SeekStart); err != nil {
-		return false, fmt.Errorf("rewind layer: %w", err)
-	}
-	return compression.DetectCompression(magic[:n]) == compression.Uncompressed, nil
+	return n, err
 }
 
-// scan is the first pass: it reads every header of the tar in r and checks
-// it. Content is skipped (by seeking, when r can).
-func scan(ctx context.Context, r io.Reader, o options) error {
-	v := newValidator(o)
-	tr := tar.NewReader(r)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
+// unsupported names the compression of magic when it is one a layer may
+// not use; "" otherwise.
+func unsupported(magic []byte) string {
+	for _, c := range []struct {
+		name  string
+		magic []byte
+	}{
+		{"bzip2", []byte("BZh")},
+		{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0}},
+		{"lz4", []byte{0x04, 0x22, 0x4d, 0x18}},
+		{"compress (.Z)", []byte{0x1f, 0x9d}},
+		{"lzip", []byte("LZIP")},
+	} {
+		if bytes.HasPrefix(magic, c.magic) {
+			return c.name
 		}
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		// With GODEBUG=tarinsecurepath=0 the reader flags unsafe names
-		// itself; the validator then says which rule they break.
-		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
-			if errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("layer is not a valid tar (%v): %w", err, drivers.ErrInvalidArgument)
+	}
+	return ""
+}
+
+// peekReader reads the first bytes of r without losing them.
+type peekReader struct {
+	r    io.Reader
+	head []byte
+}
+
+// peek returns up to n first bytes. A seekable r is rewound instead of
+// buffered, so it stays seekable for the first pass.
+func (p *peekReader) peek(n int) ([]byte, error) {
+	buf := make([]byte, n)
+	if rs, ok := p.r.(io.ReadSeeker); ok {
+		if start, err := rs.Seek(0, io.SeekCurrent); err == nil {
+			got, err := io.ReadFull(rs, buf)
+			if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, err
 			}
-			return fmt.Errorf("read layer: %w", err)
-		}
-		if err := v.check(hdr); err != nil {
-			return err
+			_, err = rs.Seek(start, io.SeekStart)
+			return buf[:got], err
 		}
 	}
+	got, err := io.ReadFull(p.r, buf)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, err
+	}
+	p.head = buf[:got]
+	return p.head, nil
+}
+
+// reader returns r with the peeked bytes in front again.
+func (p *peekReader) reader() io.Reader {
+	if len(p.head) == 0 {
+		return p.r
+	}
+	return io.MultiReader(bytes.NewReader(p.head), p.r)
 }

@@ -8,13 +8,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
-	"golang.org/x/sys/unix"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/layerlab/layerlab/drivers"
-	"github.com/layerlab/layerlab/drivers/loopfs"
 )
 
 // inputs are the ways a layer reaches Apply: each takes another path
@@ -33,325 +34,299 @@ var inputs = []struct {
 	}},
 }
 
-// TestApplyRefuses has one case per rule. Every layer starts with a good
-// entry, so the case also shows that the first pass refuses before
-// anything is written: the target must be exactly as it was.
-func TestApplyRefuses(t *testing.T) {
-	cases := []struct {
-		name    string
-		opts    []Option
-		entries func(s *sandbox) []entry
-		refused func(s *sandbox) string
-	}{
-		{name: "absolute name",
-			entries: func(s *sandbox) []entry { return []entry{file(s.Sentinel+"/pwned", "x")} },
-			refused: func(s *sandbox) string { return s.Sentinel + "/pwned" }},
-		{name: "dotdot name",
-			entries: func(s *sandbox) []entry { return []entry{file("../sentinel/pwned", "x")} },
-			refused: func(s *sandbox) string { return "../sentinel/pwned" }},
-		{name: "dotdot after a directory",
-			entries: func(s *sandbox) []entry { return []entry{file("a/../../sentinel/pwned", "x")} },
-			refused: func(s *sandbox) string { return "a/../../sentinel/pwned" }},
-		{name: "hardlink absolute",
-			entries: func(s *sandbox) []entry { return []entry{hardlink("stolen", s.Sentinel+"/keep")} },
-			refused: func(s *sandbox) string { return "stolen" }},
-		{name: "hardlink escapes",
-			entries: func(s *sandbox) []entry { return []entry{hardlink("stolen", "../sentinel/keep")} },
-			refused: func(s *sandbox) string { return "stolen" }},
-		{name: "symlink absolute",
+// hostile is one layer Apply must refuse.
+type hostile struct {
+	name    string
+	opts    func(s *sandbox, layer []byte) []Option
+	entries func(s *sandbox) []entry
+	// mangle turns the tar into the bytes given to Apply; raw ones are
+	// given as they are (not recompressed per input).
+	mangle func(t *testing.T, layer []byte) []byte
+	raw    bool
+	// entry is the entry an *EntryError must name; "" for an error about
+	// the whole layer.
+	entry func(s *sandbox) string
+	want  string // in the message: the rule
+}
+
+func named(n string) func(*sandbox) string { return func(*sandbox) string { return n } }
+
+// deep is c0/c1/.../c19: the directories of the symlink chain escape.
+func deep() (string, []entry) {
+	var es []entry
+	p := ""
+	for i := 0; i < 20; i++ {
+		p += "c" + string(rune('a'+i)) + "/"
+		es = append(es, dir(p))
+	}
+	return strings.TrimSuffix(p, "/"), es
+}
+
+func hostileCases() []hostile {
+	keep := func(s *sandbox) string { return s.Sentinel + "/keep" }
+	abs := func(s *sandbox, _ []byte) []Option { return []Option{AllowAbsoluteSymlinks(false)} }
+	budget := func(b Budget) func(*sandbox, []byte) []Option {
+		return func(*sandbox, []byte) []Option { return []Option{WithBudget(b)} }
+	}
+	return []hostile{
+		{name: "absolute name", entries: func(s *sandbox) []entry { return []entry{file(s.Sentinel+"/pwned", "x")} },
+			entry: func(s *sandbox) string { return s.Sentinel + "/pwned" }, want: "entry name is absolute"},
+		{name: "traversal", entries: func(*sandbox) []entry { return []entry{file("../sentinel/pwned", "x")} },
+			entry: named("../sentinel/pwned"), want: "climbs out of the root with .."},
+		{name: "traversal after a directory", entries: func(*sandbox) []entry { return []entry{file("a/../../sentinel/pwned", "x")} },
+			entry: named("a/../../sentinel/pwned"), want: `resolves to "../sentinel/pwned"`},
+		{name: "hardlink absolute", entries: func(s *sandbox) []entry { return []entry{hardlink("stolen", keep(s))} },
+			entry: named("stolen"), want: `/sentinel/keep" is absolute`},
+		{name: "hardlink out", entries: func(*sandbox) []entry { return []entry{hardlink("stolen", "../sentinel/keep")} },
+			entry: named("stolen"), want: "climbs out of the root"},
+		{name: "hardlink to a missing file", entries: func(*sandbox) []entry { return []entry{hardlink("h", "nowhere")} },
+			entry: named("h"), want: "exists neither in this layer nor in the snapshot"},
+		{name: "self-hardlink of the parent's file", entries: func(*sandbox) []entry { return []entry{hardlink("existing", "existing")} },
+			entry: named("existing"), want: "hardlink to itself"},
+		{name: "self-hardlink through ./", entries: func(*sandbox) []entry { return []entry{hardlink("./existing", "existing")} },
+			entry: named("./existing"), want: "hardlink to itself"},
+		{name: "hardlink to a directory", entries: func(*sandbox) []entry { return []entry{dir("d/"), hardlink("h", "d")} },
+			entry: named("h"), want: "is a directory"},
+		{name: "absolute symlink refused on request", opts: abs,
 			entries: func(s *sandbox) []entry { return []entry{symlink("a", s.Sentinel)} },
-			refused: func(s *sandbox) string { return "a" }},
-		{name: "symlink escapes",
-			entries: func(s *sandbox) []entry { return []entry{symlink("a", "../sentinel")} },
-			refused: func(s *sandbox) string { return "a" }},
-		{name: "symlink escapes from its directory",
-			entries: func(s *sandbox) []entry {
-				return []entry{dir("x/"), dir("x/y/"), symlink("x/y/a", "../../../sentinel")}
-			},
-			refused: func(s *sandbox) string { return "x/y/a" }},
-		{name: "character device",
-			entries: func(s *sandbox) []entry { return []entry{device("null", tar.TypeChar, 1, 3)} },
-			refused: func(s *sandbox) string { return "null" }},
-		{name: "block device",
-			entries: func(s *sandbox) []entry { return []entry{device("sda", tar.TypeBlock, 8, 0)} },
-			refused: func(s *sandbox) string { return "sda" }},
-		{name: "write through planted absolute symlink",
-			opts:    []Option{AllowAbsoluteSymlinks()},
+			entry:   named("a"), want: "refused by AllowAbsoluteSymlinks(false)"},
+		{name: "symlink out", entries: func(*sandbox) []entry { return []entry{symlink("a", "../sentinel")} },
+			entry: named("a"), want: "climbs out of the root"},
+		{name: "symlink out from its directory",
+			entries: func(*sandbox) []entry { return []entry{dir("x/"), dir("x/y/"), symlink("x/y/a", "../../../sentinel")} },
+			entry:   named("x/y/a"), want: "2 levels deep"},
+		{name: "symlink chain out", entries: func(*sandbox) []entry {
+			p, es := deep()
+			return append(es, symlink(p+"/up", "../../.."), symlink("s", p+"/up/../../../../sentinel/keep"))
+		}, entry: named("s"), want: "has .. after a path component"},
+		{name: "hardlink moving a symlink's climb out", entries: func(*sandbox) []entry {
+			return []entry{dir("a/"), dir("a/b/"), symlink("a/b/l", "../../sentinel-not"), hardlink("h", "a/b/l")}
+		}, entry: named("h"), want: `"../../sentinel-not" climbs out of the root: its directory "/" is 0 levels deep`},
+		{name: "character device", entries: func(*sandbox) []entry { return []entry{device("null", tar.TypeChar, 1, 3)} },
+			entry: named("null"), want: "character device 1:3 refused"},
+		{name: "block device", entries: func(*sandbox) []entry { return []entry{device("sda", tar.TypeBlock, 8, 0)} },
+			entry: named("sda"), want: "block device 8:0 refused"},
+		{name: "write through a planted absolute symlink",
 			entries: func(s *sandbox) []entry { return []entry{symlink("a", s.Sentinel), file("a/pwned", "x")} },
-			refused: func(s *sandbox) string { return "a/pwned" }},
-		{name: "write through planted relative symlink",
-			entries: func(s *sandbox) []entry { return []entry{dir("sub/"), symlink("a", "sub"), file("a/x", "x")} },
-			refused: func(s *sandbox) string { return "a/x" }},
-		{name: "hardlink through planted symlink",
-			opts:    []Option{AllowAbsoluteSymlinks()},
+			entry:   named("a/pwned"), want: "symlink created earlier in this layer"},
+		{name: "write through a planted relative symlink",
+			entries: func(*sandbox) []entry { return []entry{dir("sub/"), symlink("a", "sub"), file("a/x", "x")} },
+			entry:   named("a/x"), want: "symlink created earlier in this layer"},
+		{name: "hardlink through a planted symlink",
 			entries: func(s *sandbox) []entry { return []entry{symlink("a", s.Sentinel), hardlink("h", "a/keep")} },
-			refused: func(s *sandbox) string { return "h" }},
-		{name: "write through hardlink to planted symlink",
-			opts: []Option{AllowAbsoluteSymlinks()},
+			entry:   named("h"), want: "symlink created earlier in this layer"},
+		{name: "write through a hardlink to a planted symlink",
 			entries: func(s *sandbox) []entry {
 				return []entry{symlink("a", s.Sentinel), hardlink("b", "a"), file("b/pwned", "x")}
 			},
-			refused: func(s *sandbox) string { return "b/pwned" }},
-		{name: "whiteout through planted symlink",
-			opts:    []Option{AllowAbsoluteSymlinks()},
+			entry: named("b/pwned"), want: "symlink created earlier in this layer"},
+		{name: "whiteout through a planted symlink",
 			entries: func(s *sandbox) []entry { return []entry{symlink("a", s.Sentinel), file("a/.wh.keep", "")} },
-			refused: func(s *sandbox) string { return "a/.wh.keep" }},
-		{name: "opaque through planted symlink",
-			opts:    []Option{AllowAbsoluteSymlinks()},
+			entry:   named("a/.wh.keep"), want: "symlink created earlier in this layer"},
+		{name: "opaque through a planted symlink",
 			entries: func(s *sandbox) []entry { return []entry{symlink("a", s.Sentinel), file("a/.wh..wh..opq", "")} },
-			refused: func(s *sandbox) string { return "a/.wh..wh..opq" }},
-		{name: "whiteout of dotdot",
-			entries: func(s *sandbox) []entry { return []entry{file(".wh...", "")} },
-			refused: func(s *sandbox) string { return ".wh..." }},
-		{name: "unknown whiteout marker",
-			entries: func(s *sandbox) []entry { return []entry{file(".wh..wh.plnk", "")} },
-			refused: func(s *sandbox) string { return ".wh..wh.plnk" }},
-		{name: "root replaced by a file",
-			entries: func(s *sandbox) []entry { return []entry{file(".", "")} },
-			refused: func(s *sandbox) string { return "." }},
-		{name: "unsupported type",
-			entries: func(s *sandbox) []entry { return []entry{{Name: "cont", Type: tar.TypeCont, Mode: 0o644}} },
-			refused: func(s *sandbox) string { return "cont" }},
+			entry:   named("a/.wh..wh..opq"), want: "symlink created earlier in this layer"},
+		{name: "whiteout escape", entries: func(*sandbox) []entry { return []entry{file(".wh...", "")} },
+			entry: named(".wh..."), want: "whiteout names no file"},
+		{name: "whiteout escape from a directory", entries: func(*sandbox) []entry { return []entry{file("../.wh.sentinel", "")} },
+			entry: named("../.wh.sentinel"), want: `resolves to "../.wh.sentinel"`},
+		{name: "unknown whiteout marker", entries: func(*sandbox) []entry { return []entry{file(".wh..wh.plnk", "")} },
+			entry: named(".wh..wh.plnk"), want: "unknown whiteout marker"},
+		{name: "whiteout of the layer's own directory",
+			entries: func(*sandbox) []entry { return []entry{dir("a/"), file("a/f", "f"), file(".wh.a", "")} },
+			entry:   named(".wh.a"), want: "an entry of this same layer"},
+		{name: "file under a file of the layer", entries: func(*sandbox) []entry { return []entry{file("f", "f"), file("f/x", "x")} },
+			entry: named("f/x"), want: "file created earlier in this layer"},
+		{name: "file under a file of the snapshot", entries: func(*sandbox) []entry { return []entry{file("existing/x", "x")} },
+			entry: named("existing/x"), want: "is a file in the snapshot"},
+		{name: "bad security.capability", entries: func(*sandbox) []entry {
+			e := file("ping", "x")
+			e.Xattrs = map[string]string{"security.capability": "\x01\x00\x00\x02junk"}
+			return []entry{e}
+		}, entry: named("ping"), want: "security.capability is malformed"},
+		{name: "xattr in no namespace", entries: func(*sandbox) []entry {
+			e := file("f", "x")
+			e.Xattrs = map[string]string{"bogus.name": "v"}
+			return []entry{e}
+		}, entry: named("f"), want: "in no namespace"},
+		{name: "root replaced by a file", entries: func(*sandbox) []entry { return []entry{file(".", "")} },
+			entry: named("."), want: "replace the root directory"},
+		{name: "unsupported type", entries: func(*sandbox) []entry { return []entry{{Name: "cont", Type: tar.TypeCont, Mode: 0o644}} },
+			entry: named("cont"), want: "unsupported entry type"},
+		{name: "sparse expansion past the budget", raw: true, opts: budget(Budget{Bytes: 1 << 30}),
+			mangle: func(t *testing.T, _ []byte) []byte { return readFile(t, "testdata/sparse-10g-gnu.tar") },
+			entry:  named("big"), want: "more than the budget of 1073741824 bytes"},
+		{name: "sparse (PAX) expansion past the budget", raw: true, opts: budget(Budget{Bytes: 2 << 30}),
+			mangle: func(t *testing.T, _ []byte) []byte { return readFile(t, "testdata/sparse-10g-pax.tar") },
+			entry:  named("big"), want: "more than the budget of 2147483648 bytes"},
+		{name: "more entries than the inode budget", opts: budget(Budget{Inodes: 3}),
+			entries: func(*sandbox) []entry { return []entry{file("a", ""), file("b", "")} },
+			entry:   named("b"), want: "more than the budget of 3 inodes"},
+		{name: "truncated at a block boundary with its DiffID",
+			opts: func(_ *sandbox, layer []byte) []Option {
+				return []Option{WithDiffID(digest.FromBytes(layer))}
+			},
+			entries: func(*sandbox) []entry { return []entry{file("b", "second"), file("c", "third")} },
+			mangle:  func(t *testing.T, layer []byte) []byte { return cutAtBlock(t, layer, "c") },
+			want:    "layer is truncated"},
+		{name: "DiffID mismatch", opts: func(*sandbox, []byte) []Option {
+			return []Option{WithDiffID(digest.FromString("another layer"))}
+		}, entries: func(*sandbox) []entry { return []entry{file("b", "b")} }, want: "not the expected"},
+		{name: "bzip2", raw: true, mangle: func(*testing.T, []byte) []byte { return []byte("BZh91AY&SY...") },
+			want: "unsupported compression: bzip2"},
+		{name: "xz", raw: true, mangle: func(*testing.T, []byte) []byte { return []byte("\xfd7zXZ\x00\x00\x04") },
+			want: "unsupported compression: xz"},
+		{name: "not a tar", raw: true, mangle: func(*testing.T, []byte) []byte { return bytes.Repeat([]byte("not a tar "), 200) },
+			want: "not a valid tar"},
+		{name: "empty", raw: true, mangle: func(*testing.T, []byte) []byte { return nil }, want: "layer is empty"},
 	}
-	for _, c := range cases {
+}
+
+// TestApplyRefusesHostileLayers: every case is refused with its own
+// message, before anything is written (the target is exactly as it was:
+// this package's choice for what a layer's headers can tell), and nothing
+// next to the target changes. Every layer starts with good entries, so the
+// refusal of a late entry shows that nothing was applied before it.
+func TestApplyRefusesHostileLayers(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{} // message (root and sentinel blanked) -> case
+	for _, c := range hostileCases() {
 		for _, in := range inputs {
+			if c.raw && (in.name == "gzip" || in.name == "zstd") {
+				continue
+			}
 			t.Run(c.name+"/"+in.name, func(t *testing.T) {
 				s := newSandbox(t)
 				before := snapshot(t, s.Root)
-				data := buildTar(t, append([]entry{file("ok.txt", "good")}, c.entries(s)...)...)
-				_, err := Apply(context.Background(), s.Root, in.wrap(t, data), c.opts...)
+				var layer []byte
+				if c.entries != nil {
+					layer = buildTar(t, append([]entry{dir("ok/"), file("ok/a.txt", "good")}, c.entries(s)...)...)
+				}
+				var opts []Option
+				if c.opts != nil {
+					opts = c.opts(s, layer)
+				}
+				data := layer
+				if c.mangle != nil {
+					data = c.mangle(t, layer)
+				}
+				if c.raw {
+					data = bytes.Clone(data)
+				}
+				_, err := Apply(context.Background(), s.Root, in.wrap(t, data), opts...)
 				s.checkSentinel(t)
 				if err := sameSnapshot(before, snapshot(t, s.Root)); err != nil {
 					t.Errorf("a refused layer changed the target: %v", err)
 				}
-				checkRefused(t, err, c.refused(s))
+				entryName := ""
+				if c.entry != nil {
+					entryName = c.entry(s)
+				}
+				checkRefused(t, err, entryName, c.want)
+				if err != nil && in.name == "seekable" {
+					msg := strings.NewReplacer(s.Root, "ROOT", s.Sentinel, "SENTINEL").Replace(err.Error())
+					mu.Lock()
+					if other, dup := seen[msg]; dup {
+						t.Errorf("cases %q and %q are refused with the same message %q", c.name, other, msg)
+					}
+					seen[msg] = c.name
+					mu.Unlock()
+				}
 			})
 		}
 	}
 }
 
-// TestApplyAllows checks the options relax only what they say and that
-// safe look-alikes of the refused cases pass.
-func TestApplyAllows(t *testing.T) {
+// cutAtBlock returns layer cut just before the header of entry name: a
+// tar that archive/tar reads as complete.
+func cutAtBlock(t *testing.T, layer []byte, name string) []byte {
+	t.Helper()
+	for off := 0; off+blockSize <= len(layer); off += blockSize {
+		hdr, err := tar.NewReader(bytes.NewReader(layer[off:])).Next()
+		if err == nil && hdr.Name == name {
+			return layer[:off]
+		}
+	}
+	t.Fatalf("no header of %s in the layer", name)
+	return nil
+}
+
+func readFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	must(t, err)
+	return b
+}
+
+// TestApplyNeverFollowsAbsoluteSymlinks: absolute symlinks are accepted
+// by default, and nothing Apply does goes through one: an entry of the
+// same name replaces the link, a hardlink to it links the link, a
+// whiteout removes the link, and one of a lower layer is resolved inside
+// the root.
+func TestApplyNeverFollowsAbsoluteSymlinks(t *testing.T) {
 	s := newSandbox(t)
-	data := buildTar(t,
+	keep := filepath.Join(s.Sentinel, "keep")
+	must(t, os.Symlink(s.Sentinel, filepath.Join(s.Root, "lower")))
+	layer := buildTar(t,
 		dir("etc/"),
 		symlink("etc/localtime", "/usr/share/zoneinfo/UTC"),
-		dir("dev/"),
-		device("dev/null", tar.TypeChar, 1, 3),
-		dir("x/"), dir("x/y/"),
-		symlink("x/y/up", "../../z"), // climbs to the root, not out of it
-		file("a/../b", "b"),          // ".." that stays inside
-		dir("sub/"),
-		symlink("a", "sub"),
-		dir("a/"), // replaces the symlink, so writing below it is fine
-		file("a/x", "x"),
+		symlink("k", keep),
+		file("k", "replaces the link"),
+		symlink("k2", keep),
+		hardlink("k3", "k2"),
+		file("lower/inside", "lands in the root"),
 	)
-	_, err := Apply(context.Background(), s.Root, bytes.NewReader(data))
-	checkRefused(t, err, "etc/localtime")
-
-	st, err := Apply(context.Background(), s.Root, bytes.NewReader(data), AllowAbsoluteSymlinks(), AllowDevices())
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
+	st, err := Apply(context.Background(), s.Root, bytes.NewReader(layer))
+	must(t, err)
+	if !strings.HasPrefix(string(st.DiffID), "sha256:") || st.DiffID != digest.FromBytes(layer) {
+		t.Errorf("DiffID %s, want %s", st.DiffID, digest.FromBytes(layer))
 	}
-	if st.Entries != 12 || st.Bytes != 2 || st.Whiteouts != 0 {
-		t.Errorf("stats %+v, want 12 entries, 2 bytes, 0 whiteouts", st)
-	}
+	s.checkSentinel(t)
 	if l, err := os.Readlink(filepath.Join(s.Root, "etc/localtime")); err != nil || l != "/usr/share/zoneinfo/UTC" {
 		t.Errorf("etc/localtime -> %q (%v)", l, err)
 	}
-	var stt unix.Stat_t
-	if err := unix.Lstat(filepath.Join(s.Root, "dev/null"), &stt); err != nil || stt.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(stt.Rdev) != 1 || unix.Minor(stt.Rdev) != 3 {
-		t.Errorf("dev/null is not char 1:3: %+v %v", stt, err)
+	if b, err := os.ReadFile(filepath.Join(s.Root, "k")); err != nil || string(b) != "replaces the link" {
+		t.Errorf("k: %q %v", b, err)
 	}
-	for _, p := range []string{"b", "a/x"} {
-		if fi, err := os.Lstat(filepath.Join(s.Root, p)); err != nil || !fi.Mode().IsRegular() {
-			t.Errorf("%s: %v", p, err)
-		}
+	if l, err := os.Readlink(filepath.Join(s.Root, "k3")); err != nil || l != keep {
+		t.Errorf("k3 should be the symlink k2 under a second name: %q %v", l, err)
 	}
-	if fi, err := os.Lstat(filepath.Join(s.Root, "a")); err != nil || !fi.IsDir() {
-		t.Errorf("a should be a directory: %v", err)
+	if _, err := os.Lstat(filepath.Join(s.Root, s.Sentinel, "inside")); err != nil {
+		t.Errorf("an entry below a lower layer's absolute symlink must land inside the root: %v", err)
 	}
-	s.checkSentinel(t)
-}
-
-// TestApplyConfinesExistingSymlinks: symlinks already in the snapshot (from
-// parent layers) may point anywhere; writing below them lands inside the
-// target, and whiteouts and hardlinks act on the link, not its target.
-func TestApplyConfinesExistingSymlinks(t *testing.T) {
-	s := newSandbox(t)
-	must(t, os.Symlink(s.Sentinel, filepath.Join(s.Root, "lnk")))
-	must(t, os.Symlink("../sentinel", filepath.Join(s.Root, "up")))
-	must(t, os.Symlink(filepath.Join(s.Sentinel, "keep"), filepath.Join(s.Root, "keeplink")))
-	data := buildTar(t,
-		file("lnk/pwned", "x"),
-		file("up/pwned2", "x"),
-		hardlink("hl", "keeplink"),
-		file(".wh.up", ""),
-		file("keeplink", "replaced, not written through"),
-	)
-	if _, err := Apply(context.Background(), s.Root, bytes.NewReader(data)); err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	s.checkSentinel(t)
-	for _, p := range []string{filepath.Join(s.Sentinel, "pwned"), "sentinel/pwned2"} {
-		if _, err := os.Lstat(filepath.Join(s.Root, p)); err != nil {
-			t.Errorf("write below an existing symlink should land in the target at %s: %v", p, err)
-		}
-	}
-	if fi, err := os.Lstat(filepath.Join(s.Root, "hl")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		t.Errorf("hl should be a link to the symlink itself: %v %v", fi, err)
-	}
-	if _, err := os.Lstat(filepath.Join(s.Root, "up")); !os.IsNotExist(err) {
-		t.Errorf("the whiteout should remove the symlink up: %v", err)
+	// Relative links to the root and leading ".." that fit are fine.
+	ok := buildTar(t, dir("x/"), dir("x/y/"), symlink("x/y/up", "../../z"), symlink("x/self", "."), file("a/../b", "b"))
+	if _, err := Apply(context.Background(), s.Root, bytes.NewReader(ok)); err != nil {
+		t.Errorf("safe look-alikes refused: %v", err)
 	}
 }
 
-// TestApplyInputs applies the same generated layer through every input
-// path and checks stats and results agree, and that no spool is left.
-func TestApplyInputs(t *testing.T) {
-	spec := Spec{Files: 20, FileSize: 1000, Dirs: 5, Symlinks: 3, Hardlinks: 2}
-	var layer bytes.Buffer
-	must(t, Generate(&layer, 7, spec))
-	var want map[string]node
-	for _, in := range inputs {
-		t.Run(in.name, func(t *testing.T) {
-			root, spool := t.TempDir(), t.TempDir()
-			st, err := Apply(context.Background(), root, in.wrap(t, layer.Bytes()), WithTempDir(spool))
-			if err != nil {
-				t.Fatalf("Apply: %v", err)
-			}
-			if st != (Stats{Entries: 30, Bytes: 20000}) {
-				t.Errorf("stats %+v, want 30 entries and 20000 bytes", st)
-			}
-			got := snapshot(t, root)
-			delete(got, ".") // the temp dir's own mode
-			if want == nil {
-				want = got
-			} else if err := sameSnapshot(want, got); err != nil {
-				t.Errorf("differs from the %s result: %v", inputs[0].name, err)
-			}
-			if left, _ := os.ReadDir(spool); len(left) != 0 {
-				t.Errorf("spool left behind: %v", left)
-			}
-		})
-	}
-}
-
-func TestApplyErrors(t *testing.T) {
-	root := t.TempDir()
-	if _, err := Apply(context.Background(), filepath.Join(root, "missing"), bytes.NewReader(nil)); !errors.Is(err, drivers.ErrNotFound) {
-		t.Errorf("missing target: %v", err)
-	}
-	garbage := bytes.Repeat([]byte("not a tar "), 200)
-	if _, err := Apply(context.Background(), root, bytes.NewReader(garbage)); !errors.Is(err, drivers.ErrInvalidArgument) {
-		t.Errorf("garbage layer: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := Apply(ctx, root, bytes.NewReader(buildTar(t, file("a", "a")))); !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled context: %v", err)
-	}
-	if st, err := Apply(context.Background(), root, bytes.NewReader(nil)); err != nil || st != (Stats{}) {
-		t.Errorf("empty layer: %+v %v", st, err)
-	}
-}
-
-// whiteoutLayer deletes a/gone and makes d opaque with one new file.
-func whiteoutLayer(t *testing.T) []byte {
-	return buildTar(t, dir("a/"), file("a/.wh.gone", ""), dir("d/"), file("d/.wh..wh..opq", ""), file("d/new", "new"))
-}
-
-func whiteoutLower(t *testing.T, root string) {
-	for _, d := range []string{"a", "d/y"} {
-		must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
-	}
-	for _, f := range []string{"a/keep", "a/gone", "d/x", "d/y/z"} {
-		must(t, os.WriteFile(filepath.Join(root, f), []byte(f), 0o644))
-	}
-}
-
-func checkWhiteoutResult(t *testing.T, root string, st Stats) {
+// checkRefused checks that err refuses the layer, before writing, for the
+// rule want; entry is the entry an *EntryError must name ("" for an error
+// about the whole layer).
+func checkRefused(t *testing.T, err error, entry, want string) {
 	t.Helper()
-	if st.Whiteouts != 2 || st.Entries != 5 {
-		t.Errorf("stats %+v, want 5 entries of which 2 whiteouts", st)
+	if err == nil {
+		t.Fatalf("Apply accepted the layer (want %q)", want)
 	}
-	entries := func(d string) []string {
-		des, err := os.ReadDir(filepath.Join(root, d))
-		must(t, err)
-		var names []string
-		for _, de := range des {
-			names = append(names, de.Name())
+	if !errors.Is(err, drivers.ErrInvalidArgument) {
+		t.Errorf("error %v does not wrap ErrInvalidArgument", err)
+	}
+	if errors.Is(err, ErrUnusable) {
+		t.Errorf("error %v says the snapshot is unusable, but the layer was refused before writing", err)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+	var ee *EntryError
+	switch {
+	case entry == "":
+		if errors.As(err, &ee) {
+			t.Errorf("error %v blames entry %q; want an error about the whole layer", err, ee.Entry)
 		}
-		return names
-	}
-	if got := entries("a"); len(got) != 1 || got[0] != "keep" {
-		t.Errorf("a holds %v, want [keep]", got)
-	}
-	if got := entries("d"); len(got) != 1 || got[0] != "new" {
-		t.Errorf("d holds %v, want [new]", got)
-	}
-}
-
-func TestApplyWhiteoutsPlainDir(t *testing.T) {
-	root := t.TempDir()
-	whiteoutLower(t, root)
-	st, err := Apply(context.Background(), root, bytes.NewReader(whiteoutLayer(t)))
-	must(t, err)
-	checkWhiteoutResult(t, root, st)
-}
-
-// TestApplyWhiteoutsOverlay applies to a mounted overlay: the deletions in
-// the merged view become overlay whiteouts in the upper directory.
-func TestApplyWhiteoutsOverlay(t *testing.T) {
-	lfs := loopfs.ForTest(t, "ext4", 0)
-	lower := filepath.Join(lfs.Dir, "lower")
-	whiteoutLower(t, lower)
-	o := newOverlay(t, lfs, "ovl", lower)
-	st, err := Apply(context.Background(), o.Merged, bytes.NewReader(whiteoutLayer(t)))
-	must(t, err)
-	checkWhiteoutResult(t, o.Merged, st)
-	var stt unix.Stat_t
-	if err := unix.Lstat(filepath.Join(o.Upper, "a/gone"), &stt); err != nil || stt.Mode&unix.S_IFMT != unix.S_IFCHR || stt.Rdev != 0 {
-		t.Errorf("upper a/gone should be an overlay whiteout (char 0/0): %+v %v", stt, err)
-	}
-	if _, err := os.Stat(filepath.Join(lower, "a/gone")); err != nil {
-		t.Errorf("the lower must keep a/gone: %v", err)
-	}
-}
-
-// TestValidatorTracksPlantedSymlinks: a symlink stops blocking writes
-// below its name once a later entry removes or replaces it, and only then.
-func TestValidatorTracksPlantedSymlinks(t *testing.T) {
-	steps := []struct {
-		e  entry
-		ok bool
-	}{
-		{dir("d/"), true},
-		{symlink("d/l", "../t"), true},
-		{symlink("d/m", "../t"), true},
-		{file("d/l/x", ""), false},
-		{file(".wh.d", ""), true}, // removes d with both symlinks
-		{dir("d/l/"), true},
-		{file("d/l/x", ""), true},
-		{file("d/m/x", ""), true},
-		{symlink("s", "d"), true},
-		{file("s", "now a file"), true}, // replaced: no longer a symlink
-		{dir("s/"), true},
-		{file("s/x", ""), true},
-		{symlink("k", "d"), true},
-		{file("k/.wh..wh..opq", ""), false},
-		{dir("k/"), true},
-		{file("k/.wh..wh..opq", ""), true},
-	}
-	v := newValidator(options{})
-	for i, s := range steps {
-		hdr := &tar.Header{Name: s.e.Name, Typeflag: s.e.Type, Linkname: s.e.Link}
-		if err := v.check(hdr); (err == nil) != s.ok {
-			t.Errorf("step %d (%s): error %v, want ok=%v", i, s.e.Name, err, s.ok)
-		}
-	}
-	if len(v.planted) != 0 || len(v.below) != 0 {
-		t.Errorf("bookkeeping left %v / %v", v.planted, v.below)
+	case !errors.As(err, &ee):
+		t.Errorf("error %v is not an *EntryError", err)
+	case ee.Entry != entry:
+		t.Errorf("error %q names entry %q, want %q", err, ee.Entry, entry)
 	}
 }

@@ -15,12 +15,32 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/archive"
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/containerd/v2/pkg/archive/tarheader"
 	"github.com/containerd/continuity/sysx"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers"
 )
+
+// Digests identify a layer written by Diff.
+type Digests struct {
+	DiffID digest.Digest // sha256 of the uncompressed tar (rootfs.diff_ids)
+	Digest digest.Digest // sha256 of the bytes written (the blob's digest)
+	Size   int64         // bytes written
+}
+
+// DiffOption changes how Diff writes the layer.
+type DiffOption func(*diffOptions)
+
+type diffOptions struct{ compression compression.Compression }
+
+// WithCompression compresses the layer Diff writes: compression.Gzip or
+// compression.Zstd (compression.Uncompressed is the default).
+func WithCompression(c compression.Compression) DiffOption {
+	return func(o *diffOptions) { o.compression = c }
+}
 
 // Diff writes to w the layer tar of the changes from lower, the mounted
 // view of the parent, to upper, the mounted view of the snapshot; an empty
@@ -28,20 +48,48 @@ import (
 // every driver because it compares the two trees (continuity's
 // fs.Changes via containerd's archive.WriteDiff); deletions become ".wh."
 // entries, and a directory that was deleted and made again shows up as
-// whiteouts of each old child rather than as an opaque marker.
-func Diff(ctx context.Context, w io.Writer, lower, upper string) error {
+// whiteouts of each old child rather than as an opaque marker. It returns
+// the layer's DiffID and the digest and size of what it wrote.
+func Diff(ctx context.Context, w io.Writer, lower, upper string, opts ...DiffOption) (Digests, error) {
+	var o diffOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if lower != "" {
 		if err := checkDir("diff: lower", lower); err != nil {
-			return err
+			return Digests{}, err
 		}
 	}
 	if err := checkDir("diff: upper", upper); err != nil {
-		return err
+		return Digests{}, err
 	}
-	if err := archive.WriteDiff(ctx, w, lower, upper); err != nil {
-		return fmt.Errorf("diff %s against %s: %w", upper, lower, err)
+	blob := &digestWriter{w: w, d: digest.SHA256.Digester()}
+	cw, err := compression.CompressStream(blob, o.compression)
+	if err != nil {
+		return Digests{}, fmt.Errorf("diff: compression %v: %w: %w", o.compression, drivers.ErrInvalidArgument, err)
 	}
-	return nil
+	plain := &digestWriter{w: cw, d: digest.SHA256.Digester()}
+	if err := archive.WriteDiff(ctx, plain, lower, upper); err != nil {
+		return Digests{}, fmt.Errorf("diff %s against %s: %w", upper, lower, err)
+	}
+	if err := cw.Close(); err != nil {
+		return Digests{}, fmt.Errorf("diff %s against %s: %w", upper, lower, err)
+	}
+	return Digests{DiffID: plain.d.Digest(), Digest: blob.d.Digest(), Size: blob.n}, nil
+}
+
+// digestWriter hashes and counts what passes through to w.
+type digestWriter struct {
+	w io.Writer
+	d digest.Digester
+	n int64
+}
+
+func (d *digestWriter) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	d.d.Hash().Write(p[:n])
+	d.n += int64(n)
+	return n, err
 }
 
 // Overlay's private extended attributes. With the userxattr mount option

@@ -163,7 +163,9 @@ func TestDiffEquivalence(t *testing.T) {
 	ctx := context.Background()
 	_, o := changedSnapshot(t)
 	var generic, native bytes.Buffer
-	must(t, Diff(ctx, &generic, o.Lower, o.Merged))
+	if _, err := Diff(ctx, &generic, o.Lower, o.Merged); err != nil {
+		t.Fatal(err)
+	}
 	o.unmount(t) // the native diff reads a committed upper, as overlay2 would
 	must(t, DiffOverlayUpper(ctx, &native, o.Upper, []string{o.Lower}))
 
@@ -244,7 +246,9 @@ func TestDiffRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	lfs, o := changedSnapshot(t)
 	var generic, native bytes.Buffer
-	must(t, Diff(ctx, &generic, o.Lower, o.Merged))
+	if _, err := Diff(ctx, &generic, o.Lower, o.Merged); err != nil {
+		t.Fatal(err)
+	}
 	o.unmount(t)
 	must(t, DiffOverlayUpper(ctx, &native, o.Upper, []string{o.Lower}))
 	want := committedView(t, lfs, o)

@@ -83,9 +83,8 @@ func (s Spec) check() error {
 	if (s.Symlinks > 0 || s.Hardlinks > 0) && s.Files == 0 {
 		return fmt.Errorf("generate layer: symlinks and hardlinks need files to point at: %w", drivers.ErrInvalidArgument)
 	}
-	v := newValidator(options{})
 	for _, p := range append(append([]string{}, s.Whiteouts...), s.Opaque...) {
-		if err := v.check(&tar.Header{Name: p, Typeflag: tar.TypeReg}); err != nil || path.Clean(p) == "." {
+		if err := checkHeader(&tar.Header{Name: p, Typeflag: tar.TypeReg}, options{}); err != nil || path.Clean(p) == "." {
 			return fmt.Errorf("generate layer: whiteout or opaque path %q must name a file or directory below the root: %w", p, drivers.ErrInvalidArgument)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/layerlab/layerlab/drivers"
 )
@@ -63,7 +64,7 @@ func TestGenerateApplies(t *testing.T) {
 	}
 	st, err := Apply(context.Background(), root, bytes.NewReader(layer))
 	must(t, err)
-	if want := (Stats{Entries: 9 + 40 + 4 + 3 + 3, Whiteouts: 3, Bytes: 40 * 5000}); st != want {
+	if want := (Stats{Entries: 9 + 40 + 4 + 3 + 3, Whiteouts: 3, Bytes: 40 * 5000, DiffID: digest.FromBytes(generated(t, 1, uncompressed(spec)))}); st != want {
 		t.Errorf("stats %+v, want %+v", st, want)
 	}
 	var files, links, hard int
@@ -92,6 +93,11 @@ func TestGenerateApplies(t *testing.T) {
 			t.Errorf("%s exists=%v, want %v", p, err == nil, want)
 		}
 	}
+}
+
+func uncompressed(s Spec) Spec {
+	s.Compression = compression.Uncompressed
+	return s
 }
 
 func TestGenerateRefusesBadSpecs(t *testing.T) {

@@ -1,0 +1,163 @@
+package layer
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"io"
+	"slices"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/layerlab/layerlab/drivers"
+)
+
+// blockSize is the tar block: headers, padding and the end-of-archive
+// marker (two zero blocks) come in these.
+const blockSize = 512
+
+// counter passes reads through, counting, hashing and optionally copying
+// the bytes. The first pass reads the layer through it.
+type counter struct {
+	r    io.Reader
+	n    int64
+	h    hash.Hash
+	copy io.Writer // the spool, or nil
+	err  error     // the copy's first error
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.n += int64(n)
+		c.h.Write(p[:n])
+		if c.copy != nil && c.err == nil {
+			if _, werr := c.copy.Write(p[:n]); werr != nil {
+				c.err = werr
+			}
+		}
+	}
+	return n, err
+}
+
+// scanned is what the first pass learned.
+type scanned struct {
+	diffID digest.Digest
+	prints []uint64 // one fingerprint per entry, for the second pass to compare
+	opaque bool     // the layer has opaque markers (the applier tracks what it wrote)
+}
+
+// scan is the first pass: it reads the whole uncompressed layer from r,
+// checks every header against the model of root, hashes every byte for
+// the DiffID and checks the end-of-archive marker. Content is read and
+// dropped; copy, when set, receives every byte read up to the end marker
+// (the spool the second pass reads).
+func scan(ctx context.Context, r io.Reader, root string, o options, copy io.Writer) (scanned, error) {
+	// Buffered: archive/tar reads a header per 512-byte call.
+	c := &counter{r: bufio.NewReaderSize(r, 1<<20), h: sha256.New(), copy: copy}
+	m := newModel(root, o)
+	tr := tar.NewReader(c)
+	var s scanned
+	buf := make([]byte, 32<<10)
+	for {
+		if err := ctx.Err(); err != nil {
+			return s, err
+		}
+		end := c.n // content (and its padding) ends here; Next reads the rest
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			if err := checkEnd(end, c.n); err != nil {
+				return s, err
+			}
+			break
+		}
+		// With GODEBUG=tarinsecurepath=0 the reader flags unsafe names
+		// itself; the model then says which rule they break.
+		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
+			return s, notTar(err, c.n)
+		}
+		if err := m.check(hdr); err != nil {
+			return s, err
+		}
+		s.prints = append(s.prints, fingerprint(hdr))
+		// Reading the content (rather than letting Next skip it) puts the
+		// counter at its end, which checkEnd needs. A sparse file's holes
+		// come out as zeros: bounded by the budget checked just above.
+		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
+			return s, notTar(err, c.n)
+		}
+	}
+	s.opaque = m.opaque
+	c.copy = nil // what follows the end marker is hashed, never applied
+	if _, err := io.CopyBuffer(io.Discard, c, buf); err != nil {
+		return s, fmt.Errorf("read layer: %w", err)
+	}
+	if c.err != nil {
+		return s, fmt.Errorf("spool layer: %w", c.err)
+	}
+	s.diffID = digest.NewDigest(digest.SHA256, c.h)
+	if o.diffID != "" && o.diffID != s.diffID {
+		return s, invalid("layer DiffID is %s, not the expected %s: the layer is corrupt, truncated or not the one the image names", s.diffID, o.diffID)
+	}
+	return s, nil
+}
+
+// checkEnd checks that the bytes the tar reader consumed to find the end
+// (from end to at) were padding and the two zero blocks of the
+// end-of-archive marker. archive/tar reports a clean EOF for a tar cut at
+// a block boundary, which would apply the entries before the cut as a
+// whole layer.
+func checkEnd(end, at int64) error {
+	pad := (blockSize - end%blockSize) % blockSize
+	if at == 0 {
+		return invalid("layer is empty: not a tar (no end-of-archive marker)")
+	}
+	if zero := (at - end - pad) / blockSize; zero < 2 {
+		return invalid("layer is truncated: it ends after %d bytes without the end-of-archive marker (two zero blocks)", at)
+	}
+	return nil
+}
+
+// notTar turns a tar reader error into an ErrInvalidArgument error.
+func notTar(err error, at int64) error {
+	if errors.Is(err, drivers.ErrInvalidArgument) {
+		return err
+	}
+	if errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, tar.ErrFieldTooLong) {
+		return fmt.Errorf("layer is not a valid tar (%v near byte %d): %w", err, at, drivers.ErrInvalidArgument)
+	}
+	return fmt.Errorf("read layer: %w", err)
+}
+
+// fingerprint sums what the second pass acts on, so it can refuse a
+// seekable input that changed between the passes.
+func fingerprint(hdr *tar.Header) uint64 {
+	h := fnv.New64a()
+	for _, s := range []string{hdr.Name, hdr.Linkname, string(hdr.Typeflag),
+		strconv.FormatInt(hdr.Size, 10), strconv.FormatInt(hdr.Mode, 8),
+		strconv.Itoa(hdr.Uid), strconv.Itoa(hdr.Gid),
+		strconv.FormatInt(hdr.Devmajor, 10), strconv.FormatInt(hdr.Devminor, 10)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	if len(hdr.PAXRecords) > 0 {
+		keys := make([]string, 0, len(hdr.PAXRecords))
+		for k := range hdr.PAXRecords {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			h.Write([]byte(k))
+			h.Write([]byte{0})
+			h.Write([]byte(hdr.PAXRecords[k]))
+			h.Write([]byte{0})
+		}
+	}
+	return h.Sum64()
+}
