@@ -17,6 +17,7 @@ all: build
 setup:
 	@bash scripts/setup.sh $(PACKAGES)
 	@$(GO) mod download
+	@bash scripts/images/debian-minbase.sh >/dev/null
 
 COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 VERSION := $(shell git describe --tags --always 2>/dev/null || echo dev)

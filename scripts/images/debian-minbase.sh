@@ -5,8 +5,13 @@
 # build leaves nothing there. /dev is emptied (an image carries no device
 # nodes; a runtime makes them), as are docs and apt's lists.
 #
-# usage: debian-minbase.sh [CACHE]   (default: ${LAYERLAB_IMAGE_CACHE:-/var/cache/layerlab/images})
+# make setup builds it; tests ask with --cached, which never reaches the
+# network and exits 5 when the image is not built yet.
+#
+# usage: debian-minbase.sh [--cached] [CACHE]   (default: ${LAYERLAB_IMAGE_CACHE:-/var/cache/layerlab/images})
 set -euo pipefail
+cached=false
+if [ "${1:-}" = --cached ]; then cached=true; shift; fi
 cache=${1:-${LAYERLAB_IMAGE_CACHE:-/var/cache/layerlab/images}}
 mirror=${LAYERLAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
@@ -15,6 +20,10 @@ dest="$cache/debian-$suite-minbase"
 if [ -f "$dest/ready" ]; then
   echo "$dest/rootfs"
   exit 0
+fi
+if $cached; then
+  echo "no Debian minbase image in $dest (make setup builds it)" >&2
+  exit 5
 fi
 command -v debootstrap >/dev/null || { echo "debootstrap is not installed (run make setup)" >&2; exit 3; }
 mkdir -p "$cache"
