@@ -8,6 +8,10 @@ package vfs
 import (
 	"context"
 	"fmt"
+	iofs "io/fs"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/containerd/continuity/fs"
 
@@ -103,7 +107,36 @@ func (b *backend) Create(ctx context.Context, s storage.Snapshot) error {
 		b.dirs.Remove(s.ID)
 		return fmt.Errorf("copy parent: %w", err)
 	}
+	if err := dirTimes(b.fs(s.ID), b.fs(s.ParentIDs[0])); err != nil {
+		b.dirs.Remove(s.ID)
+		return fmt.Errorf("copy parent: %w", err)
+	}
 	return nil
+}
+
+// dirTimes gives every directory of the copy dst the times of its
+// original in src. CopyDir sets a directory's times before it fills it,
+// so each child it makes moves the directory's mtime to the copy's time,
+// and Diff of a snapshot would then differ from the layer it came from.
+func dirTimes(dst, src string) error {
+	return filepath.WalkDir(src, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", p, err)
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		ts := []unix.Timespec{st.Atim, st.Mtim}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(dst, rel), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("set times of the copy of %s: %w", p, err)
+		}
+		return nil
+	})
 }
 
 func (b *backend) Mounts(s storage.Snapshot) ([]drivers.Mount, error) {

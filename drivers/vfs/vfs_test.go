@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/loopfs"
@@ -74,5 +75,56 @@ func TestRegistryOpenKeepsTheProbesClass(t *testing.T) {
 	_, err := drivers.NewRegistry(Factory()).Open(context.Background(), Name, file, nil)
 	if !errors.Is(err, drivers.ErrInvalidArgument) || errors.Is(err, drivers.ErrUnavailable) {
 		t.Fatalf("registry open of a file home: %v, want ErrInvalidArgument", err)
+	}
+}
+
+// A child's copy of its parent keeps every directory's times, so Diff of
+// the child against the parent sees no change in them.
+func TestCopyKeepsDirectoryTimes(t *testing.T) {
+	fs := loopfs.ForTest(t, "ext4", 0)
+	ctx := context.Background()
+	d, err := New(ctx, filepath.Join(fs.Dir, "home"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ms, err := d.Prepare(ctx, "parent-active", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := ms[0].Source
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	dirs := []string{"a/b/c", "a/b", "a", "."}
+	if err := os.MkdirAll(filepath.Join(root, "a/b/c"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "a/b/c/f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range dirs {
+		if err := os.Chtimes(filepath.Join(root, p), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Commit(ctx, "parent", "parent-active"); err != nil {
+		t.Fatal(err)
+	}
+	for _, mk := range []func() ([]drivers.Mount, error){
+		func() ([]drivers.Mount, error) { return d.Prepare(ctx, "child", "parent") },
+		func() ([]drivers.Mount, error) { return d.View(ctx, "view", "parent") },
+	} {
+		ms, err := mk()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range dirs {
+			fi, err := os.Stat(filepath.Join(ms[0].Source, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !fi.ModTime().Equal(old) {
+				t.Errorf("%s in the copy: mtime %v, want the parent's %v", p, fi.ModTime(), old)
+			}
+		}
 	}
 }
