@@ -54,6 +54,12 @@ type Backend interface {
 	Close() error
 }
 
+// ChangesBackend is implemented by backends that keep each snapshot's own
+// changes apart from its parent's (see drivers.Differ).
+type ChangesBackend interface {
+	Changes(s storage.Snapshot) (drivers.Changes, error)
+}
+
 // Projects is implemented by backends that put every active snapshot in
 // a quota project of its own (overlay2 on xfs with prjquota). ProjectBase
 // returns the lowest id to hand out, or 0 when quotas are off.
@@ -353,6 +359,23 @@ func (d *Driver) Mounts(ctx context.Context, key string) ([]drivers.Mount, error
 		return nil, fmt.Errorf("mounts of %q: committed snapshots are not mounted; prepare or view a child: %w", key, drivers.ErrFailedPrecondition)
 	}
 	return d.backend.Mounts(s)
+}
+
+// Changes implements drivers.Differ for the backends that can.
+func (d *Driver) Changes(ctx context.Context, key string) (drivers.Changes, error) {
+	if err := d.check(); err != nil {
+		return drivers.Changes{}, err
+	}
+	cb, ok := d.backend.(ChangesBackend)
+	if !ok {
+		return drivers.Changes{}, fmt.Errorf("%s keeps no per-snapshot change record; compare mounted views instead: %w", d.name, drivers.ErrNotImplemented)
+	}
+	defer d.locks.lock(nil, key)()
+	s, err := d.get(ctx, key)
+	if err != nil {
+		return drivers.Changes{}, err
+	}
+	return cb.Changes(s)
 }
 
 // Prepare implements drivers.Snapshotter.

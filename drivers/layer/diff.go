@@ -51,10 +51,6 @@ func WithCompression(c compression.Compression) DiffOption {
 // whiteouts of each old child rather than as an opaque marker. It returns
 // the layer's DiffID and the digest and size of what it wrote.
 func Diff(ctx context.Context, w io.Writer, lower, upper string, opts ...DiffOption) (Digests, error) {
-	var o diffOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
 	if lower != "" {
 		if err := checkDir("diff: lower", lower); err != nil {
 			return Digests{}, err
@@ -63,17 +59,31 @@ func Diff(ctx context.Context, w io.Writer, lower, upper string, opts ...DiffOpt
 	if err := checkDir("diff: upper", upper); err != nil {
 		return Digests{}, err
 	}
+	d, err := writeLayer(w, opts, func(tw io.Writer) error { return archive.WriteDiff(ctx, tw, lower, upper) })
+	if err != nil {
+		return Digests{}, fmt.Errorf("diff %s against %s: %w", upper, lower, err)
+	}
+	return d, nil
+}
+
+// writeLayer runs write with a writer that compresses as opts say into w,
+// and returns the digests of the tar write wrote and of the blob.
+func writeLayer(w io.Writer, opts []DiffOption, write func(io.Writer) error) (Digests, error) {
+	var o diffOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	blob := &digestWriter{w: w, d: digest.SHA256.Digester()}
 	cw, err := compression.CompressStream(blob, o.compression)
 	if err != nil {
 		return Digests{}, fmt.Errorf("diff: compression %v: %w: %w", o.compression, drivers.ErrInvalidArgument, err)
 	}
 	plain := &digestWriter{w: cw, d: digest.SHA256.Digester()}
-	if err := archive.WriteDiff(ctx, plain, lower, upper); err != nil {
-		return Digests{}, fmt.Errorf("diff %s against %s: %w", upper, lower, err)
+	if err := write(plain); err != nil {
+		return Digests{}, err
 	}
 	if err := cw.Close(); err != nil {
-		return Digests{}, fmt.Errorf("diff %s against %s: %w", upper, lower, err)
+		return Digests{}, err
 	}
 	return Digests{DiffID: plain.d.Digest(), Digest: blob.d.Digest(), Size: blob.n}, nil
 }

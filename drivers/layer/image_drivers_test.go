@@ -126,7 +126,7 @@ func roundTrip(t *testing.T, drv drivers.Driver, layers []string, diffIDs []dige
 
 // withMount makes a snapshot with mk, mounts it, runs fn on the mount
 // point and unmounts it.
-func withMount(t *testing.T, mk func() ([]drivers.Mount, error), fn func(dir string)) {
+func withMount(t testing.TB, mk func() ([]drivers.Mount, error), fn func(dir string)) {
 	t.Helper()
 	mounts, err := mk()
 	mustDo(t, err)

@@ -116,3 +116,14 @@ func (b *classic) IDs(ctx context.Context) ([]string, error) { return b.dirs.IDs
 func (b *classic) Capabilities() drivers.Capabilities { return b.caps }
 
 func (b *classic) Close() error { return nil }
+
+// Changes implements core.ChangesBackend: fs is the upper directory the
+// snapshot was written through; its commit links it into a complete tree
+// but leaves it as it was. A view's fs stays empty: it changes nothing.
+func (b *classic) Changes(s storage.Snapshot) (drivers.Changes, error) {
+	var lowers []string
+	if len(s.ParentIDs) > 0 {
+		lowers = []string{b.dirs.Path(s.ParentIDs[0], "root")}
+	}
+	return drivers.Changes{Format: drivers.ChangesOverlay, Dir: b.dirs.Path(s.ID, "fs"), Lowers: lowers}, nil
+}

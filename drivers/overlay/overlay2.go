@@ -186,3 +186,14 @@ func (b *overlay2) IDs(ctx context.Context) ([]string, error) { return b.dirs.ID
 func (b *overlay2) Capabilities() drivers.Capabilities { return b.caps }
 
 func (b *overlay2) Close() error { return nil }
+
+// Changes implements core.ChangesBackend: the snapshot's fs directory is
+// its overlay upper, whatever its kind (a base snapshot's holds its whole
+// tree, which is all it changed).
+func (b *overlay2) Changes(s storage.Snapshot) (drivers.Changes, error) {
+	lowers := make([]string, len(s.ParentIDs))
+	for i, id := range s.ParentIDs {
+		lowers[i] = b.dirs.Path(id, "fs")
+	}
+	return drivers.Changes{Format: drivers.ChangesOverlay, Dir: b.dirs.Path(s.ID, "fs"), Lowers: lowers}, nil
+}
