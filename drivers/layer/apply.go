@@ -66,13 +66,17 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ...Option) (Stats,
 	}
 	defer done()
 	a := newApplier(ctx, dir, o, s)
+	if a.rootfd, err = openRoot(a.root); err != nil {
+		return Stats{}, fmt.Errorf("apply layer: %w", err)
+	}
+	defer a.rootfd.close()
 	if err := a.apply(src); err != nil {
 		if a.touched {
 			return a.st, fmt.Errorf("apply layer to %s: %w (%w)", dir, err, ErrUnusable)
 		}
 		return a.st, fmt.Errorf("apply layer to %s: %w", dir, err)
 	}
-	a.st.DiffID = s.diffID
+	a.st.DiffID = a.s.diffID
 	return a.st, nil
 }
 

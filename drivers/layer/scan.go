@@ -4,10 +4,8 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/fnv"
 	"io"
 	"slices"
@@ -22,12 +20,11 @@ import (
 // marker (two zero blocks) come in these.
 const blockSize = 512
 
-// counter passes reads through, counting, hashing and optionally copying
-// the bytes. The first pass reads the layer through it.
+// counter passes reads through, counting and optionally copying the
+// bytes. The first pass reads the layer through it.
 type counter struct {
 	r    io.Reader
 	n    int64
-	h    hash.Hash
 	copy io.Writer // the spool, or nil
 	err  error     // the copy's first error
 }
@@ -36,7 +33,6 @@ func (c *counter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if n > 0 {
 		c.n += int64(n)
-		c.h.Write(p[:n])
 		if c.copy != nil && c.err == nil {
 			if _, werr := c.copy.Write(p[:n]); werr != nil {
 				c.err = werr
@@ -58,9 +54,15 @@ type scanned struct {
 // the DiffID and checks the end-of-archive marker. Content is read and
 // dropped; copy, when set, receives every byte read up to the end marker
 // (the spool the second pass reads).
-func scan(ctx context.Context, r io.Reader, root string, o options, copy io.Writer) (scanned, error) {
+func scan(ctx context.Context, r io.Reader, root string, o options, copy io.Writer) (_ scanned, err error) {
+	hr := newHashReader(r)
+	defer func() {
+		if hr != nil {
+			hr.sum()
+		}
+	}()
 	// Buffered: archive/tar reads a header per 512-byte call.
-	c := &counter{r: bufio.NewReaderSize(r, 1<<20), h: sha256.New(), copy: copy}
+	c := &counter{r: bufio.NewReaderSize(hr, 1<<20), copy: copy}
 	m := newModel(root, o)
 	tr := tar.NewReader(c)
 	var s scanned
@@ -101,7 +103,7 @@ func scan(ctx context.Context, r io.Reader, root string, o options, copy io.Writ
 	if c.err != nil {
 		return s, fmt.Errorf("spool layer: %w", c.err)
 	}
-	s.diffID = digest.NewDigest(digest.SHA256, c.h)
+	s.diffID, hr = hr.sum(), nil
 	if o.diffID != "" && o.diffID != s.diffID {
 		return s, invalid("layer DiffID is %s, not the expected %s: the layer is corrupt, truncated or not the one the image names", s.diffID, o.diffID)
 	}

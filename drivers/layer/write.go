@@ -32,6 +32,7 @@ type applier struct {
 	dirs    map[string]string    // tar directory -> host path, while nothing is removed
 	times   map[string]time.Time // directories whose times are set last
 	made    map[string]bool      // host paths this layer wrote (only with opaque markers)
+	rootfd  *rootFD              // where files are created
 	buf     []byte
 }
 
@@ -291,26 +292,25 @@ func (a *applier) linkTarget(name string) (string, error) {
 // anything else at p is removed first, never written through.
 func (a *applier) file(p string, hdr *tar.Header, tr *tar.Reader, mode uint32) error {
 	a.touched = true
-	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	fd, err := a.rootfd.createExcl(p)
 	if errors.Is(err, unix.EEXIST) {
 		if err := a.remove(p); err != nil {
 			return err
 		}
-		fd, err = unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		fd, err = a.rootfd.createExcl(p)
 	}
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), p)
-	n, err := a.content(f, tr, isSparse(hdr))
+	n, err := a.content(fd, tr, isSparse(hdr))
 	if err == nil && n != hdr.Size {
 		err = fmt.Errorf("wrote %d of %d bytes", n, hdr.Size)
 	}
 	if err == nil {
 		err = a.fmeta(fd, p, hdr, mode)
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = fmt.Errorf("close: %w", cerr)
 	}
 	a.st.Bytes += n
 	return err
@@ -318,9 +318,9 @@ func (a *applier) file(p string, hdr *tar.Header, tr *tar.Reader, mode uint32) e
 
 // content copies the entry's data to f. For a sparse entry, blocks of
 // zeros are skipped instead of written, so holes stay holes.
-func (a *applier) content(f *os.File, tr *tar.Reader, sparse bool) (int64, error) {
+func (a *applier) content(fd int, tr *tar.Reader, sparse bool) (int64, error) {
 	if !sparse {
-		return io.CopyBuffer(struct{ io.Writer }{f}, tr, a.buf)
+		return io.CopyBuffer(fdWriter(fd), tr, a.buf)
 	}
 	var n int64
 	zero := make([]byte, len(a.buf))
@@ -328,16 +328,16 @@ func (a *applier) content(f *os.File, tr *tar.Reader, sparse bool) (int64, error
 		k, err := io.ReadFull(tr, a.buf)
 		if k > 0 {
 			if bytes.Equal(a.buf[:k], zero[:k]) {
-				if _, serr := f.Seek(int64(k), io.SeekCurrent); serr != nil {
+				if _, serr := unix.Seek(fd, int64(k), io.SeekCurrent); serr != nil {
 					return n, serr
 				}
-			} else if _, werr := f.Write(a.buf[:k]); werr != nil {
+			} else if _, werr := fdWriter(fd).Write(a.buf[:k]); werr != nil {
 				return n, werr
 			}
 			n += int64(k)
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return n, f.Truncate(n) // a hole at the end needs the size set
+			return n, unix.Ftruncate(fd, n) // a hole at the end needs the size set
 		}
 		if err != nil {
 			return n, err
@@ -359,7 +359,7 @@ func (a *applier) fmeta(fd int, p string, hdr *tar.Header, mode uint32) error {
 	if err := unix.Fchmod(fd, mode); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
-	return a.chtimes(p, hdr.ModTime)
+	return futimens(fd, hdr.ModTime)
 }
 
 // meta sets owner, xattrs, mode (when chmod) and, except for directories
