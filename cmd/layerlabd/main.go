@@ -1,0 +1,122 @@
+// Command layerlabd is layerlab's container runtime daemon: it serves the
+// Docker Engine API (1.41) on a unix socket so the docker CLI and
+// docker-py drive it, with any of layerlab's storage drivers. This file
+// holds the flags and the wiring only; the work is in runtime/.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/aufs"
+	"github.com/layerlab/layerlab/drivers/btrfs"
+	"github.com/layerlab/layerlab/drivers/devicemapper"
+	"github.com/layerlab/layerlab/drivers/overlay"
+	"github.com/layerlab/layerlab/drivers/vfs"
+	"github.com/layerlab/layerlab/drivers/zfs"
+	"github.com/layerlab/layerlab/runtime/daemon"
+)
+
+// Set by the Makefile (-ldflags -X).
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// registry wires in the drivers this build carries, as cmd/layerlab does.
+func registry() *drivers.Registry {
+	return drivers.NewRegistry(
+		vfs.Factory(),
+		overlay.OverlayFactory(),
+		overlay.Overlay2Factory(),
+		aufs.Factory(),
+		btrfs.Factory(),
+		devicemapper.Factory(),
+		zfs.Factory(),
+	)
+}
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "layerlabd:", err)
+		if errors.Is(err, drivers.ErrInvalidArgument) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	var (
+		hosts    []string
+		cfg      daemon.Config
+		enabled  []string
+		optFlags []string
+	)
+	cmd := &cobra.Command{
+		Use:           "layerlabd",
+		Short:         "Serve the Docker Engine API (1.41) with layerlab's storage drivers",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version + " (" + commit + ")",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Registry = registry()
+			cfg.Version, cfg.Commit = version, commit
+			cfg.Drivers = enabled
+			opts, err := storageOptions(cfg.Registry, optFlags)
+			if err != nil {
+				return err
+			}
+			cfg.Options = opts
+			return serve(cmd.Context(), cfg, hosts)
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w: %w", err, drivers.ErrInvalidArgument)
+	})
+	f := cmd.Flags()
+	f.StringArrayVarP(&hosts, "host", "H", []string{"unix:///run/layerlab/layerlab.sock"}, "socket to listen on (repeatable; unix:// only for now)")
+	f.StringVar(&cfg.DataRoot, "data-root", "/var/lib/layerlab", "root of the daemon's state: images, driver homes, layerlabd.db")
+	f.StringVar(&cfg.ExecRoot, "exec-root", "/run/layerlab", "root of the daemon's runtime state")
+	f.StringVar(&cfg.DefaultDriver, "storage-driver", "overlay2", "default storage driver")
+	f.StringSliceVar(&enabled, "storage-drivers", nil, "storage drivers to open, each in DATA-ROOT/NAME (the default driver is always opened)")
+	f.StringArrayVar(&optFlags, "storage-opt", nil, "driver option as DRIVER.KEY=VALUE (repeatable), e.g. overlay2.size=10G or btrfs.home=/mnt/btrfs")
+	f.BoolVarP(&cfg.Debug, "debug", "D", false, "log every request")
+	return cmd
+}
+
+// storageOptions parses dockerd-style DRIVER.KEY=VALUE options and checks
+// them against each driver before anything is opened; KEY "home" is the
+// daemon's (where the driver's home is), not the driver's.
+func storageOptions(reg *drivers.Registry, flags []string) (map[string]drivers.Options, error) {
+	out := map[string]drivers.Options{}
+	for _, kv := range flags {
+		k, v, ok := strings.Cut(kv, "=")
+		name, key, dotted := strings.Cut(k, ".")
+		if !ok || !dotted || name == "" || key == "" {
+			return nil, fmt.Errorf("--storage-opt %q: %w: want DRIVER.KEY=VALUE, e.g. overlay2.size=10G", kv, drivers.ErrInvalidArgument)
+		}
+		if out[name] == nil {
+			out[name] = drivers.Options{}
+		}
+		out[name][key] = v
+	}
+	for name, o := range out {
+		check := drivers.Options{}
+		for k, v := range o {
+			if k != "home" {
+				check[k] = v
+			}
+		}
+		if err := reg.CheckOptions(name, check); err != nil {
+			return nil, fmt.Errorf("--storage-opt: %w", err)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,279 @@
+// Package daemon wires layerlabd together: it takes the data root (one
+// daemon per root, by an exclusive flock), opens the enabled storage
+// drivers each in its own home, the daemon's one bbolt state file and the
+// image store, and answers the API's calls (runtime/api.Backend).
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/system"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/runtime/api"
+	"github.com/layerlab/layerlab/runtime/images"
+)
+
+// Config is what layerlabd was asked to run with.
+type Config struct {
+	Registry      *drivers.Registry
+	DataRoot      string
+	ExecRoot      string
+	DefaultDriver string                     // --storage-driver
+	Drivers       []string                   // --storage-drivers; the default is added when missing
+	Options       map[string]drivers.Options // per driver; "home" moves the driver's home
+	Version       string                     // layerlabd's own version
+	Commit        string
+	Debug         bool
+}
+
+// Daemon holds what layerlabd opened. Its methods are the API's Backend.
+type Daemon struct {
+	cfg     Config
+	lock    *os.File
+	db      *bolt.DB
+	drivers map[string]drivers.Driver
+	names   []string
+	images  *images.Store
+}
+
+var _ api.Backend = (*Daemon)(nil)
+
+// ErrLocked is a data root another daemon holds.
+var ErrLocked = fmt.Errorf("data root in use: %w", drivers.ErrUnavailable)
+
+// New opens everything cfg names. On error whatever it opened is closed.
+func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
+	if !filepath.IsAbs(cfg.DataRoot) || !filepath.IsAbs(cfg.ExecRoot) {
+		return nil, fmt.Errorf("--data-root %q and --exec-root %q must be absolute paths: %w", cfg.DataRoot, cfg.ExecRoot, drivers.ErrInvalidArgument)
+	}
+	if cfg.DefaultDriver == "" {
+		return nil, fmt.Errorf("no default storage driver: %w", drivers.ErrInvalidArgument)
+	}
+	if !slices.Contains(cfg.Drivers, cfg.DefaultDriver) {
+		cfg.Drivers = append([]string{cfg.DefaultDriver}, cfg.Drivers...)
+	}
+	for name := range cfg.Options {
+		if !slices.Contains(cfg.Drivers, name) {
+			return nil, fmt.Errorf("--storage-opt for %s, which is not enabled (enabled: %s): %w", name, strings.Join(cfg.Drivers, ", "), drivers.ErrInvalidArgument)
+		}
+	}
+	for _, dir := range []string{cfg.DataRoot, cfg.ExecRoot} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, d.Close())
+		}
+	}()
+	if d.lock, err = lockRoot(cfg.DataRoot); err != nil {
+		return nil, err
+	}
+	if err := d.openDrivers(ctx); err != nil {
+		return nil, err
+	}
+	if d.db, err = bolt.Open(filepath.Join(cfg.DataRoot, "layerlabd.db"), 0o600, nil); err != nil {
+		return nil, fmt.Errorf("state file: %w", err)
+	}
+	if d.images, err = images.New(filepath.Join(cfg.DataRoot, "image"), d.db); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// lockRoot takes the data root's lock file and writes our pid in it, so a
+// second daemon can name the holder.
+func lockRoot(root string) (*os.File, error) {
+	path := filepath.Join(root, "layerlabd.pid")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(f)
+		f.Close()
+		who := "another process"
+		if pid := strings.TrimSpace(string(holder)); pid != "" {
+			who = "another layerlabd (pid " + pid + ")"
+		}
+		return nil, fmt.Errorf("data root %s is in use by %s: %w; stop it or give this one another --data-root", root, who, ErrLocked)
+	}
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// openDrivers opens each enabled driver in DATA-ROOT/NAME, or where its
+// "home" option puts it.
+func (d *Daemon) openDrivers(ctx context.Context) error {
+	for _, name := range d.cfg.Drivers {
+		opts := drivers.Options{}
+		for k, v := range d.cfg.Options[name] {
+			opts[k] = v
+		}
+		home := filepath.Join(d.cfg.DataRoot, name)
+		if h, ok := opts["home"]; ok {
+			home = h
+			delete(opts, "home")
+		}
+		drv, err := d.cfg.Registry.Open(ctx, name, home, opts)
+		if err != nil {
+			return fmt.Errorf("storage driver %s cannot open with its home at %s: %w (set --storage-opt %s.home=DIR to move it, or leave %s out of --storage-drivers)", name, home, err, name, name)
+		}
+		d.drivers[name] = drv
+		d.names = append(d.names, name)
+	}
+	return nil
+}
+
+// Driver returns the enabled driver name.
+func (d *Daemon) Driver(name string) (drivers.Driver, error) {
+	drv, ok := d.drivers[name]
+	if !ok {
+		return nil, fmt.Errorf("storage driver %q is not enabled (enabled: %s): %w", name, strings.Join(d.names, ", "), drivers.ErrInvalidArgument)
+	}
+	return drv, nil
+}
+
+// Images returns the image store.
+func (d *Daemon) Images() *images.Store { return d.images }
+
+// Close closes the drivers, the state file and the lock.
+func (d *Daemon) Close() error {
+	var errs []error
+	for _, name := range d.names {
+		errs = append(errs, d.drivers[name].Close())
+	}
+	d.names = nil
+	if d.db != nil {
+		errs = append(errs, d.db.Close())
+		d.db = nil
+	}
+	if d.lock != nil {
+		errs = append(errs, d.lock.Close())
+		d.lock = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Version answers GET /version.
+func (d *Daemon) Version(context.Context) types.Version {
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	kernel := unix.ByteSliceToString(uts.Release[:])
+	v := types.Version{
+		Version: d.cfg.Version, APIVersion: api.MaxVersion, MinAPIVersion: api.MinVersion,
+		GitCommit: d.cfg.Commit, GoVersion: runtime.Version(), Os: runtime.GOOS, Arch: runtime.GOARCH,
+		KernelVersion: kernel,
+	}
+	v.Platform.Name = "layerlab"
+	v.Components = []types.ComponentVersion{{Name: "Engine", Version: d.cfg.Version, Details: map[string]string{
+		"ApiVersion": api.MaxVersion, "MinAPIVersion": api.MinVersion, "GitCommit": d.cfg.Commit,
+		"GoVersion": runtime.Version(), "Os": runtime.GOOS, "Arch": runtime.GOARCH, "KernelVersion": kernel,
+	}}}
+	return v
+}
+
+// Info answers GET /info: the default driver with its capabilities, and
+// every enabled driver.
+func (d *Daemon) Info(context.Context) (system.Info, error) {
+	caps := d.drivers[d.cfg.DefaultDriver].Capabilities()
+	status := [][2]string{
+		{"Strategy", string(caps.Strategy)},
+		{"Granularity", string(caps.Granularity)},
+		{"Quota", drivers.YesNo(caps.Quota)},
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Join(d.cfg.DataRoot, d.cfg.DefaultDriver), &st); err == nil {
+		status = append(status, [2]string{"Backing Filesystem", fsName(st.Type)})
+	}
+	status = append(status, [2]string{"Enabled Drivers", strings.Join(d.names, ",")})
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	host, _ := os.Hostname()
+	info := system.Info{
+		ID: "layerlabd", Containers: 0, Images: d.images.Count(),
+		Driver: d.cfg.DefaultDriver, DriverStatus: status,
+		Name: host, ServerVersion: d.cfg.Version, OperatingSystem: "layerlab", OSType: runtime.GOOS,
+		Architecture: runtime.GOARCH, KernelVersion: unix.ByteSliceToString(uts.Release[:]),
+		NCPU: runtime.NumCPU(), DockerRootDir: d.cfg.DataRoot, Debug: d.cfg.Debug,
+		LoggingDriver: "json-file", CgroupDriver: "cgroupfs", DefaultRuntime: "libcontainer",
+		IndexServerAddress: "https://index.docker.io/v1/",
+	}
+	return info, nil
+}
+
+// fsName names the filesystems layerlab's drivers sit on.
+func fsName(magic int64) string {
+	switch magic {
+	case unix.EXT4_SUPER_MAGIC:
+		return "extfs"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlayfs"
+	}
+	return fmt.Sprintf("0x%x", magic)
+}
+
+// The image calls delegate to the store.
+
+func (d *Daemon) LoadImages(ctx context.Context, r io.Reader) ([]images.Loaded, error) {
+	return d.images.Load(ctx, r)
+}
+
+func (d *Daemon) SaveImages(ctx context.Context, w io.Writer, names []string) error {
+	return d.images.Save(ctx, w, names)
+}
+
+func (d *Daemon) ListImages(_ context.Context, f filters.Args) ([]image.Summary, error) {
+	return d.images.List(f)
+}
+
+func (d *Daemon) InspectImage(_ context.Context, name string) (image.InspectResponse, error) {
+	return d.images.Inspect(name)
+}
+
+func (d *Daemon) ImageHistory(_ context.Context, name string) ([]image.HistoryResponseItem, error) {
+	return d.images.History(name)
+}
+
+func (d *Daemon) TagImage(_ context.Context, name, ref string) error { return d.images.Tag(name, ref) }
+
+// DeleteImage removes name; prune has no effect yet: images have no
+// parent images to prune until commit exists.
+func (d *Daemon) DeleteImage(_ context.Context, name string, force, _ bool) ([]image.DeleteResponse, error) {
+	steps, err := d.images.Delete(name, force)
+	var out []image.DeleteResponse
+	for _, s := range steps {
+		out = append(out, image.DeleteResponse{Untagged: s.Untagged, Deleted: s.Deleted.String()})
+	}
+	return out, err
+}

@@ -1,0 +1,127 @@
+package images
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/layer"
+	"github.com/layerlab/layerlab/drivers/mount"
+)
+
+// ChainIDs returns the OCI chain IDs of layers with the given DiffIDs:
+// chainID(0) = diffID(0), chainID(n) = sha256(chainID(n-1) + " " + diffID(n)).
+func ChainIDs(diffIDs []digest.Digest) []digest.Digest {
+	out := make([]digest.Digest, len(diffIDs))
+	for i, d := range diffIDs {
+		if i == 0 {
+			out[i] = d
+			continue
+		}
+		out[i] = digest.FromString(out[i-1].String() + " " + d.String())
+	}
+	return out
+}
+
+// Unpack makes the layers of image id committed snapshots of driver, each
+// named by its chain ID, and returns the top one's name (the parent of a
+// container's rootfs). A layer already committed there, by this image or
+// another sharing it, is reused. Unpacks of the same chain on the same
+// driver are serialized, so concurrent callers unpack each layer once.
+func (s *Store) Unpack(ctx context.Context, driver drivers.Snapshotter, id digest.Digest) (string, error) {
+	var rec Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		r, ok, err := record(tx, id)
+		if !ok && err == nil {
+			err = fmt.Errorf("No such image: %s: %w", id, ErrNoSuchImage)
+		}
+		rec = r
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	parent := ""
+	for i, chain := range ChainIDs(rec.Layers) {
+		key := chain.String()
+		if err := s.unpackLayer(ctx, driver, key, parent, rec.Layers[i]); err != nil {
+			return "", fmt.Errorf("unpack image %s layer %d: %w", id, i, err)
+		}
+		parent = key
+	}
+	return parent, nil
+}
+
+// unpackLayer commits layer diffID on parent as key, unless key exists.
+func (s *Store) unpackLayer(ctx context.Context, driver drivers.Snapshotter, key, parent string, diffID digest.Digest) error {
+	// The driver's identity is part of the lock: another driver's chain
+	// of the same ID is independent.
+	unlock := s.locks.lock(fmt.Sprintf("%p/%s", driver, key))
+	defer unlock()
+	if _, err := driver.Stat(ctx, key); err == nil {
+		return nil
+	} else if !errors.Is(err, drivers.ErrNotFound) {
+		return err
+	}
+	tmp := "extract-" + randomHex() + "-" + key
+	mounts, err := driver.Prepare(ctx, tmp, parent)
+	if err != nil {
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = driver.Remove(context.WithoutCancel(ctx), tmp)
+		}
+	}()
+	if err := s.applyOn(ctx, mounts, diffID); err != nil {
+		return err
+	}
+	err = driver.Commit(ctx, key, tmp)
+	if errors.Is(err, drivers.ErrAlreadyExists) {
+		// Another process sharing the driver committed it first; ours
+		// is removed above.
+		return nil
+	}
+	committed = err == nil
+	return err
+}
+
+// applyOn mounts mounts on a fresh directory, applies the layer blob
+// diffID there and unmounts.
+func (s *Store) applyOn(ctx context.Context, mounts []drivers.Mount, diffID digest.Digest) (err error) {
+	dir, err := os.MkdirTemp(s.mntDir(), "unpack-")
+	if err != nil {
+		return err
+	}
+	// rmdir, never RemoveAll: if the unmount failed, the snapshot is
+	// still mounted there and must not be emptied.
+	defer func() { err = errors.Join(err, os.Remove(dir)) }()
+	if err := mount.All(mounts, dir); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, mount.UnmountAll(dir)) }()
+	f, err := os.Open(s.blobPath(diffID))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = layer.Apply(ctx, dir, f, layer.WithDiffID(diffID), layer.WithTempDir(s.tmpDir()))
+	return err
+}
+
+func (s *Store) mntDir() string { return filepath.Join(s.root, "mnt") }
+
+func randomHex() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
