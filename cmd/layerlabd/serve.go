@@ -133,4 +133,3 @@ func logged(log *slog.Logger, h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
-

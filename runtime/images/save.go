@@ -17,8 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -47,7 +47,7 @@ type storedLayer struct {
 	diffID v1.Hash
 }
 
-func (l *storedLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
+func (l *storedLayer) DiffID() (v1.Hash, error)             { return l.diffID, nil }
 func (l *storedLayer) Uncompressed() (io.ReadCloser, error) { return os.Open(l.path) }
 func (l *storedLayer) MediaType() (types.MediaType, error)  { return types.OCILayer, nil }
 
