@@ -8,7 +8,7 @@ TESTFLAGS ?= -count=1 -timeout 40m
 # What this host must run (drivers/feature): a test that skips for one of
 # these fails instead. setup installs the tools; the kernel has the rest.
 # The guest's list is in scripts/vm/test.sh (LAYERLAB_VM_REQUIRE).
-HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium,busybox,debian
+HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium,busybox,debian,docker
 
 .PHONY: all setup build test host-test fuzz vm-test lint bench clean
 
@@ -24,6 +24,7 @@ VERSION := $(shell git describe --tags --always 2>/dev/null || echo dev)
 
 build: setup
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/layerlab ./cmd/layerlab
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/layerlabd ./cmd/layerlabd
 
 # Unit and conformance tests, as root, on loop filesystems they make and
 # tear down. scripts/leakcheck.sh fails the run if any mount or loop device
