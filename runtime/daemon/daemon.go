@@ -214,12 +214,14 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
 	host, _ := os.Hostname()
+	var si unix.Sysinfo_t
+	_ = unix.Sysinfo(&si)
 	info := system.Info{
 		ID: "layerlabd", Containers: 0, Images: d.images.Count(),
 		Driver: d.cfg.DefaultDriver, DriverStatus: status,
 		Name: host, ServerVersion: d.cfg.Version, OperatingSystem: "layerlab", OSType: runtime.GOOS,
 		Architecture: runtime.GOARCH, KernelVersion: unix.ByteSliceToString(uts.Release[:]),
-		NCPU: runtime.NumCPU(), DockerRootDir: d.cfg.DataRoot, Debug: d.cfg.Debug,
+		NCPU: runtime.NumCPU(), MemTotal: int64(si.Totalram) * int64(si.Unit), DockerRootDir: d.cfg.DataRoot, Debug: d.cfg.Debug,
 		LoggingDriver: "json-file", CgroupDriver: "cgroupfs", DefaultRuntime: "libcontainer",
 		IndexServerAddress: "https://index.docker.io/v1/",
 	}

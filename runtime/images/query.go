@@ -34,7 +34,7 @@ func (s *Store) entry(tx *bolt.Tx, id digest.Digest) (entry, error) {
 		return entry{}, err
 	}
 	if !ok {
-		return entry{}, fmt.Errorf("No such image: %s: %w", id, ErrNoSuchImage)
+		return entry{}, noSuchImage(id)
 	}
 	e := entry{rec: rec, tags: tagsOf(tx, id)}
 	raw, err := os.ReadFile(s.blobPath(id))

@@ -135,6 +135,12 @@ func NormalizeRef(ref string) (string, error) {
 	return repo + ":" + tag.TagStr(), nil
 }
 
+// noSuchImage is ErrNoSuchImage in dockerd's words, which clients match.
+type noSuchImage string
+
+func (n noSuchImage) Error() string { return "No such image: " + string(n) }
+func (n noSuchImage) Unwrap() error { return ErrNoSuchImage }
+
 // record reads the image id in tx.
 func record(tx *bolt.Tx, id digest.Digest) (Record, bool, error) {
 	v := tx.Bucket(bucketImages).Get([]byte(id))
@@ -190,11 +196,11 @@ func resolve(tx *bolt.Tx, nameOrID string) (id digest.Digest, ref string, err er
 	}
 	ref, err = NormalizeRef(nameOrID)
 	if err != nil {
-		return "", "", fmt.Errorf("No such image: %s: %w", nameOrID, ErrNoSuchImage)
+		return "", "", noSuchImage(nameOrID)
 	}
 	v := tx.Bucket(bucketRefs).Get([]byte(ref))
 	if v == nil {
-		return "", "", fmt.Errorf("No such image: %s: %w", ref, ErrNoSuchImage)
+		return "", "", noSuchImage(ref)
 	}
 	return digest.Digest(v), ref, nil
 }

@@ -41,7 +41,7 @@ func (s *Store) Unpack(ctx context.Context, driver drivers.Snapshotter, id diges
 	err := s.db.View(func(tx *bolt.Tx) error {
 		r, ok, err := record(tx, id)
 		if !ok && err == nil {
-			err = fmt.Errorf("No such image: %s: %w", id, ErrNoSuchImage)
+			err = noSuchImage(id)
 		}
 		rec = r
 		return err
