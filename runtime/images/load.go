@@ -107,6 +107,11 @@ func spool(r io.Reader, path string) (map[string]bool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading the archive: %w: %w", ErrBadArchive, err)
 		}
+		// No image format needs a name outside the archive; one is
+		// hostile whatever refers to it.
+		if err := localPath("entry", h.Name); err != nil {
+			return nil, err
+		}
 		names[filepath.Clean(h.Name)] = true
 	}
 	// The rest (tar padding) is copied so that the spooled file is whole.

@@ -331,6 +331,35 @@ func TestHostileArchives(t *testing.T) {
 		"not an image":  []byte("plain text, not a tar"),
 		"layer refused": evilArchive,
 	}
+	// The same hostility in an OCI layout (Save's output, manifest.json
+	// dropped): a blob whose content is not its name, an entry climbing
+	// out, a symlink entry.
+	s0, _ := newStore(t, func(digest.Digest) bool { return false })
+	loadFile(t, s0, imagetest.ArchiveForTest(t, tmp, "busybox:latest"))
+	var saved bytes.Buffer
+	if err := s0.Save(context.Background(), &saved, []string{"busybox"}); err != nil {
+		t.Fatal(err)
+	}
+	oci := dropEntry(t, saved.Bytes(), "manifest.json")
+	cases["OCI blob digest mismatch"] = rewrite(t, oci, func(h *tar.Header, body []byte) []byte {
+		if strings.HasPrefix(h.Name, "blobs/sha256/") && len(body) > 1000 {
+			return gzipped(t, []byte("not the layer"))
+		}
+		return body
+	})
+	cases["OCI entry climbing out"] = rewrite(t, oci, func(h *tar.Header, body []byte) []byte {
+		if h.Name == "oci-layout" {
+			h.Name = "../oci-layout"
+		}
+		return body
+	})
+	cases["OCI symlink entry"] = rewrite(t, oci, func(h *tar.Header, body []byte) []byte {
+		if h.Name == "index.json" {
+			h.Typeflag, h.Linkname = tar.TypeSymlink, "/etc/passwd"
+			return []byte{}
+		}
+		return body
+	})
 	for name, archive := range cases {
 		t.Run(name, func(t *testing.T) {
 			s, dir := newStore(t, func(digest.Digest) bool { return false })
