@@ -125,6 +125,11 @@ func TestEndToEndDockerCLI(t *testing.T) {
 	d := startDaemon(t, bin, filepath.Join(tmp, "layerlabd.log"), "-H", "unix://"+sock, "--data-root", dataRoot,
 		"--exec-root", filepath.Join(tmp, "exec"), "--storage-driver", "overlay2", "--storage-drivers", "vfs,overlay2", "-D")
 	d.waitSocket(t, sock)
+	if fi, err := os.Stat(sock); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode %v, want 0660", fi.Mode().Perm())
+	}
 
 	docker := func(args ...string) (string, error) {
 		cmd := exec.Command(dockerCLI, append([]string{"-H", "unix://" + sock}, args...)...)

@@ -133,7 +133,7 @@ func writeLayout(dir string, list []*saved) error {
 				return err
 			}
 			opts = append(opts, []layout.Option{layout.WithAnnotations(map[string]string{
-				annotationImageName:       t.Name(),
+				annotationImageName:       fullRef(t),
 				ocispec.AnnotationRefName: t.TagStr(),
 			})})
 		}
@@ -164,6 +164,16 @@ func writeLayout(dir string, list []*saved) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "manifest.json"), data, 0o644)
+}
+
+// fullRef is the reference containerd and Docker name an image by in an
+// OCI index: docker.io/library/busybox:latest.
+func fullRef(t name.Tag) string {
+	reg := t.RegistryStr()
+	if reg == name.DefaultRegistry {
+		reg = "docker.io"
+	}
+	return reg + "/" + t.RepositoryStr() + ":" + t.TagStr()
 }
 
 // blobName is where an OCI layout keeps the blob of digest d.
