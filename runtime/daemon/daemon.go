@@ -145,6 +145,9 @@ func (d *Daemon) openDrivers(ctx context.Context) error {
 		}
 		d.drivers[name] = drv
 		d.names = append(d.names, name)
+		if err := images.RemoveUnfinished(ctx, drv); err != nil {
+			return fmt.Errorf("storage driver %s: %w", name, err)
+		}
 	}
 	return nil
 }

@@ -346,23 +346,37 @@ func (s *Store) removeBlobs(r Record) error {
 	return errors.Join(errs...)
 }
 
-// keyLocks hands out one mutex per key, created on first use.
+// keyLocks hands out one mutex per key while someone holds or waits for
+// it, so the map does not grow with every chain ID ever unpacked.
 type keyLocks struct {
 	mu sync.Mutex
-	m  map[string]*sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int
 }
 
 func (k *keyLocks) lock(key string) func() {
 	k.mu.Lock()
 	if k.m == nil {
-		k.m = map[string]*sync.Mutex{}
+		k.m = map[string]*keyLock{}
 	}
 	l, ok := k.m[key]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &keyLock{}
 		k.m[key] = l
 	}
+	l.users++
 	k.mu.Unlock()
 	l.Lock()
-	return l.Unlock
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -16,6 +17,33 @@ import (
 	"github.com/layerlab/layerlab/drivers/layer"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
+
+// extractPrefix starts the keys of the active snapshots Unpack applies a
+// layer in before it commits them under their chain ID.
+const extractPrefix = "extract-"
+
+// RemoveUnfinished removes the active snapshots an Unpack interrupted by a
+// crash left in driver. Call it before any Unpack on driver runs: the
+// daemon does, at start, holding its data root.
+func RemoveUnfinished(ctx context.Context, driver drivers.Snapshotter) error {
+	var keys []string
+	err := driver.Walk(ctx, func(_ context.Context, info drivers.Info) error {
+		if strings.HasPrefix(info.Name, extractPrefix) {
+			keys = append(keys, info.Name)
+		}
+		return nil
+	}, drivers.Filter{Kind: drivers.KindActive})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range keys {
+		if err := driver.Remove(ctx, k); err != nil {
+			errs = append(errs, fmt.Errorf("removing unfinished unpack %s: %w", k, err))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // ChainIDs returns the OCI chain IDs of layers with the given DiffIDs:
 // chainID(0) = diffID(0), chainID(n) = sha256(chainID(n-1) + " " + diffID(n)).
@@ -71,7 +99,7 @@ func (s *Store) unpackLayer(ctx context.Context, driver drivers.Snapshotter, key
 	} else if !errors.Is(err, drivers.ErrNotFound) {
 		return err
 	}
-	tmp := "extract-" + randomHex() + "-" + key
+	tmp := extractPrefix + randomHex() + "-" + key
 	mounts, err := driver.Prepare(ctx, tmp, parent)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -93,6 +94,29 @@ func TestUnpackSharesBaseLayer(t *testing.T) {
 				}
 			}
 			checkTree(t, drv, tops[1])
+
+			// What a crash mid-unpack leaves is removed at the next start;
+			// committed layers and other snapshots stay.
+			if _, err := drv.Prepare(ctx, "extract-0123-"+tops[1], tops[0]); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := drv.Prepare(ctx, "container-rootfs", tops[1]); err != nil {
+				t.Fatal(err)
+			}
+			if err := images.RemoveUnfinished(ctx, drv); err != nil {
+				t.Fatal(err)
+			}
+			var left []string
+			_ = drv.Walk(ctx, func(_ context.Context, info drivers.Info) error {
+				left = append(left, info.Name)
+				return nil
+			})
+			if len(left) != 3 || !slices.Contains(left, "container-rootfs") {
+				t.Fatalf("after RemoveUnfinished: %v, want the two layers and container-rootfs", left)
+			}
+			if err := drv.Remove(ctx, "container-rootfs"); err != nil {
+				t.Fatal(err)
+			}
 		})
 	}
 }
