@@ -208,6 +208,27 @@ func TestEndToEndDockerCLI(t *testing.T) {
 	}
 	mustFail("No such image", "rmi", "nosuch")
 
+	// The saved archive again, gzip-compressed and as a pure OCI layout
+	// (manifest.json dropped): both load to the same image.
+	saved, err := os.ReadFile(filepath.Join(tmp, "out.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oci, err := imagetest.Without(saved, "manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, data := range map[string][]byte{"out.tar.gz": imagetest.Gzip(saved), "oci.tar": oci} {
+		if err := os.WriteFile(filepath.Join(tmp, file), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		must("", "rmi", "busybox")
+		must("Loaded image: busybox:latest", "load", "-i", filepath.Join(tmp, file))
+		if id, _ := inspect("busybox"); id != wantID.String() {
+			t.Fatalf("%s loaded busybox as %s, want %s", file, id, wantID)
+		}
+	}
+
 	evil := hostileArchive(t, tmp)
 	mustFail("leaves the archive", "load", "-i", evil)
 	if n := strings.Count(must("", "images", "-q"), "\n"); n != 2 {

@@ -214,61 +214,26 @@ func tarNames(t *testing.T, data []byte) map[string]bool {
 	}
 }
 
-// rewrite copies a tar, letting edit change or drop (nil) each entry.
+// rewrite is imagetest.Rewrite for a test.
 func rewrite(t *testing.T, data []byte, edit func(h *tar.Header, body []byte) []byte) []byte {
 	t.Helper()
-	var out bytes.Buffer
-	tw := tar.NewWriter(&out)
-	tr := tar.NewReader(bytes.NewReader(data))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if body = edit(h, body); body == nil {
-			continue
-		}
-		h.Size = int64(len(body))
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
+	out, err := imagetest.Rewrite(data, edit)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return out.Bytes()
+	return out
 }
 
 func dropEntry(t *testing.T, data []byte, name string) []byte {
-	return rewrite(t, data, func(h *tar.Header, body []byte) []byte {
-		if h.Name == name {
-			return nil
-		}
-		return body
-	})
+	t.Helper()
+	out, err := imagetest.Without(data, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
-func gzipped(t *testing.T, data []byte) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
+func gzipped(_ *testing.T, data []byte) []byte { return imagetest.Gzip(data) }
 
 // TestHostileArchives: each is refused as invalid, records nothing and
 // writes nothing outside the store.
