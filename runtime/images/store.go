@@ -67,7 +67,8 @@ type Store struct {
 type Option func(*Store)
 
 // WithInUse sets the hook Delete asks before it removes an image (the
-// containers using it come in a later slice).
+// containers using it come in a later slice). It runs inside the store's
+// write transaction, so it must not call back into the store.
 func WithInUse(f func(id digest.Digest) bool) Option { return func(s *Store) { s.inUse = f } }
 
 // New opens the store with its files under root and its records in db,
