@@ -46,7 +46,11 @@ func TestGroupCommit(t *testing.T) {
 			return insertIn(tx, "first")
 		})
 	}()
-	waitFor(t, func() bool { s.group.mu.Lock(); defer s.group.mu.Unlock(); return s.group.running && len(s.group.queue) == 0 })
+	waitFor(t, func() bool {
+		s.group.mu.Lock()
+		defer s.group.mu.Unlock()
+		return s.group.running && len(s.group.queue) == 0
+	})
 	errs := make([]error, 21)
 	keys := make([]string, 21)
 	for i := range keys {
