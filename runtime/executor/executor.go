@@ -1,0 +1,113 @@
+// Package executor runs OCI-spec containers for layerlabd. Executor is the
+// interface the daemon drives (create, later start, wait, kill, pause,
+// delete); Libcontainer implements it with runc's libcontainer in process,
+// so no shim or runc binary sits between the daemon and its containers. A
+// runc-binary executor is meant to implement the same interface later.
+//
+// libcontainer starts a container by re-executing the running binary as
+// "<binary> init": every binary that imports this package must call Init
+// first thing in main (tests: in TestMain). The package imports
+// libcontainer/nsenter, whose cgo constructor joins the namespaces before
+// the Go runtime starts, so binaries that use it need cgo.
+//
+// Not done yet: seccomp. libcontainer filters syscalls only when built with
+// the `seccomp` tag against libseccomp (Debian libseccomp-dev), which this
+// machine kind does not install; DefaultSpec therefore sets no seccomp
+// profile rather than a profile that would be silently ignored.
+package executor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/layerlab/layerlab/drivers"
+)
+
+// Errors. Each wraps one of drivers' sentinels so callers (the API layer)
+// map them to status codes with errors.Is.
+var (
+	ErrNotRunning = fmt.Errorf("container is not running: %w", drivers.ErrFailedPrecondition)
+	ErrNotPaused  = fmt.Errorf("container is not paused: %w", drivers.ErrFailedPrecondition)
+)
+
+// Status is what a container is doing, as Docker's State.Status names it.
+type Status string
+
+// The statuses a container goes through.
+const (
+	Created Status = "created" // its init waits for Start
+	Running Status = "running"
+	Paused  Status = "paused"
+	Stopped Status = "stopped" // exited; Delete cleans up
+)
+
+// Stdio is where a container's standard streams go. A nil field means
+// /dev/null. Stdout and Stderr are written until the container's last
+// process closes them; Wait returns after they are drained.
+type Stdio struct {
+	Stdin  io.Reader // copied into the container; read until EOF or exit
+	Stdout io.Writer
+	Stderr io.Writer
+	// Terminal gives the container a pseudo-terminal as stdin, stdout and
+	// stderr (spec.Process.Terminal must say the same); the daemon reads
+	// and writes it through Container.Console.
+	Terminal bool
+}
+
+// Exit is how a container's init process ended.
+type Exit struct {
+	Code   int            // the exit status, 128+signal for a signal death (as a shell reports it)
+	Signal syscall.Signal // the signal that killed it, 0 for a normal exit
+	At     time.Time
+}
+
+// Executor creates containers. Implementations keep their state under
+// their own root, one directory per container, which Delete removes.
+type Executor interface {
+	// Create makes the container id from spec (spec.Root.Path must be an
+	// absolute path to a mounted root filesystem) with its namespaces,
+	// cgroup and init process, which waits for Start before it execs
+	// spec.Process.Args. Wait may be called from now on.
+	Create(ctx context.Context, id string, spec *specs.Spec, stdio Stdio) (Container, error)
+	// List returns the ids of the containers under the executor's root,
+	// including those a previous daemon left behind.
+	List(ctx context.Context) ([]string, error)
+	// Purge kills and destroys a container this process has no handle
+	// for (one a crashed daemon left behind): its processes, cgroups and
+	// state directory. A container that does not exist is not an error.
+	Purge(ctx context.Context, id string) error
+}
+
+// Container is a handle on one created container.
+type Container interface {
+	ID() string
+	// Start lets the init process exec the user's command. It does not
+	// wait for the command to end.
+	Start(ctx context.Context) error
+	// Wait returns how the init process ended, blocking until it has or
+	// ctx is done. It may be called any number of times, concurrently,
+	// before or after Start.
+	Wait(ctx context.Context) (Exit, error)
+	// Kill sends sig to the init process (SIGKILL also thaws a paused
+	// container, so it dies).
+	Kill(ctx context.Context, sig syscall.Signal) error
+	// Pause freezes every process of the container; Resume thaws them.
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+	// Pids lists the container's processes as host pids.
+	Pids(ctx context.Context) ([]int, error)
+	Status(ctx context.Context) (Status, error)
+	// Console is the pseudo-terminal's master when Stdio.Terminal was set,
+	// else nil. Delete closes it.
+	Console() *os.File
+	// Delete kills what still runs, waits for the init to be reaped and
+	// destroys the container: cgroups and state directory. The root
+	// filesystem is the caller's and stays mounted.
+	Delete(ctx context.Context) error
+}

@@ -1,0 +1,240 @@
+package executor_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/layerlab/layerlab/drivers/core"
+	"github.com/layerlab/layerlab/drivers/feature"
+	"github.com/layerlab/layerlab/drivers/loopfs"
+	"github.com/layerlab/layerlab/drivers/mount"
+	"github.com/layerlab/layerlab/drivers/overlay"
+	"github.com/layerlab/layerlab/runtime/executor"
+)
+
+// TestMain is also the containers' init: libcontainer re-executes this
+// test binary as "<binary> init", and Init never returns then.
+func TestMain(m *testing.M) {
+	executor.Init()
+	os.Exit(m.Run())
+}
+
+// testCgroupParent keeps the tests' cgroups apart from a daemon's.
+const testCgroupParent = "/layerlab-test"
+
+// env is what a test needs to run containers: an executor with its own
+// state root and a busybox image committed in an overlay2 driver on a loop
+// ext4, from which each container gets its own active snapshot.
+type env struct {
+	ex    *executor.Libcontainer
+	root  string // the executor's state root
+	drv   *core.Driver
+	mnts  string // where container root filesystems are mounted
+	image string // the committed busybox snapshot
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		feature.Skip(t, feature.Root, "containers need root (namespaces, cgroups, mounts)")
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		feature.Skip(t, feature.Busybox, "/bin/busybox: %v (make setup installs busybox-static)", err)
+	}
+	ctx := context.Background()
+	fs := loopfs.ForTest(t, "ext4", 256<<20)
+	drv, err := overlay.NewOverlay2(ctx, filepath.Join(fs.Dir, "overlay2"), nil)
+	if err != nil {
+		feature.Skip(t, feature.Overlay2, "%v", err)
+	}
+	t.Cleanup(func() { _ = drv.Close() })
+	e := &env{root: t.TempDir(), drv: drv, mnts: filepath.Join(fs.Dir, "mnt"), image: "busybox"}
+	if e.ex, err = executor.NewLibcontainer(e.root, testCgroupParent); err != nil {
+		t.Fatal(err)
+	}
+	dir := e.mountSnapshot(t, "busybox-build", "")
+	writeBusybox(t, dir)
+	if err := mount.UnmountAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := drv.Commit(ctx, e.image, "busybox-build"); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// mountSnapshot prepares key on parent and mounts it, unmounting it when
+// the test ends.
+func (e *env) mountSnapshot(t testing.TB, key, parent string) string {
+	t.Helper()
+	mounts, err := e.drv.Prepare(context.Background(), key, parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(e.mnts, key)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := mount.All(mounts, dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := mount.UnmountAll(dir); err != nil {
+			t.Errorf("unmount rootfs: %v", err)
+		}
+	})
+	return dir
+}
+
+// writeBusybox lays out a minimal busybox root filesystem in dir.
+func writeBusybox(t testing.TB, dir string) {
+	t.Helper()
+	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "root"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The busybox commands the tests run.
+	for _, a := range []string{"sh", "true", "false", "echo", "cat", "sleep", "id", "hostname", "kill"} {
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newID returns a container id no other test run uses.
+func newID(t testing.TB) string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "t" + hex.EncodeToString(b)
+}
+
+// safeBuffer is a bytes.Buffer that the container's copy goroutine and
+// the test may use at once.
+type safeBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *safeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *safeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// ctr is one container of a test, with its captured output.
+type ctr struct {
+	executor.Container
+	stdout, stderr *safeBuffer
+}
+
+// create makes a container running args on its own snapshot of the image;
+// the test's cleanup deletes it (before the snapshot is unmounted:
+// cleanups run last-in first-out).
+func (e *env) create(t testing.TB, args []string, o executor.SpecOpts, stdin string) *ctr {
+	t.Helper()
+	id := newID(t)
+	rootfs := e.mountSnapshot(t, id, e.image)
+	spec, err := executor.DefaultSpec(args, rootfs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &ctr{stdout: &safeBuffer{}, stderr: &safeBuffer{}}
+	stdio := executor.Stdio{Stdout: c.stdout, Stderr: c.stderr}
+	if stdin != "" {
+		stdio.Stdin = strings.NewReader(stdin)
+	}
+	if c.Container, err = e.ex.Create(context.Background(), id, spec, stdio); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.Delete(ctx); err != nil {
+			t.Errorf("delete %s: %v", id, err)
+		}
+	})
+	return c
+}
+
+// run creates and starts a container and waits for it to exit.
+func (e *env) run(t testing.TB, args []string, o executor.SpecOpts, stdin string) (*ctr, executor.Exit) {
+	t.Helper()
+	c := e.create(t, args, o, stdin)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exit, err := c.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, exit
+}
+
+// cgroupMounts returns the mount points of the cgroup v1 hierarchies.
+func cgroupMounts(t testing.TB) []string {
+	t.Helper()
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var dirs []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		// mountinfo: ... mountpoint ... - fstype source options
+		fields := strings.Fields(s.Text())
+		for i, fld := range fields {
+			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup" {
+				dirs = append(dirs, fields[4])
+			}
+		}
+	}
+	if len(dirs) == 0 {
+		t.Fatal("no cgroup v1 hierarchy mounted")
+	}
+	return dirs
+}
+
+// mountPoints returns the set of mount points in this mount namespace.
+func mountPoints(t testing.TB) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		set[strings.Fields(line)[4]] = true
+	}
+	return set
+}
