@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -125,7 +126,7 @@ func TestKillAndDelete(t *testing.T) {
 		{"sigterm", []string{"sh", "-c", `trap 'exit 143' TERM; sleep 100 & wait`}, 2, syscall.SIGTERM, executor.Exit{Code: 143}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mountsBefore := mountPoints(t)
+			ns := mountNamespace(t)
 			c := e.create(t, tc.args, executor.SpecOpts{}, "")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -166,10 +167,14 @@ func TestKillAndDelete(t *testing.T) {
 				}
 			}
 			// The rootfs is the test's and still mounted; nothing else.
-			for m := range mountPoints(t) {
-				if !mountsBefore[m] && !strings.HasPrefix(m, e.mnts) {
-					t.Errorf("mount %s left behind", m)
-				}
+			rootfs := filepath.Join(e.mnts, c.ID())
+			if got := mountsOf(t, c.ID(), e.root); !slices.Equal(got, []string{rootfs}) {
+				t.Errorf("mounts left: %v, want only the test's rootfs %s", got, rootfs)
+			}
+			// No thread of ours (the main one /proc/self shows) was
+			// left in the container's mount namespace, keeping it alive.
+			if got := mountNamespace(t); got != ns {
+				t.Errorf("the process's mount namespace is %s, was %s", got, ns)
 			}
 			if err := c.Delete(ctx); err != nil {
 				t.Errorf("second delete: %v", err)
@@ -257,6 +262,16 @@ func waitPids(t *testing.T, c *ctr, n int) []int {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// mountNamespace names the mount namespace of this process's main thread.
+func mountNamespace(t *testing.T) string {
+	t.Helper()
+	ns, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
 }
 
 // cgroupDirs returns the container's cgroup in every v1 hierarchy.

@@ -1,13 +1,15 @@
 package executor_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -57,6 +59,7 @@ func newEnv(t testing.TB) *env {
 		feature.Skip(t, feature.Overlay2, "%v", err)
 	}
 	t.Cleanup(func() { _ = drv.Close() })
+	removeCgroupParent(t)
 	e := &env{root: t.TempDir(), drv: drv, mnts: filepath.Join(fs.Dir, "mnt"), image: "busybox"}
 	if e.ex, err = executor.NewLibcontainer(e.root, testCgroupParent); err != nil {
 		t.Fatal(err)
@@ -200,41 +203,71 @@ func (e *env) run(t testing.TB, args []string, o executor.SpecOpts, stdin string
 	return c, exit
 }
 
-// cgroupMounts returns the mount points of the cgroup v1 hierarchies.
+// cgroupMounts returns the mount points of the cgroup hierarchies: every
+// v1 controller's and, on this hybrid host, the v2 mount libcontainer
+// also puts each container in. It reads mountinfo three times and takes
+// the union: a read that races with mounts made elsewhere on the host (other
+// test runs) can skip entries, a kernel quirk of /proc/*/mountinfo.
 func cgroupMounts(t testing.TB) []string {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var dirs []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		// mountinfo: ... mountpoint ... - fstype source options
-		fields := strings.Fields(s.Text())
-		for i, fld := range fields {
-			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup" {
-				dirs = append(dirs, fields[4])
+	set := map[string]bool{}
+	for range 3 {
+		for _, m := range mountInfo(t) {
+			if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+				set[m.point] = true
 			}
 		}
 	}
-	if len(dirs) == 0 {
-		t.Fatal("no cgroup v1 hierarchy mounted")
+	if len(set) == 0 {
+		t.Fatal("no cgroup hierarchy mounted")
 	}
-	return dirs
+	return slices.Sorted(maps.Keys(set))
 }
 
-// mountPoints returns the set of mount points in this mount namespace.
-func mountPoints(t testing.TB) map[string]bool {
+type mountEntry struct{ point, fstype string }
+
+// mountInfo parses /proc/self/mountinfo: "... mountpoint ... - fstype ...".
+func mountInfo(t testing.TB) []mountEntry {
 	t.Helper()
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := map[string]bool{}
+	var out []mountEntry
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		set[strings.Fields(line)[4]] = true
+		fields := strings.Fields(line)
+		if i := slices.Index(fields, "-"); i > 4 && i+1 < len(fields) {
+			out = append(out, mountEntry{point: fields[4], fstype: fields[i+1]})
+		}
 	}
-	return set
+	return out
+}
+
+// removeCgroupParent removes the tests' parent cgroup when the test ends
+// (containers remove their own), so the cgroup trees are as before.
+// Registered before any container, it runs after their deletes.
+func removeCgroupParent(t testing.TB) {
+	t.Helper()
+	mounts := cgroupMounts(t)
+	t.Cleanup(func() {
+		for _, m := range mounts {
+			if err := os.Remove(filepath.Join(m, testCgroupParent)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("remove the tests' cgroup parent: %v", err)
+			}
+		}
+	})
+}
+
+// mountsOf returns the mount points whose path names the container id or
+// lies under dir (its state root): a mount the executor leaked on the host.
+// Mounts made elsewhere on the host meanwhile do not count.
+func mountsOf(t testing.TB, id, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, m := range mountInfo(t) {
+		if strings.Contains(m.point, id) || strings.HasPrefix(m.point, dir+"/") {
+			out = append(out, m.point)
+		}
+	}
+	return out
 }

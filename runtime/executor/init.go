@@ -2,6 +2,7 @@ package executor
 
 import (
 	"os"
+	"runtime"
 
 	"github.com/opencontainers/runc/libcontainer"
 	// nsenter's cgo constructor runs before the Go runtime in the
@@ -22,4 +23,18 @@ func Init() {
 	if len(os.Args) > 1 && os.Args[1] == InitArg {
 		libcontainer.Init()
 	}
+}
+
+// init keeps the main goroutine on the main thread for the life of the
+// process, so no other goroutine ever runs there. libcontainer starts each
+// container with a goroutine that locks its thread, setns(2)s it into the
+// container's mount namespace and exits, which makes the runtime kill the
+// thread, except the main thread, which it cannot kill and parks instead:
+// without this the process's main thread (whose view /proc/self shows)
+// would stay in the first container's mount namespace, keeping that
+// namespace and its mounts (the container's root filesystem, the storage
+// under it) alive after the container is deleted. Only an init function
+// runs early enough to be sure the main goroutine is on the main thread.
+func init() {
+	runtime.LockOSThread()
 }

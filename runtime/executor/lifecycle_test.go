@@ -1,0 +1,171 @@
+package executor_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/runtime/executor"
+)
+
+// TestPauseResume freezes and thaws a running container through the v1
+// freezer, then deletes it while frozen (Delete must still kill it).
+func TestPauseResume(t *testing.T) {
+	e := newEnv(t)
+	c := e.create(t, []string{"sleep", "100"}, executor.SpecOpts{}, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	freezer := filepath.Join("/sys/fs/cgroup/freezer", testCgroupParent, c.ID(), "freezer.state")
+	expect := func(want executor.Status, state string) {
+		t.Helper()
+		if st, err := c.Status(ctx); err != nil || st != want {
+			t.Fatalf("status = %q, %v; want %q", st, err, want)
+		}
+		if data, err := os.ReadFile(freezer); err != nil || strings.TrimSpace(string(data)) != state {
+			t.Fatalf("%s = %q, %v; want %s", freezer, data, err, state)
+		}
+	}
+	expect(executor.Running, "THAWED")
+	if err := c.Resume(ctx); !errors.Is(err, executor.ErrNotPaused) {
+		t.Errorf("resume a running container: %v, want ErrNotPaused", err)
+	}
+	if err := c.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expect(executor.Paused, "FROZEN")
+	if err := c.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expect(executor.Running, "THAWED")
+	if err := c.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx); err != nil {
+		t.Fatalf("delete a paused container: %v", err)
+	}
+	if exit, err := c.Wait(ctx); err != nil || exit.Code != 137 {
+		t.Errorf("exit = %+v, %v; want 137", exit, err)
+	}
+	if err := c.Pause(ctx); !errors.Is(err, drivers.ErrFailedPrecondition) {
+		t.Errorf("pause a deleted container: %v, want ErrFailedPrecondition", err)
+	}
+}
+
+// TestPurge plays a restarted daemon: a second executor on the same root,
+// without a handle, finds the first one's running container and destroys
+// it with its processes and cgroups.
+func TestPurge(t *testing.T) {
+	e := newEnv(t)
+	c := e.create(t, []string{"sleep", "100"}, executor.SpecOpts{}, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pids := waitPids(t, c, 1)
+	again, err := executor.NewLibcontainer(e.root, testCgroupParent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := again.List(ctx)
+	if err != nil || !slices.Contains(ids, c.ID()) {
+		t.Fatalf("list = %v, %v; want it to hold %s", ids, err, c.ID())
+	}
+	if err := again.Purge(ctx, c.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := c.Wait(ctx); err != nil || exit.Signal != syscall.SIGKILL {
+		t.Errorf("exit = %+v, %v; want a SIGKILL death", exit, err)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, c.ID())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state directory left behind (%v)", err)
+	}
+	for _, dir := range cgroupDirs(t, c.ID()) {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left behind (%v)", dir, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pids[0]))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("process %d left behind (%v)", pids[0], err)
+	}
+	if err := again.Purge(ctx, c.ID()); err != nil {
+		t.Errorf("purge a purged container: %v", err)
+	}
+}
+
+// TestTerminal gives a container a pseudo-terminal through libcontainer's
+// console socket and talks to it through the master.
+func TestTerminal(t *testing.T) {
+	e := newEnv(t)
+	id := newID(t)
+	rootfs := e.mountSnapshot(t, id, e.image)
+	spec, err := executor.DefaultSpec([]string{"sh", "-c", `test -t 0 && test -t 1 && echo isatty $TERM; read x; echo got $x`}, rootfs, executor.SpecOpts{Terminal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Process.ConsoleSize = &specs.Box{Height: 25, Width: 80}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.ex.Create(ctx, id+"x", spec, executor.Stdio{}); !errors.Is(err, drivers.ErrInvalidArgument) {
+		t.Errorf("terminal spec without a terminal stdio: %v, want ErrInvalidArgument", err)
+	}
+	c, err := e.ex.Create(ctx, id, spec, executor.Stdio{Terminal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Delete(context.Background()); err != nil {
+			t.Errorf("delete: %v", err)
+		}
+	})
+	console := c.Console()
+	if console == nil {
+		t.Fatal("no console")
+	}
+	var out bytes.Buffer
+	read := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := console.Read(buf)
+			out.Write(buf[:n])
+			if err != nil {
+				read <- err // EIO once the last slave fd closes
+				return
+			}
+		}
+	}()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := console.Write([]byte("abc\n")); err != nil {
+		t.Fatal(err)
+	}
+	exit, err := c.Wait(ctx)
+	if err != nil || exit.Code != 0 {
+		t.Fatalf("exit = %+v, %v", exit, err)
+	}
+	select {
+	case <-read:
+	case <-ctx.Done():
+		t.Fatal("console never reached EOF")
+	}
+	got := strings.ReplaceAll(out.String(), "\r\n", "\n")
+	if !strings.Contains(got, "isatty xterm\n") || !strings.Contains(got, "got abc\n") {
+		t.Errorf("console output %q, want isatty xterm and got abc", got)
+	}
+}
