@@ -64,7 +64,10 @@ type Stdio struct {
 type Exit struct {
 	Code   int            // the exit status, 128+signal for a signal death (as a shell reports it)
 	Signal syscall.Signal // the signal that killed it, 0 for a normal exit
-	At     time.Time
+	// OOMKilled says the kernel's OOM killer killed a process of the
+	// container (the init or another) for exceeding its memory limit.
+	OOMKilled bool
+	At        time.Time
 }
 
 // Executor creates containers. Implementations keep their state under

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/layerlab/layerlab/drivers/core"
 	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
@@ -114,7 +116,7 @@ func writeBusybox(t testing.TB, dir string) {
 		t.Fatal(err)
 	}
 	// The busybox commands the tests run.
-	for _, a := range []string{"sh", "true", "false", "echo", "cat", "sleep", "id", "hostname", "kill"} {
+	for _, a := range []string{"sh", "true", "false", "echo", "cat", "sleep", "id", "hostname", "kill", "tail"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
 			t.Fatal(err)
 		}
@@ -161,13 +163,16 @@ type ctr struct {
 // create makes a container running args on its own snapshot of the image;
 // the test's cleanup deletes it (before the snapshot is unmounted:
 // cleanups run last-in first-out).
-func (e *env) create(t testing.TB, args []string, o executor.SpecOpts, stdin string) *ctr {
+func (e *env) create(t testing.TB, args []string, o executor.SpecOpts, stdin string, edits ...func(*specs.Spec)) *ctr {
 	t.Helper()
 	id := newID(t)
 	rootfs := e.mountSnapshot(t, id, e.image)
 	spec, err := executor.DefaultSpec(args, rootfs, o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, edit := range edits {
+		edit(spec)
 	}
 	c := &ctr{stdout: &safeBuffer{}, stderr: &safeBuffer{}}
 	stdio := executor.Stdio{Stdout: c.stdout, Stderr: c.stderr}
@@ -188,9 +193,9 @@ func (e *env) create(t testing.TB, args []string, o executor.SpecOpts, stdin str
 }
 
 // run creates and starts a container and waits for it to exit.
-func (e *env) run(t testing.TB, args []string, o executor.SpecOpts, stdin string) (*ctr, executor.Exit) {
+func (e *env) run(t testing.TB, args []string, o executor.SpecOpts, stdin string, edits ...func(*specs.Spec)) (*ctr, executor.Exit) {
 	t.Helper()
-	c := e.create(t, args, o, stdin)
+	c := e.create(t, args, o, stdin, edits...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.Start(ctx); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -290,7 +291,36 @@ func (c *container) reap() {
 	} else {
 		c.exit.Code = st.ExitCode()
 	}
+	c.exit.OOMKilled = oomKilled(c.lc)
 	close(c.done)
+}
+
+// oomKilled reads the container's memory cgroup's OOM kill counter, which
+// the kernel has updated by the time the init is reaped (an OOM event
+// notification could still be in flight then). The cgroup lives until
+// Destroy. A counter that cannot be read counts as no OOM kill.
+func oomKilled(lc *libcontainer.Container) bool {
+	st, err := lc.State()
+	if err != nil {
+		return false
+	}
+	// cgroup v1: memory.oom_control; v2 (the "" controller): memory.events.
+	for key, name := range map[string]string{"memory": "memory.oom_control", "": "memory.events"} {
+		dir := st.CgroupPaths[key]
+		if dir == "" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if n, ok := strings.CutPrefix(line, "oom_kill "); ok && strings.TrimSpace(n) != "0" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (c *container) ID() string { return c.id }

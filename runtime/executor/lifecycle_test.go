@@ -169,3 +169,23 @@ func TestTerminal(t *testing.T) {
 		t.Errorf("console output %q, want isatty xterm and got abc", got)
 	}
 }
+
+// TestOOM runs a container into its memory limit: the kernel's OOM killer
+// kills it and Wait says so; a container that exits normally is not
+// reported OOM-killed.
+func TestOOM(t *testing.T) {
+	e := newEnv(t)
+	limit := func(s *specs.Spec) {
+		n := int64(32 << 20)
+		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &n, Swap: &n}
+	}
+	// tail keeps the last line, and /dev/zero has no newline: it
+	// buffers until the limit.
+	c, exit := e.run(t, []string{"tail", "/dev/zero"}, executor.SpecOpts{}, "", limit)
+	if !exit.OOMKilled || exit.Code != 137 {
+		t.Errorf("exit = %+v, want OOM-killed with 137 (stderr %q)", exit, c.stderr.String())
+	}
+	if _, exit := e.run(t, []string{"true"}, executor.SpecOpts{}, "", limit); exit.OOMKilled || exit.Code != 0 {
+		t.Errorf("true: exit = %+v, want 0 and no OOM kill", exit)
+	}
+}
