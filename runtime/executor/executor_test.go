@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -127,12 +126,8 @@ func TestKillAndDelete(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := mountNamespace(t)
-			c := e.create(t, tc.args, executor.SpecOpts{}, "")
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := c.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
+			c := e.start(t, tc.args)
+			ctx := testContext(t)
 			pids := waitPids(t, c, tc.procs)
 			cgroups := cgroupDirs(t, c.ID())
 			for _, dir := range cgroups {
@@ -153,19 +148,7 @@ func TestKillAndDelete(t *testing.T) {
 			if err := c.Delete(ctx); err != nil {
 				t.Fatal(err)
 			}
-			for _, dir := range cgroups {
-				if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("cgroup %s left behind (%v)", dir, err)
-				}
-			}
-			if _, err := os.Stat(filepath.Join(e.root, c.ID())); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("state directory left behind (%v)", err)
-			}
-			for _, pid := range pids {
-				if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("process %d left behind (%v)", pid, err)
-				}
-			}
+			e.assertGone(t, c, cgroups, pids)
 			// The rootfs is the test's and still mounted; nothing else.
 			rootfs := filepath.Join(e.mnts, c.ID())
 			if got := mountsOf(t, c.ID(), e.root); !slices.Equal(got, []string{rootfs}) {
@@ -186,21 +169,14 @@ func TestKillAndDelete(t *testing.T) {
 // TestDeleteRunning deletes a container that still runs: Delete kills it.
 func TestDeleteRunning(t *testing.T) {
 	e := newEnv(t)
-	c := e.create(t, []string{"sleep", "100"}, executor.SpecOpts{}, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	pids := waitPids(t, c, 1)
+	c, pids, cgroups := e.sleeper(t)
+	ctx := testContext(t)
 	if err := c.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
+	e.assertGone(t, c, cgroups, pids)
 	if exit, err := c.Wait(ctx); err != nil || exit.Signal != syscall.SIGKILL {
 		t.Errorf("wait after delete: %+v, %v; want a SIGKILL death", exit, err)
-	}
-	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pids[0]))); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("process %d left behind (%v)", pids[0], err)
 	}
 	if err := c.Kill(ctx, syscall.SIGTERM); !errors.Is(err, drivers.ErrFailedPrecondition) {
 		t.Errorf("kill after delete: %v, want ErrFailedPrecondition", err)
@@ -240,45 +216,4 @@ func TestWaitBeforeStart(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.root, never.ID())); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state directory left behind (%v)", err)
 	}
-}
-
-// waitPids waits (bounded) until the container has at least n processes
-// and returns them.
-func waitPids(t *testing.T, c *ctr, n int) []int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		pids, err := c.Pids(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(pids) >= n {
-			return pids
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("container has %d processes, want %d", len(pids), n)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-// mountNamespace names the mount namespace of this process's main thread.
-func mountNamespace(t *testing.T) string {
-	t.Helper()
-	ns, err := os.Readlink("/proc/self/ns/mnt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
-
-// cgroupDirs returns the container's cgroup in every v1 hierarchy.
-func cgroupDirs(t *testing.T, id string) []string {
-	var dirs []string
-	for _, m := range cgroupMounts(t) {
-		dirs = append(dirs, filepath.Join(m, testCgroupParent, id))
-	}
-	return dirs
 }

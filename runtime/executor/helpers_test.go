@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -192,6 +193,50 @@ func (e *env) create(t testing.TB, args []string, o executor.SpecOpts, stdin str
 	return c
 }
 
+// testContext bounds what a test waits for.
+func testContext(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// start creates and starts a container.
+func (e *env) start(t testing.TB, args []string) *ctr {
+	t.Helper()
+	c := e.create(t, args, executor.SpecOpts{}, "")
+	if err := c.Start(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// sleeper starts `sleep 100` and returns it with its pids and cgroups once
+// it runs.
+func (e *env) sleeper(t *testing.T) (c *ctr, pids []int, cgroups []string) {
+	t.Helper()
+	c = e.start(t, []string{"sleep", "100"})
+	return c, waitPids(t, c, 1), cgroupDirs(t, c.ID())
+}
+
+// assertGone checks that a deleted container left no state directory, no
+// cgroup (cgroups as cgroupDirs listed them) and none of its processes.
+func (e *env) assertGone(t *testing.T, c *ctr, cgroups []string, pids []int) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(e.root, c.ID())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state directory left behind (%v)", err)
+	}
+	for _, dir := range cgroups {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left behind (%v)", dir, err)
+		}
+	}
+	for _, pid := range pids {
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("process %d left behind (%v)", pid, err)
+		}
+	}
+}
+
 // run creates and starts a container and waits for it to exit.
 func (e *env) run(t testing.TB, args []string, o executor.SpecOpts, stdin string, edits ...func(*specs.Spec)) (*ctr, executor.Exit) {
 	t.Helper()
@@ -275,4 +320,45 @@ func mountsOf(t testing.TB, id, dir string) []string {
 		}
 	}
 	return out
+}
+
+// waitPids waits (bounded) until the container has at least n processes
+// and returns them.
+func waitPids(t *testing.T, c *ctr, n int) []int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		pids, err := c.Pids(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pids) >= n {
+			return pids
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("container has %d processes, want %d", len(pids), n)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// mountNamespace names the mount namespace of this process's main thread.
+func mountNamespace(t *testing.T) string {
+	t.Helper()
+	ns, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// cgroupDirs returns the container's cgroup in every v1 hierarchy.
+func cgroupDirs(t *testing.T, id string) []string {
+	var dirs []string
+	for _, m := range cgroupMounts(t) {
+		dirs = append(dirs, filepath.Join(m, testCgroupParent, id))
+	}
+	return dirs
 }

@@ -347,33 +347,25 @@ func (c *container) Wait(ctx context.Context) (Exit, error) {
 }
 
 func (c *container) Kill(ctx context.Context, sig syscall.Signal) error {
-	if err := c.lc.Signal(sig); err != nil {
-		if errors.Is(err, libcontainer.ErrNotRunning) {
-			return fmt.Errorf("container %s: kill %v: %w", c.id, sig, ErrNotRunning)
-		}
-		return fmt.Errorf("container %s: kill %v: %w", c.id, sig, err)
-	}
-	return nil
+	return c.wrap(fmt.Sprintf("kill %v", sig), c.lc.Signal(sig))
 }
 
-func (c *container) Pause(ctx context.Context) error {
-	if err := c.lc.Pause(); err != nil {
-		if errors.Is(err, libcontainer.ErrNotRunning) {
-			return fmt.Errorf("container %s: pause: %w", c.id, ErrNotRunning)
-		}
-		return fmt.Errorf("container %s: pause: %w", c.id, err)
-	}
-	return nil
-}
+func (c *container) Pause(ctx context.Context) error { return c.wrap("pause", c.lc.Pause()) }
 
-func (c *container) Resume(ctx context.Context) error {
-	if err := c.lc.Resume(); err != nil {
-		if errors.Is(err, libcontainer.ErrNotPaused) {
-			return fmt.Errorf("container %s: resume: %w", c.id, ErrNotPaused)
-		}
-		return fmt.Errorf("container %s: resume: %w", c.id, err)
+func (c *container) Resume(ctx context.Context) error { return c.wrap("resume", c.lc.Resume()) }
+
+// wrap names the container and op in err and turns libcontainer's state
+// errors into this package's, which wrap drivers.ErrFailedPrecondition.
+func (c *container) wrap(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, libcontainer.ErrNotRunning):
+		return fmt.Errorf("container %s: %s: %w", c.id, op, ErrNotRunning)
+	case errors.Is(err, libcontainer.ErrNotPaused):
+		return fmt.Errorf("container %s: %s: %w", c.id, op, ErrNotPaused)
 	}
-	return nil
+	return fmt.Errorf("container %s: %s: %w", c.id, op, err)
 }
 
 func (c *container) Pids(ctx context.Context) ([]int, error) {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,12 +22,8 @@ import (
 // freezer, then deletes it while frozen (Delete must still kill it).
 func TestPauseResume(t *testing.T) {
 	e := newEnv(t)
-	c := e.create(t, []string{"sleep", "100"}, executor.SpecOpts{}, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := e.start(t, []string{"sleep", "100"})
+	ctx := testContext(t)
 	freezer := filepath.Join("/sys/fs/cgroup/freezer", testCgroupParent, c.ID(), "freezer.state")
 	expect := func(want executor.Status, state string) {
 		t.Helper()
@@ -70,13 +65,8 @@ func TestPauseResume(t *testing.T) {
 // it with its processes and cgroups.
 func TestPurge(t *testing.T) {
 	e := newEnv(t)
-	c := e.create(t, []string{"sleep", "100"}, executor.SpecOpts{}, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	pids := waitPids(t, c, 1)
+	c, pids, cgroups := e.sleeper(t)
+	ctx := testContext(t)
 	again, err := executor.NewLibcontainer(e.root, testCgroupParent)
 	if err != nil {
 		t.Fatal(err)
@@ -91,17 +81,7 @@ func TestPurge(t *testing.T) {
 	if exit, err := c.Wait(ctx); err != nil || exit.Signal != syscall.SIGKILL {
 		t.Errorf("exit = %+v, %v; want a SIGKILL death", exit, err)
 	}
-	if _, err := os.Stat(filepath.Join(e.root, c.ID())); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("state directory left behind (%v)", err)
-	}
-	for _, dir := range cgroupDirs(t, c.ID()) {
-		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("cgroup %s left behind (%v)", dir, err)
-		}
-	}
-	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pids[0]))); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("process %d left behind (%v)", pids[0], err)
-	}
+	e.assertGone(t, c, cgroups, pids)
 	if err := again.Purge(ctx, c.ID()); err != nil {
 		t.Errorf("purge a purged container: %v", err)
 	}
