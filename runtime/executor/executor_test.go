@@ -81,6 +81,12 @@ func TestIsolation(t *testing.T) {
 	check([]string{"sh", "-c", "pwd"}, executor.SpecOpts{Cwd: "/tmp"}, "/tmp\n")
 	// no-new-privileges is set on the process (NoNewPrivs: 1).
 	check([]string{"sh", "-c", "grep NoNewPrivs /proc/self/status | tr -d '\\t '"}, executor.SpecOpts{}, "NoNewPrivs:1\n")
+	// Docker's default capabilities, as the mask `docker run busybox`
+	// shows, in the bounding and effective sets.
+	check([]string{"sh", "-c", "grep -E 'CapBnd|CapEff' /proc/self/status | tr -d '\\t '"}, executor.SpecOpts{}, "CapEff:00000000a80425fb\nCapBnd:00000000a80425fb\n")
+	// A masked path reads empty, a read-only one refuses writes.
+	check([]string{"sh", "-c", "cat /proc/kcore | wc -c"}, executor.SpecOpts{}, "0\n")
+	check([]string{"sh", "-c", "echo x 2>/dev/null >/proc/sys/kernel/domainname || echo refused"}, executor.SpecOpts{}, "refused\n")
 
 	c, exit := e.run(t, []string{"cat", "/proc/net/dev"}, executor.SpecOpts{Network: executor.NetworkNone}, "")
 	if got := interfaces(c.stdout.String()); exit.Code != 0 || strings.Join(got, ",") != "lo" {

@@ -117,7 +117,7 @@ func writeBusybox(t testing.TB, dir string) {
 		t.Fatal(err)
 	}
 	// The busybox commands the tests run.
-	for _, a := range []string{"sh", "true", "false", "echo", "cat", "sleep", "id", "hostname", "kill", "tail"} {
+	for _, a := range []string{"sh", "true", "false", "echo", "cat", "sleep", "id", "hostname", "kill", "tail", "grep", "tr", "wc"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
 			t.Fatal(err)
 		}

@@ -56,6 +56,9 @@ func (e *Libcontainer) Create(ctx context.Context, id string, spec *specs.Spec, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := validID(id); err != nil {
+		return nil, err
+	}
 	if spec == nil || spec.Process == nil || spec.Root == nil || spec.Linux == nil {
 		return nil, fmt.Errorf("container %s: the spec needs process, root and linux sections: %w", id, drivers.ErrInvalidArgument)
 	}
@@ -64,9 +67,6 @@ func (e *Libcontainer) Create(ctx context.Context, id string, spec *specs.Spec, 
 	}
 	if stdio.Terminal != spec.Process.Terminal {
 		return nil, fmt.Errorf("container %s: stdio.Terminal=%v but spec.Process.Terminal=%v: %w", id, stdio.Terminal, spec.Process.Terminal, drivers.ErrInvalidArgument)
-	}
-	if _, err := os.Stat(filepath.Join(e.root, id)); err == nil {
-		return nil, fmt.Errorf("container %s: %w", id, drivers.ErrAlreadyExists)
 	}
 	// Work on a copy: filling in the cgroups path must not change the
 	// caller's spec.
@@ -81,6 +81,9 @@ func (e *Libcontainer) Create(ctx context.Context, id string, spec *specs.Spec, 
 		return nil, fmt.Errorf("container %s: spec: %w: %w", id, err, drivers.ErrInvalidArgument)
 	}
 	lc, err := libcontainer.Create(e.root, id, cfg)
+	if errors.Is(err, libcontainer.ErrExist) {
+		return nil, fmt.Errorf("container %s: %w", id, drivers.ErrAlreadyExists)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("container %s: create: %w", id, err)
 	}
@@ -142,6 +145,9 @@ func (e *Libcontainer) List(ctx context.Context) ([]string, error) {
 
 // Purge implements Executor.
 func (e *Libcontainer) Purge(ctx context.Context, id string) error {
+	if err := validID(id); err != nil {
+		return err
+	}
 	lc, err := libcontainer.Load(e.root, id)
 	if errors.Is(err, libcontainer.ErrNotExist) || errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -159,6 +165,19 @@ func (e *Libcontainer) Purge(ctx context.Context, id string) error {
 	}
 	if err := lc.Destroy(); err != nil {
 		return fmt.Errorf("container %s: destroy: %w", id, err)
+	}
+	return nil
+}
+
+// validID checks id as libcontainer will, and before the id becomes part of
+// a cgroup path: letters, digits and _+-. only, and not . or ..
+func validID(id string) error {
+	ok := id != "" && id != "." && id != ".."
+	for _, r := range id {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_+-.", r))
+	}
+	if !ok {
+		return fmt.Errorf("container id %q: want letters, digits, _, +, - and . only: %w", id, drivers.ErrInvalidArgument)
 	}
 	return nil
 }

@@ -169,3 +169,31 @@ func TestOOM(t *testing.T) {
 		t.Errorf("true: exit = %+v, want 0 and no OOM kill", exit)
 	}
 }
+
+// TestCreateErrors checks that bad requests are refused with the sentinel
+// the API maps to a status code, and leave nothing behind.
+func TestCreateErrors(t *testing.T) {
+	e := newEnv(t)
+	c := e.create(t, []string{"true"}, executor.SpecOpts{}, "")
+	ctx := testContext(t)
+	spec, err := executor.DefaultSpec([]string{"true"}, filepath.Join(e.mnts, c.ID()), executor.SpecOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ex.Create(ctx, c.ID(), spec, executor.Stdio{}); !errors.Is(err, drivers.ErrAlreadyExists) {
+		t.Errorf("duplicate id: %v, want ErrAlreadyExists", err)
+	}
+	for _, id := range []string{"", "..", "a/b", "../x"} {
+		if _, err := e.ex.Create(ctx, id, spec, executor.Stdio{}); !errors.Is(err, drivers.ErrInvalidArgument) {
+			t.Errorf("id %q: %v, want ErrInvalidArgument", id, err)
+		}
+	}
+	relative := *spec
+	relative.Root = &specs.Root{Path: "rootfs"}
+	if _, err := e.ex.Create(ctx, newID(t), &relative, executor.Stdio{}); !errors.Is(err, drivers.ErrInvalidArgument) {
+		t.Errorf("relative root: %v, want ErrInvalidArgument", err)
+	}
+	if ids, err := e.ex.List(ctx); err != nil || !slices.Equal(ids, []string{c.ID()}) {
+		t.Errorf("list = %v, %v; want only %s", ids, err, c.ID())
+	}
+}
