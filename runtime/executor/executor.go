@@ -3,17 +3,29 @@
 // delete); Libcontainer implements it with runc's libcontainer in process,
 // so no shim or runc binary sits between the daemon and its containers. A
 // runc-binary executor is meant to implement the same interface later.
+// DefaultSpec builds the spec a Docker create gives: Docker's capabilities,
+// masked and read-only paths, mounts and device rules, no new privileges,
+// mount/pid/ipc/uts namespaces, and network none (a new netns with only lo)
+// or host.
 //
 // libcontainer starts a container by re-executing the running binary as
 // "<binary> init": every binary that imports this package must call Init
 // first thing in main (tests: in TestMain). The package imports
 // libcontainer/nsenter, whose cgo constructor joins the namespaces before
-// the Go runtime starts, so binaries that use it need cgo.
+// the Go runtime starts, so binaries that use it need cgo; and it keeps
+// the main goroutine on the main thread (see init.go for why).
 //
-// Not done yet: seccomp. libcontainer filters syscalls only when built with
+// Exit codes follow the shell: 128+signal for a signal death. A container's
+// command is its pid namespace's init, which the kernel shields from
+// signals it has no handler for, from inside the namespace and, except
+// SIGKILL and SIGSTOP, from outside: `sh -c 'kill -9 $$'` survives, and
+// SIGTERM stops only a command that handles it, as with Docker without
+// --init.
+//
+// Not done: seccomp. libcontainer filters syscalls only when built with
 // the `seccomp` tag against libseccomp (Debian libseccomp-dev), which this
 // machine kind does not install; DefaultSpec therefore sets no seccomp
-// profile rather than a profile that would be silently ignored.
+// profile rather than one that libcontainer would refuse.
 package executor
 
 import (

@@ -193,6 +193,21 @@ func TestCreateErrors(t *testing.T) {
 	if _, err := e.ex.Create(ctx, newID(t), &relative, executor.Stdio{}); !errors.Is(err, drivers.ErrInvalidArgument) {
 		t.Errorf("relative root: %v, want ErrInvalidArgument", err)
 	}
+	// A command the root filesystem lacks fails in the init, before
+	// Create returns; the half-made container is destroyed.
+	missing := *spec
+	proc := *spec.Process
+	proc.Args = []string{"/no/such/command"}
+	missing.Process = &proc
+	id := newID(t)
+	if _, err := e.ex.Create(ctx, id, &missing, executor.Stdio{}); err == nil || !strings.Contains(err.Error(), "/no/such/command") {
+		t.Errorf("missing command: %v, want an error naming it", err)
+	}
+	for _, dir := range cgroupDirs(t, id) {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("failed create left cgroup %s (%v)", dir, err)
+		}
+	}
 	if ids, err := e.ex.List(ctx); err != nil || !slices.Equal(ids, []string{c.ID()}) {
 		t.Errorf("list = %v, %v; want only %s", ids, err, c.ID())
 	}
