@@ -3,6 +3,7 @@ package executor_test
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,7 +37,7 @@ func TestExitCodes(t *testing.T) {
 		{"selfkill-init", []string{"sh", "-c", `kill -9 $$; exit 5`}, 5, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, exit := e.run(t, tc.args, executor.SpecOpts{}, "")
+			c, exit := e.run(t, tc.args, executor.SpecOpts{}, nil)
 			if exit.Code != tc.code || exit.Signal != tc.sig {
 				t.Fatalf("exit = %+v, want code %d signal %d (stderr %q)", exit, tc.code, tc.sig, c.stderr.String())
 			}
@@ -48,17 +49,24 @@ func TestExitCodes(t *testing.T) {
 // reaches the container.
 func TestStdio(t *testing.T) {
 	e := newEnv(t)
-	c, exit := e.run(t, []string{"echo", "hi"}, executor.SpecOpts{}, "")
+	c, exit := e.run(t, []string{"echo", "hi"}, executor.SpecOpts{}, nil)
 	if exit.Code != 0 || c.stdout.String() != "hi\n" || c.stderr.String() != "" {
 		t.Fatalf("echo hi: exit %+v, stdout %q, stderr %q", exit, c.stdout.String(), c.stderr.String())
 	}
-	c, exit = e.run(t, []string{"sh", "-c", "echo out; echo err >&2"}, executor.SpecOpts{}, "")
+	c, exit = e.run(t, []string{"sh", "-c", "echo out; echo err >&2"}, executor.SpecOpts{}, nil)
 	if exit.Code != 0 || c.stdout.String() != "out\n" || c.stderr.String() != "err\n" {
 		t.Fatalf("split streams: exit %+v, stdout %q, stderr %q", exit, c.stdout.String(), c.stderr.String())
 	}
-	c, exit = e.run(t, []string{"cat"}, executor.SpecOpts{}, "from stdin\n")
+	c, exit = e.run(t, []string{"cat"}, executor.SpecOpts{}, strings.NewReader("from stdin\n"))
 	if exit.Code != 0 || c.stdout.String() != "from stdin\n" {
 		t.Fatalf("cat: exit %+v, stdout %q, stderr %q", exit, c.stdout.String(), c.stderr.String())
+	}
+	// A stdin that never ends (an attached client that stays) must not
+	// hold up Wait once the container has exited.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	if c, exit = e.run(t, []string{"echo", "done"}, executor.SpecOpts{}, pr); exit.Code != 0 || c.stdout.String() != "done\n" {
+		t.Fatalf("endless stdin: exit %+v, stdout %q", exit, c.stdout.String())
 	}
 }
 
@@ -69,7 +77,7 @@ func TestIsolation(t *testing.T) {
 	e := newEnv(t)
 	check := func(args []string, o executor.SpecOpts, want string) {
 		t.Helper()
-		c, exit := e.run(t, args, o, "")
+		c, exit := e.run(t, args, o, nil)
 		if exit.Code != 0 || c.stdout.String() != want {
 			t.Errorf("%v: exit %+v, stdout %q, want %q (stderr %q)", args, exit, c.stdout.String(), want, c.stderr.String())
 		}
@@ -88,7 +96,7 @@ func TestIsolation(t *testing.T) {
 	check([]string{"sh", "-c", "cat /proc/kcore | wc -c"}, executor.SpecOpts{}, "0\n")
 	check([]string{"sh", "-c", "echo x 2>/dev/null >/proc/sys/kernel/domainname || echo refused"}, executor.SpecOpts{}, "refused\n")
 
-	c, exit := e.run(t, []string{"cat", "/proc/net/dev"}, executor.SpecOpts{Network: executor.NetworkNone}, "")
+	c, exit := e.run(t, []string{"cat", "/proc/net/dev"}, executor.SpecOpts{Network: executor.NetworkNone}, nil)
 	if got := interfaces(c.stdout.String()); exit.Code != 0 || strings.Join(got, ",") != "lo" {
 		t.Errorf("network none: exit %+v, interfaces %v, want only lo", exit, got)
 	}
@@ -96,7 +104,7 @@ func TestIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, exit = e.run(t, []string{"cat", "/proc/net/dev"}, executor.SpecOpts{Network: executor.NetworkHost}, "")
+	c, exit = e.run(t, []string{"cat", "/proc/net/dev"}, executor.SpecOpts{Network: executor.NetworkHost}, nil)
 	if got, want := interfaces(c.stdout.String()), interfaces(string(host)); exit.Code != 0 || strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("network host: exit %+v, interfaces %v, want the host's %v", exit, got, want)
 	}
@@ -194,7 +202,7 @@ func TestDeleteRunning(t *testing.T) {
 // deleted.
 func TestWaitBeforeStart(t *testing.T) {
 	e := newEnv(t)
-	c := e.create(t, []string{"sh", "-c", "exit 3"}, executor.SpecOpts{}, "")
+	c := e.create(t, []string{"sh", "-c", "exit 3"}, executor.SpecOpts{}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if st, err := c.Status(ctx); err != nil || st != executor.Created {
@@ -215,7 +223,7 @@ func TestWaitBeforeStart(t *testing.T) {
 		t.Errorf("exit = %+v, want 3", exit)
 	}
 
-	never := e.create(t, []string{"true"}, executor.SpecOpts{}, "")
+	never := e.create(t, []string{"true"}, executor.SpecOpts{}, nil)
 	if err := never.Delete(ctx); err != nil {
 		t.Fatalf("delete a created container: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -164,7 +165,7 @@ type ctr struct {
 // create makes a container running args on its own snapshot of the image;
 // the test's cleanup deletes it (before the snapshot is unmounted:
 // cleanups run last-in first-out).
-func (e *env) create(t testing.TB, args []string, o executor.SpecOpts, stdin string, edits ...func(*specs.Spec)) *ctr {
+func (e *env) create(t testing.TB, args []string, o executor.SpecOpts, stdin io.Reader, edits ...func(*specs.Spec)) *ctr {
 	t.Helper()
 	id := newID(t)
 	rootfs := e.mountSnapshot(t, id, e.image)
@@ -177,9 +178,7 @@ func (e *env) create(t testing.TB, args []string, o executor.SpecOpts, stdin str
 	}
 	c := &ctr{stdout: &safeBuffer{}, stderr: &safeBuffer{}}
 	stdio := executor.Stdio{Stdout: c.stdout, Stderr: c.stderr}
-	if stdin != "" {
-		stdio.Stdin = strings.NewReader(stdin)
-	}
+	stdio.Stdin = stdin
 	if c.Container, err = e.ex.Create(context.Background(), id, spec, stdio); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +202,7 @@ func testContext(t testing.TB) context.Context {
 // start creates and starts a container.
 func (e *env) start(t testing.TB, args []string) *ctr {
 	t.Helper()
-	c := e.create(t, args, executor.SpecOpts{}, "")
+	c := e.create(t, args, executor.SpecOpts{}, nil)
 	if err := c.Start(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +237,7 @@ func (e *env) assertGone(t *testing.T, c *ctr, cgroups []string, pids []int) {
 }
 
 // run creates and starts a container and waits for it to exit.
-func (e *env) run(t testing.TB, args []string, o executor.SpecOpts, stdin string, edits ...func(*specs.Spec)) (*ctr, executor.Exit) {
+func (e *env) run(t testing.TB, args []string, o executor.SpecOpts, stdin io.Reader, edits ...func(*specs.Spec)) (*ctr, executor.Exit) {
 	t.Helper()
 	c := e.create(t, args, o, stdin, edits...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

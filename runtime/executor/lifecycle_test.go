@@ -161,11 +161,11 @@ func TestOOM(t *testing.T) {
 	}
 	// tail keeps the last line, and /dev/zero has no newline: it
 	// buffers until the limit.
-	c, exit := e.run(t, []string{"tail", "/dev/zero"}, executor.SpecOpts{}, "", limit)
+	c, exit := e.run(t, []string{"tail", "/dev/zero"}, executor.SpecOpts{}, nil, limit)
 	if !exit.OOMKilled || exit.Code != 137 {
 		t.Errorf("exit = %+v, want OOM-killed with 137 (stderr %q)", exit, c.stderr.String())
 	}
-	if _, exit := e.run(t, []string{"true"}, executor.SpecOpts{}, "", limit); exit.OOMKilled || exit.Code != 0 {
+	if _, exit := e.run(t, []string{"true"}, executor.SpecOpts{}, nil, limit); exit.OOMKilled || exit.Code != 0 {
 		t.Errorf("true: exit = %+v, want 0 and no OOM kill", exit)
 	}
 }
@@ -174,7 +174,7 @@ func TestOOM(t *testing.T) {
 // the API maps to a status code, and leave nothing behind.
 func TestCreateErrors(t *testing.T) {
 	e := newEnv(t)
-	c := e.create(t, []string{"true"}, executor.SpecOpts{}, "")
+	c := e.create(t, []string{"true"}, executor.SpecOpts{}, nil)
 	ctx := testContext(t)
 	spec, err := executor.DefaultSpec([]string{"true"}, filepath.Join(e.mnts, c.ID()), executor.SpecOpts{})
 	if err != nil {
