@@ -121,8 +121,27 @@ type Container interface {
 	// Console is the pseudo-terminal's master when Stdio.Terminal was set,
 	// else nil. Delete closes it.
 	Console() *os.File
+	// Resize sets the terminal's size; ErrFailedPrecondition without one.
+	Resize(ctx context.Context, width, height uint16) error
+	// Exec starts another process in the running container (docker
+	// exec), in its namespaces and cgroup; spec.Terminal must match
+	// stdio.Terminal. The container's death ends it.
+	Exec(ctx context.Context, spec *specs.Process, stdio Stdio) (Process, error)
 	// Delete kills what still runs, waits for the init to be reaped and
 	// destroys the container: cgroups and state directory. The root
 	// filesystem is the caller's and stays mounted.
 	Delete(ctx context.Context) error
+}
+
+// Process is a process Exec started in a container.
+type Process interface {
+	Pid() int
+	// Wait is as Container.Wait, for this process.
+	Wait(ctx context.Context) (Exit, error)
+	Kill(ctx context.Context, sig syscall.Signal) error
+	Resize(ctx context.Context, width, height uint16) error
+	// Console is the terminal's master, nil without one; the caller
+	// closes it once it has read what it wants (after the process
+	// exited, the output still buffered there stays readable).
+	Console() *os.File
 }
