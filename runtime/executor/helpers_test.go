@@ -118,7 +118,7 @@ func writeBusybox(t testing.TB, dir string) {
 		t.Fatal(err)
 	}
 	// The busybox commands the tests run.
-	for _, a := range []string{"sh", "true", "false", "echo", "cat", "sleep", "id", "hostname", "kill", "tail", "grep", "tr", "wc"} {
+	for _, a := range []string{"sh", "true", "false", "echo", "cat", "sleep", "id", "hostname", "kill", "tail", "grep", "tr", "wc", "stty"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
 			t.Fatal(err)
 		}
@@ -360,4 +360,36 @@ func cgroupDirs(t *testing.T, id string) []string {
 		dirs = append(dirs, filepath.Join(m, testCgroupParent, id))
 	}
 	return dirs
+}
+
+// readConsole reads a terminal's master until the last slave end closes
+// (the read fails with EIO) and then sends what it read, with the
+// terminal's \r\n line ends as \n.
+func readConsole(console *os.File) <-chan string {
+	out := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := console.Read(buf)
+			b.Write(buf[:n])
+			if err != nil {
+				out <- strings.ReplaceAll(b.String(), "\r\n", "\n")
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// awaitConsole returns what readConsole read, bounded in time.
+func awaitConsole(t *testing.T, output <-chan string) string {
+	t.Helper()
+	select {
+	case s := <-output:
+		return s
+	case <-testContext(t).Done():
+		t.Fatal("the terminal never closed")
+		return ""
+	}
 }

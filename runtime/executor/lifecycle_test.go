@@ -1,7 +1,6 @@
 package executor_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -93,7 +92,7 @@ func TestTerminal(t *testing.T) {
 	e := newEnv(t)
 	id := newID(t)
 	rootfs := e.mountSnapshot(t, id, e.image)
-	spec, err := executor.DefaultSpec([]string{"sh", "-c", `test -t 0 && test -t 1 && echo isatty $TERM; read x; echo got $x`}, rootfs, executor.SpecOpts{Terminal: true})
+	spec, err := executor.DefaultSpec([]string{"sh", "-c", `test -t 0 && test -t 1 && echo isatty $TERM; read x; echo got $x; stty size`}, rootfs, executor.SpecOpts{Terminal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,20 +115,12 @@ func TestTerminal(t *testing.T) {
 	if console == nil {
 		t.Fatal("no console")
 	}
-	var out bytes.Buffer
-	read := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := console.Read(buf)
-			out.Write(buf[:n])
-			if err != nil {
-				read <- err // EIO once the last slave fd closes
-				return
-			}
-		}
-	}()
+	output := readConsole(console)
 	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The shell waits for its line, so the size is set before stty reads it.
+	if err := c.Resize(ctx, 100, 40); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := console.Write([]byte("abc\n")); err != nil {
@@ -139,14 +130,9 @@ func TestTerminal(t *testing.T) {
 	if err != nil || exit.Code != 0 {
 		t.Fatalf("exit = %+v, %v", exit, err)
 	}
-	select {
-	case <-read:
-	case <-ctx.Done():
-		t.Fatal("console never reached EOF")
-	}
-	got := strings.ReplaceAll(out.String(), "\r\n", "\n")
-	if !strings.Contains(got, "isatty xterm\n") || !strings.Contains(got, "got abc\n") {
-		t.Errorf("console output %q, want isatty xterm and got abc", got)
+	got := awaitConsole(t, output)
+	if !strings.Contains(got, "isatty xterm\n") || !strings.Contains(got, "got abc\n40 100\n") {
+		t.Errorf("console output %q, want isatty xterm, got abc and the size 40 100", got)
 	}
 }
 

@@ -66,23 +66,16 @@ func readonlyPaths() []string {
 // network namespace unless the network is the host's. The cgroups path is
 // left empty for the executor to fill in per container.
 func DefaultSpec(args []string, rootfs string, o SpecOpts) (*specs.Spec, error) {
-	if len(args) == 0 {
-		return nil, fmt.Errorf("default spec: no command: %w", drivers.ErrInvalidArgument)
-	}
 	if o.Network == "" {
 		o.Network = NetworkNone
 	}
 	if o.Network != NetworkNone && o.Network != NetworkHost {
 		return nil, fmt.Errorf("network %q: want none or host: %w", o.Network, drivers.ErrInvalidArgument)
 	}
-	if o.Cwd == "" {
-		o.Cwd = "/"
+	proc, err := DefaultProcess(args, o)
+	if err != nil {
+		return nil, err
 	}
-	env := withDefaultPath(o.Env)
-	if o.Terminal {
-		env = append(env, "TERM=xterm")
-	}
-	caps := defaultCapabilities()
 	namespaces := []specs.LinuxNamespace{
 		{Type: specs.MountNamespace}, {Type: specs.PIDNamespace},
 		{Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
@@ -91,17 +84,9 @@ func DefaultSpec(args []string, rootfs string, o SpecOpts) (*specs.Spec, error) 
 		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
 	return &specs.Spec{
-		Version: specs.Version,
-		Root:    &specs.Root{Path: rootfs, Readonly: o.ReadOnly},
-		Process: &specs.Process{
-			Terminal:        o.Terminal,
-			Args:            append([]string(nil), args...),
-			Env:             env,
-			Cwd:             o.Cwd,
-			User:            specs.User{UID: o.UID, GID: o.GID},
-			NoNewPrivileges: true,
-			Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
-		},
+		Version:  specs.Version,
+		Root:     &specs.Root{Path: rootfs, Readonly: o.ReadOnly},
+		Process:  proc,
 		Hostname: o.Hostname,
 		Mounts:   defaultMounts(),
 		Linux: &specs.Linux{
@@ -113,6 +98,33 @@ func DefaultSpec(args []string, rootfs string, o SpecOpts) (*specs.Spec, error) 
 			MaskedPaths:   maskedPaths(),
 			ReadonlyPaths: readonlyPaths(),
 		},
+	}, nil
+}
+
+// DefaultProcess returns the process part of DefaultSpec, which is also
+// what a docker exec of args runs with: the environment with a PATH, the
+// working directory (default /), the user, Docker's capabilities and no
+// new privileges. SpecOpts' container-wide fields are ignored.
+func DefaultProcess(args []string, o SpecOpts) (*specs.Process, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("default spec: no command: %w", drivers.ErrInvalidArgument)
+	}
+	if o.Cwd == "" {
+		o.Cwd = "/"
+	}
+	env := withDefaultPath(o.Env)
+	if o.Terminal {
+		env = append(env, "TERM=xterm")
+	}
+	caps := defaultCapabilities()
+	return &specs.Process{
+		Terminal:        o.Terminal,
+		Args:            append([]string(nil), args...),
+		Env:             env,
+		Cwd:             o.Cwd,
+		User:            specs.User{UID: o.UID, GID: o.GID},
+		NoNewPrivileges: true,
+		Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 	}, nil
 }
 
