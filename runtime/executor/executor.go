@@ -1,6 +1,7 @@
 // Package executor runs OCI-spec containers for layerlabd. Executor is the
 // interface the daemon drives (create, later start, wait, kill, pause,
-// delete); Libcontainer implements it with runc's libcontainer in process,
+// exec, resize, delete; stdio to io.Writers or a pseudo-terminal; OOM
+// kills reported; Purge for what a crashed daemon left); Libcontainer implements it with runc's libcontainer in process,
 // so no shim or runc binary sits between the daemon and its containers. A
 // runc-binary executor is meant to implement the same interface later.
 // DefaultSpec builds the spec a Docker create gives: Docker's capabilities,
