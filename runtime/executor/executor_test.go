@@ -89,6 +89,13 @@ func TestIsolation(t *testing.T) {
 	check([]string{"sh", "-c", "pwd"}, executor.SpecOpts{Cwd: "/tmp"}, "/tmp\n")
 	// no-new-privileges is set on the process (NoNewPrivs: 1).
 	check([]string{"sh", "-c", "grep NoNewPrivs /proc/self/status | tr -d '\\t '"}, executor.SpecOpts{}, "NoNewPrivs:1\n")
+	// Docker's default seccomp profile is on where the build can filter
+	// (make builds with the seccomp tag): mode 2, one filter.
+	wantSeccomp := "Seccomp:0\n"
+	if executor.SeccompFilters {
+		wantSeccomp = "Seccomp:2\n"
+	}
+	check([]string{"sh", "-c", "grep '^Seccomp:' /proc/self/status | tr -d '\\t '"}, executor.SpecOpts{}, wantSeccomp)
 	// Docker's default capabilities, as the mask `docker run busybox`
 	// shows, in the bounding and effective sets.
 	check([]string{"sh", "-c", "grep -E 'CapBnd|CapEff' /proc/self/status | tr -d '\\t '"}, executor.SpecOpts{}, "CapEff:00000000a80425fb\nCapBnd:00000000a80425fb\n")

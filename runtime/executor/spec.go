@@ -83,7 +83,7 @@ func DefaultSpec(args []string, rootfs string, o SpecOpts) (*specs.Spec, error) 
 	if o.Network == NetworkNone {
 		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
-	return &specs.Spec{
+	s := &specs.Spec{
 		Version:  specs.Version,
 		Root:     &specs.Root{Path: rootfs, Readonly: o.ReadOnly},
 		Process:  proc,
@@ -98,7 +98,11 @@ func DefaultSpec(args []string, rootfs string, o SpecOpts) (*specs.Spec, error) 
 			MaskedPaths:   maskedPaths(),
 			ReadonlyPaths: readonlyPaths(),
 		},
-	}, nil
+	}
+	if s.Linux.Seccomp, err = defaultSeccomp(s); err != nil {
+		return nil, fmt.Errorf("default seccomp profile: %w", err)
+	}
+	return s, nil
 }
 
 // DefaultProcess returns the process part of DefaultSpec, which is also
