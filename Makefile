@@ -3,8 +3,11 @@
 GO       ?= go
 PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
             qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium busybox-static \
-            vagrant shellcheck
+            vagrant shellcheck libseccomp-dev pkg-config
 TESTFLAGS ?= -count=1 -timeout 40m
+# libcontainer filters containers' system calls (Docker's default seccomp
+# profile) only when built with this tag, against libseccomp-dev.
+export GOFLAGS := -tags=seccomp
 # What this host must run (drivers/feature): a test that skips for one of
 # these fails instead. setup installs the tools; the kernel has the rest.
 # The guest's list is in scripts/vm/test.sh (LAYERLAB_VM_REQUIRE).
@@ -48,6 +51,7 @@ FUZZTIME ?= 5s
 fuzz:
 	$(GO) test ./drivers/layer/ -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./drivers/layer/ -run '^$$' -fuzz '^FuzzEntryName$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./drivers/btrfs/ -run '^$$' -fuzz '^FuzzParseSend$$' -fuzztime $(FUZZTIME)
 
 # devicemapper, overlay2 with xfs project quota and a cgroup v2 check, in a
 # qemu guest running Debian's 6.1 kernel (scripts/vm; the guest is built

@@ -1,6 +1,9 @@
 package drivers
 
-import "context"
+import (
+	"context"
+	"os"
+)
 
 // ChangesOverlay is the format of an overlay upper directory: the
 // snapshot's own files as they are, deletions as whiteouts (character
@@ -28,4 +31,30 @@ type Changes struct {
 // which works on every driver (layer.DiffSnapshot does both).
 type Differ interface {
 	Changes(ctx context.Context, key string) (Changes, error)
+}
+
+// ChangeKind says what happened to a path.
+type ChangeKind int
+
+// The kinds of change a ChangeWalker reports.
+const (
+	ChangeAdd ChangeKind = iota + 1
+	ChangeModify
+	ChangeDelete
+)
+
+// ChangeFunc receives one change: its kind, the path with a leading "/"
+// relative to the walker's root, and the entry's FileInfo (nil for a
+// deletion).
+type ChangeFunc func(kind ChangeKind, path string, fi os.FileInfo) error
+
+// ChangeWalker is implemented by drivers that can list what a snapshot
+// changed without comparing whole trees (btrfs asks the kernel through
+// `btrfs send --no-data`). WalkChanges calls start once with root, a
+// directory holding the snapshot's tree as it is, then fn for every
+// change in the order a walk of the tree meets them (parents first); root
+// is valid until WalkChanges returns. It wraps ErrNotImplemented, before
+// calling anything, when the driver cannot.
+type ChangeWalker interface {
+	WalkChanges(ctx context.Context, key string, start func(root string) error, fn ChangeFunc) error
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/dennwc/btrfs"
 
@@ -112,6 +113,9 @@ func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, 
 	dirs, err := core.NewDirs(home)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	if err := sweepSend(filepath.Dir(dirs.Root)); err != nil {
+		return nil, fmt.Errorf("%s: remove what an interrupted diff left: %w", Name, err)
 	}
 	q, err := quota.NewBtrfs(dirs.Root)
 	if err != nil {

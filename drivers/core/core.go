@@ -60,6 +60,12 @@ type ChangesBackend interface {
 	Changes(s storage.Snapshot) (drivers.Changes, error)
 }
 
+// ChangeWalkerBackend is implemented by backends that list a snapshot's
+// changes natively (see drivers.ChangeWalker).
+type ChangeWalkerBackend interface {
+	WalkChanges(ctx context.Context, s storage.Snapshot, start func(root string) error, fn drivers.ChangeFunc) error
+}
+
 // Projects is implemented by backends that put every active snapshot in
 // a quota project of its own (overlay2 on xfs with prjquota). ProjectBase
 // returns the lowest id to hand out, or 0 when quotas are off.
@@ -376,6 +382,23 @@ func (d *Driver) Changes(ctx context.Context, key string) (drivers.Changes, erro
 		return drivers.Changes{}, err
 	}
 	return cb.Changes(s)
+}
+
+// WalkChanges implements drivers.ChangeWalker for the backends that can.
+func (d *Driver) WalkChanges(ctx context.Context, key string, start func(root string) error, fn drivers.ChangeFunc) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	wb, ok := d.backend.(ChangeWalkerBackend)
+	if !ok {
+		return fmt.Errorf("%s cannot list a snapshot's changes natively; compare mounted views instead: %w", d.name, drivers.ErrNotImplemented)
+	}
+	defer d.locks.lock(nil, key)()
+	s, err := d.get(ctx, key)
+	if err != nil {
+		return err
+	}
+	return wb.WalkChanges(ctx, s, start, fn)
 }
 
 // Prepare implements drivers.Snapshotter.

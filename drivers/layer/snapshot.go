@@ -10,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/containerd/containerd/v2/pkg/archive"
+	continuityfs "github.com/containerd/continuity/fs"
+
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
@@ -17,7 +20,9 @@ import (
 // DiffSnapshot writes to w the layer tar of what the snapshot key changed
 // on top of its parent, on any driver. A driver that keeps each snapshot's
 // changes apart (drivers.Differ: overlay and overlay2 keep an upper
-// directory) is read directly; every other driver, or a snapshot its
+// directory) is read directly; a driver that can list them
+// (drivers.ChangeWalker: btrfs through btrfs send) is asked for them; every
+// other driver, or a snapshot its
 // driver has no record for, is diffed by mounting views of the snapshot
 // and of its parent and comparing them as Diff does. Both give layers that
 // make the same tree when applied on the parent; they may differ in form
@@ -36,7 +41,32 @@ func DiffSnapshot(ctx context.Context, w io.Writer, sn drivers.Snapshotter, key 
 			return Digests{}, fmt.Errorf("diff snapshot %q: %w", key, err)
 		}
 	}
+	if cw, ok := sn.(drivers.ChangeWalker); ok {
+		d, err := writeLayer(w, opts, func(tw io.Writer) error {
+			var chw *archive.ChangeWriter
+			start := func(root string) error { chw = archive.NewChangeWriter(tw, root); return nil }
+			if err := cw.WalkChanges(ctx, key, start, func(k drivers.ChangeKind, p string, fi os.FileInfo) error {
+				return chw.HandleChange(changeKinds[k], p, fi, nil)
+			}); err != nil {
+				return err
+			}
+			return chw.Close()
+		})
+		// Not implemented comes before anything is written.
+		if !errors.Is(err, drivers.ErrNotImplemented) {
+			if err != nil {
+				return Digests{}, fmt.Errorf("diff snapshot %q: %w", key, err)
+			}
+			return d, nil
+		}
+	}
 	return diffViews(ctx, w, sn, key, opts)
+}
+
+var changeKinds = map[drivers.ChangeKind]continuityfs.ChangeKind{
+	drivers.ChangeAdd:    continuityfs.ChangeKindAdd,
+	drivers.ChangeModify: continuityfs.ChangeKindModify,
+	drivers.ChangeDelete: continuityfs.ChangeKindDelete,
 }
 
 // diffViews is DiffSnapshot's generic path: the snapshot and its parent

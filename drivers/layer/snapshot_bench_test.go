@@ -10,26 +10,42 @@ import (
 	"time"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/btrfs"
+	"github.com/layerlab/layerlab/drivers/core"
 	"github.com/layerlab/layerlab/drivers/drivertest"
 	"github.com/layerlab/layerlab/drivers/layer"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 	"github.com/layerlab/layerlab/drivers/overlay"
 )
 
-// BenchmarkDiffNativeVsGeneric diffs an overlay2 snapshot that changed
-// 100 files of a 10,000-file parent two ways, alternating: DiffSnapshot,
-// which reads the upper directory, and Diff of mounted views of the
-// snapshot and its parent (the walk every driver can use; the views are
-// mounted once, outside the timing). It reports both medians and
+// BenchmarkDiffNativeVsGeneric diffs a snapshot that changed 100 files of
+// a 10,000-file parent two ways, alternating: DiffSnapshot, which reads
+// overlay2's upper directory or asks btrfs send, and Diff of mounted views
+// of the snapshot and its parent (the walk every driver can use; the views
+// are mounted once, outside the timing). It reports both medians and
 // generic/native (issue 9's target: at least 3).
 //
 //	go test ./drivers/layer/ -run '^$' -bench DiffNativeVsGeneric -benchtime 20x
 func BenchmarkDiffNativeVsGeneric(b *testing.B) {
+	for _, c := range []struct {
+		name, fstype string
+		open         func(context.Context, string, drivers.Options) (*core.Driver, error)
+	}{
+		{"overlay2", "ext4", overlay.NewOverlay2},
+		{"btrfs", "btrfs", btrfs.New},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			lfs := loopfs.ForTest(b, c.fstype, 1<<30)
+			drv, err := c.open(context.Background(), filepath.Join(lfs.Dir, "home"), nil)
+			mustDo(b, err)
+			b.Cleanup(func() { drv.Close() })
+			benchDiff(b, drv)
+		})
+	}
+}
+
+func benchDiff(b *testing.B, drv drivers.Driver) {
 	ctx := context.Background()
-	lfs := loopfs.ForTest(b, "ext4", 1<<30)
-	drv, err := overlay.NewOverlay2(ctx, filepath.Join(lfs.Dir, "home"), nil)
-	mustDo(b, err)
-	b.Cleanup(func() { drv.Close() })
 	withMount(b, func() ([]drivers.Mount, error) { return drv.Prepare(ctx, "p-active", "") }, func(dir string) {
 		for i := 0; i < 10000; i++ {
 			p := filepath.Join(dir, fmt.Sprintf("d%03d/f%05d", i%100, i))

@@ -21,15 +21,16 @@ import (
 )
 
 // TestDiffSnapshotMatchesGeneric makes the same changes on every host
-// driver, then checks that DiffSnapshot (native on overlay and overlay2,
-// the view walk elsewhere) and the generic Diff of mounted views write the
+// driver, then checks that DiffSnapshot (native on overlay, overlay2 and
+// btrfs, the view walk elsewhere) and the generic Diff of mounted views write the
 // same files, and that each layer applied on the parent gives back the
 // changed tree exactly.
 func TestDiffSnapshotMatchesGeneric(t *testing.T) {
 	if os.Geteuid() != 0 {
 		feature.Skip(t, feature.Root, "snapshots on drivers need root")
 	}
-	native := map[string]bool{"overlay": true, "overlay2": true}
+	native := map[string]bool{"overlay": true, "overlay2": true} // drivers.Differ
+	walks := map[string]bool{"btrfs": true}                      // drivers.ChangeWalker
 	for _, d := range hostDrivers() {
 		t.Run(d.factory.Name, func(t *testing.T) {
 			ctx := context.Background()
@@ -47,6 +48,13 @@ func TestDiffSnapshotMatchesGeneric(t *testing.T) {
 				t.Fatalf("Changes of a missing key: %v, want ErrNotFound", cerr)
 			case !native[d.factory.Name] && !errors.Is(cerr, drivers.ErrNotImplemented):
 				t.Fatalf("Changes on %s: %v, want ErrNotImplemented", d.factory.Name, cerr)
+			}
+			werr := drv.(drivers.ChangeWalker).WalkChanges(ctx, "missing", nil, nil)
+			switch {
+			case walks[d.factory.Name] && !errors.Is(werr, drivers.ErrNotFound):
+				t.Fatalf("WalkChanges of a missing key: %v, want ErrNotFound", werr)
+			case !walks[d.factory.Name] && !errors.Is(werr, drivers.ErrNotImplemented):
+				t.Fatalf("WalkChanges on %s: %v, want ErrNotImplemented", d.factory.Name, werr)
 			}
 
 			withMount(t, func() ([]drivers.Mount, error) { return drv.Prepare(ctx, "p-active", "") }, func(dir string) {

@@ -36,7 +36,8 @@ var (
 
 // Store is an open metadata database.
 type Store struct {
-	db *bolt.DB
+	db    *bolt.DB
+	group group // commits concurrent Updates together (group.go)
 }
 
 // Open opens or creates the database at path. When another process holds
@@ -88,11 +89,13 @@ func (s *Store) View(ctx context.Context, fn func(*Tx) error) error {
 	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
-// Update runs fn in a read-write transaction, committed (and fsynced) when
-// fn returns nil and rolled back otherwise.
+// Update runs fn in a read-write transaction, committed (and fsynced)
+// before Update returns when fn returns nil, and undone otherwise. Updates
+// that overlap in time may share one commit (group.go), so fn may run more
+// than once and must act only on the transaction.
 func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return s.group.update(s.db, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }

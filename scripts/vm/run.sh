@@ -32,7 +32,11 @@ boot() { # accel cpu
 kvm_up() {
   local up_limit=30 pid i
   : >"$log"
-  eval "timeout -k 5 $limit qemu-system-x86_64 $(qemu_args kvm host)" </dev/null >"$log" 2>&1 &
+  # In a session of its own, with timeout as the session leader ($! is
+  # timeout itself, not a subshell): giving up kills the whole group. A
+  # plain background eval left timeout and a hung qemu orphaned for the
+  # full time limit after every run that fell back to TCG.
+  setsid bash -c "exec timeout -k 5 $limit qemu-system-x86_64 $(qemu_args kvm host)" </dev/null >"$log" 2>&1 &
   pid=$!
   for ((i = 0; i < up_limit * 2; i++)); do
     grep -q LAYERLAB-GUEST-UP "$log" && break
@@ -40,7 +44,13 @@ kvm_up() {
     sleep 0.5
   done
   if ! grep -q LAYERLAB-GUEST-UP "$log"; then
-    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    kill -TERM -- "-$pid" 2>/dev/null
+    for ((i = 0; i < 10; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    kill -KILL -- "-$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
     return 1
   fi
   tail -n +1 -f --pid="$pid" "$log" &
