@@ -20,6 +20,7 @@ import (
 	"github.com/layerlab/layerlab/drivers/vfs"
 	"github.com/layerlab/layerlab/drivers/zfs"
 	"github.com/layerlab/layerlab/runtime/daemon"
+	"github.com/layerlab/layerlab/runtime/executor"
 )
 
 // Set by the Makefile (-ldflags -X).
@@ -42,6 +43,8 @@ func registry() *drivers.Registry {
 }
 
 func main() {
+	// libcontainer re-executes this binary as a container's init.
+	executor.Init()
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "layerlabd:", err)
 		if errors.Is(err, drivers.ErrInvalidArgument) {

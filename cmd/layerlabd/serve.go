@@ -76,6 +76,11 @@ func serve(ctx context.Context, cfg daemon.Config, hosts []string) error {
 		cancel()
 	}()
 	defer cancel()
+	// Containers first: their ends finish the waits, attaches and log
+	// follows in flight, which Shutdown waits for.
+	if err := d.StopAll(sctx); err != nil {
+		log.Warn("stopping containers", "err", err)
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 		log.Warn("requests cut short by a second signal", "err", err)

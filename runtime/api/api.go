@@ -43,6 +43,7 @@ type Backend interface {
 	ImageHistory(ctx context.Context, name string) ([]image.HistoryResponseItem, error)
 	TagImage(ctx context.Context, name, ref string) error
 	DeleteImage(ctx context.Context, name string, force, prune bool) ([]image.DeleteResponse, error)
+	ContainerBackend
 }
 
 // Handler returns the API's http.Handler over b.
@@ -112,10 +113,23 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 		})
 	case "/images/json":
 		return only(get, func() error { return rt.listImages(w, r) })
+	case "/images/create":
+		// The CLI pulls an image it cannot find; layerlabd has no
+		// registry client yet.
+		return only(r.Method == http.MethodPost, func() error {
+			ref := r.URL.Query().Get("fromImage")
+			if tag := r.URL.Query().Get("tag"); tag != "" {
+				ref += ":" + tag
+			}
+			return fmt.Errorf("No such image: %s (layerlabd does not pull images; docker load them): %w", ref, drivers.ErrNotFound)
+		})
 	case "/images/load":
 		return only(r.Method == http.MethodPost, func() error { return rt.loadImages(w, r) })
 	case "/images/get":
 		return only(get, func() error { return rt.saveImages(w, r, r.URL.Query()["names"]) })
+	}
+	if strings.HasPrefix(p, "/containers/") {
+		return rt.containerRoute(w, r, p)
 	}
 	rest, ok := strings.CutPrefix(p, "/images/")
 	if !ok || rest == "" {

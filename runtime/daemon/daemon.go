@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/filters"
@@ -25,6 +27,8 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/api"
+	"github.com/layerlab/layerlab/runtime/containers"
+	"github.com/layerlab/layerlab/runtime/executor"
 	"github.com/layerlab/layerlab/runtime/images"
 )
 
@@ -49,6 +53,11 @@ type Daemon struct {
 	drivers map[string]drivers.Driver
 	names   []string
 	images  *images.Store
+	ctrs    *containers.Store
+	exec    executor.Executor
+
+	mu    sync.Mutex       // guards lives
+	lives map[string]*live // by container ID
 }
 
 var _ api.Backend = (*Daemon)(nil)
@@ -77,7 +86,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 	}
-	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}}
+	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}, lives: map[string]*live{}}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, d.Close())
@@ -94,6 +103,15 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	if d.images, err = images.New(filepath.Join(cfg.DataRoot, "image"), d.db); err != nil {
 		return nil, err
+	}
+	if d.ctrs, err = containers.New(d.db); err != nil {
+		return nil, err
+	}
+	if d.exec, err = executor.NewLibcontainer(filepath.Join(cfg.ExecRoot, "libcontainer"), ""); err != nil {
+		return nil, err
+	}
+	if err := d.recover(ctx); err != nil {
+		return nil, fmt.Errorf("recovering the containers a previous daemon left: %w", err)
 	}
 	return d, nil
 }
@@ -164,9 +182,12 @@ func (d *Daemon) Driver(name string) (drivers.Driver, error) {
 // Images returns the image store.
 func (d *Daemon) Images() *images.Store { return d.images }
 
-// Close closes the drivers, the state file and the lock.
+// Close stops the running containers, then closes the drivers, the state
+// file and the lock.
 func (d *Daemon) Close() error {
-	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	errs := []error{d.StopAll(ctx)}
 	for _, name := range d.names {
 		errs = append(errs, d.drivers[name].Close())
 	}
@@ -220,7 +241,7 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 	var si unix.Sysinfo_t
 	_ = unix.Sysinfo(&si)
 	info := system.Info{
-		ID: "layerlabd", Containers: 0, Images: d.images.Count(),
+		ID: "layerlabd", Containers: d.containerCount(), Images: d.images.Count(),
 		Driver: d.cfg.DefaultDriver, DriverStatus: status,
 		Name: host, ServerVersion: d.cfg.Version, OperatingSystem: "layerlab", OSType: runtime.GOOS,
 		Architecture: runtime.GOARCH, KernelVersion: unix.ByteSliceToString(uts.Release[:]),
@@ -229,6 +250,11 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 		IndexServerAddress: "https://index.docker.io/v1/",
 	}
 	return info, nil
+}
+
+func (d *Daemon) containerCount() int {
+	recs, _ := d.ctrs.List()
+	return len(recs)
 }
 
 // fsName names the filesystems layerlab's drivers sit on.

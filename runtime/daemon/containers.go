@@ -1,0 +1,292 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/storage"
+	"github.com/docker/go-units"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/runtime/containers"
+)
+
+// driverKey is the --storage-opt key that picks a container's driver (a
+// layerlab extension).
+const driverKey = "driver"
+
+// containerDir holds a container's rootfs mount point and json-file log.
+func (d *Daemon) containerDir(id string) string {
+	return filepath.Join(d.cfg.DataRoot, "containers", id)
+}
+
+func (d *Daemon) rootfs(id string) string { return filepath.Join(d.containerDir(id), "rootfs") }
+
+func (d *Daemon) logPath(id string) string {
+	return filepath.Join(d.containerDir(id), id+"-json.log")
+}
+
+// CreateContainer answers POST /containers/create: it resolves the image,
+// unpacks it into the container's driver and prepares the rootfs snapshot.
+func (d *Daemon) CreateContainer(ctx context.Context, name string, req container.CreateRequest) (container.CreateResponse, error) {
+	var out container.CreateResponse
+	if req.Config == nil || req.Config.Image == "" {
+		return out, fmt.Errorf("config: no image given: %w", drivers.ErrInvalidArgument)
+	}
+	hc := req.HostConfig
+	if hc == nil {
+		hc = &container.HostConfig{}
+	}
+	driverName := d.cfg.DefaultDriver
+	for k, v := range hc.StorageOpt {
+		if k != driverKey {
+			return out, fmt.Errorf("--storage-opt %s is not supported yet (only driver=NAME): %w", k, drivers.ErrInvalidArgument)
+		}
+		driverName = v
+	}
+	drv, err := d.Driver(driverName)
+	if err != nil {
+		return out, err
+	}
+	if m := string(hc.NetworkMode); m != "" && m != "default" && m != "none" && m != "host" {
+		return out, fmt.Errorf("network mode %q: only none and host for now: %w", m, drivers.ErrInvalidArgument)
+	}
+	imageID, err := d.images.Resolve(req.Config.Image)
+	if err != nil {
+		return out, err
+	}
+	img, err := d.images.Inspect(imageID.String())
+	if err != nil {
+		return out, err
+	}
+	cfg := *req.Config
+	if ic := img.Config; ic != nil {
+		if len(cfg.Entrypoint) == 0 {
+			cfg.Entrypoint = ic.Entrypoint
+			if len(cfg.Cmd) == 0 {
+				cfg.Cmd = ic.Cmd
+			}
+		}
+		cfg.Env = mergeEnv(ic.Env, cfg.Env)
+		if cfg.WorkingDir == "" {
+			cfg.WorkingDir = ic.WorkingDir
+		}
+		if cfg.User == "" {
+			cfg.User = ic.User
+		}
+	}
+	args := append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...)
+	if len(args) == 0 {
+		return out, fmt.Errorf("no command specified: %w", drivers.ErrInvalidArgument)
+	}
+	if _, _, err := parseUser(cfg.User); err != nil {
+		return out, err
+	}
+	rec := &containers.Record{
+		ID: containers.NewID(), Name: name, Image: req.Config.Image, ImageID: imageID, Created: time.Now().UTC(),
+		Path: args[0], Args: args[1:], Config: &cfg, HostConfig: hc, Driver: driverName,
+	}
+	rec.SnapshotKey = "container-" + rec.ID
+	if err := d.ctrs.Add(rec); err != nil {
+		return out, err
+	}
+	if err := d.prepareRootfs(ctx, drv, rec); err != nil {
+		return out, errors.Join(err, d.ctrs.Delete(rec.ID))
+	}
+	d.live(rec.ID)
+	return container.CreateResponse{ID: rec.ID, Warnings: []string{}}, nil
+}
+
+// prepareRootfs unpacks the image into drv and prepares the container's
+// active snapshot on its top layer.
+func (d *Daemon) prepareRootfs(ctx context.Context, drv drivers.Driver, rec *containers.Record) error {
+	top, err := d.images.Unpack(ctx, drv, rec.ImageID)
+	if err != nil {
+		return err
+	}
+	if _, err := drv.Prepare(ctx, rec.SnapshotKey, top); err != nil {
+		return fmt.Errorf("rootfs of container %s: %w", rec.ID, err)
+	}
+	if err := os.MkdirAll(d.rootfs(rec.ID), 0o700); err != nil {
+		return errors.Join(err, drv.Remove(context.WithoutCancel(ctx), rec.SnapshotKey))
+	}
+	return nil
+}
+
+// mergeEnv is the image's environment with the request's on top, by key.
+func mergeEnv(image, req []string) []string {
+	out := append([]string(nil), image...)
+	for _, kv := range req {
+		k, _, _ := strings.Cut(kv, "=")
+		i := slices.IndexFunc(out, func(e string) bool { e, _, _ = strings.Cut(e, "="); return e == k })
+		if i >= 0 {
+			out[i] = kv
+		} else {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// InspectContainer answers GET /containers/{id}/json in dockerd's shape.
+func (d *Daemon) InspectContainer(ctx context.Context, ref string) (container.InspectResponse, error) {
+	r, err := d.ctrs.Get(ref)
+	if err != nil {
+		return container.InspectResponse{}, err
+	}
+	st := r.State
+	state := &container.State{
+		Status: st.Status, Running: st.Status == containers.Running || st.Status == containers.Paused,
+		Paused: st.Status == containers.Paused, Dead: st.Status == containers.Dead, OOMKilled: st.OOMKilled,
+		Pid: st.Pid, ExitCode: st.ExitCode, Error: st.Error,
+		StartedAt: dockerTime(st.StartedAt), FinishedAt: dockerTime(st.FinishedAt),
+	}
+	return container.InspectResponse{
+		ContainerJSONBase: &container.ContainerJSONBase{
+			ID: r.ID, Created: r.Created.Format(time.RFC3339Nano), Path: r.Path, Args: nonNil(r.Args), State: state,
+			Image: r.ImageID.String(), LogPath: d.logPath(r.ID), Name: "/" + r.Name, Driver: r.Driver,
+			Platform: "linux", HostConfig: r.HostConfig, GraphDriver: d.graphDriver(ctx, r),
+		},
+		Mounts: []container.MountPoint{}, Config: r.Config,
+		NetworkSettings: &container.NetworkSettings{},
+	}, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// dockerTime formats t as dockerd does, the zero time included.
+func dockerTime(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00Z"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// graphDriver names the container's driver and, as dockerd's overlay2
+// does, the directories of its rootfs, read from the snapshot's mounts.
+func (d *Daemon) graphDriver(ctx context.Context, r containers.Record) storage.DriverData {
+	data := map[string]string{"MergedDir": d.rootfs(r.ID)}
+	if drv, ok := d.drivers[r.Driver]; ok {
+		mounts, _ := drv.Mounts(ctx, r.SnapshotKey)
+		for _, m := range mounts {
+			if m.Type == "bind" || m.Type == "rbind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind") {
+				data["Dir"] = m.Source
+			}
+			for _, o := range m.Options {
+				k, v, _ := strings.Cut(o, "=")
+				switch k {
+				case "lowerdir":
+					data["LowerDir"] = v
+				case "upperdir":
+					data["UpperDir"] = v
+				case "workdir":
+					data["WorkDir"] = v
+				}
+			}
+		}
+	}
+	return storage.DriverData{Name: r.Driver, Data: data}
+}
+
+// ListContainers answers GET /containers/json: running ones, or all.
+func (d *Daemon) ListContainers(_ context.Context, all bool) ([]container.Summary, error) {
+	recs, err := d.ctrs.List()
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(recs, func(a, b containers.Record) int { return b.Created.Compare(a.Created) })
+	out := []container.Summary{}
+	for _, r := range recs {
+		running := r.State.Status == containers.Running || r.State.Status == containers.Paused
+		if !all && !running {
+			continue
+		}
+		s := container.Summary{
+			ID: r.ID, Names: []string{"/" + r.Name}, Image: r.Image, ImageID: r.ImageID.String(),
+			Command: strings.Join(append([]string{r.Path}, r.Args...), " "), Created: r.Created.Unix(),
+			Ports: []container.Port{}, Labels: r.Config.Labels, State: r.State.Status, Status: statusText(r.State),
+			Mounts: []container.MountPoint{},
+		}
+		s.HostConfig.NetworkMode = string(r.HostConfig.NetworkMode)
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// statusText is ps's STATUS column, as dockerd words it.
+func statusText(st containers.State) string {
+	switch st.Status {
+	case containers.Running:
+		return "Up " + units.HumanDuration(time.Since(st.StartedAt))
+	case containers.Paused:
+		return "Up " + units.HumanDuration(time.Since(st.StartedAt)) + " (Paused)"
+	case containers.Exited:
+		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
+	case containers.Dead:
+		return "Dead"
+	}
+	return "Created"
+}
+
+// DeleteContainer answers DELETE /containers/{id}: a running container
+// only with force (killed first); then its snapshot, logs and record go.
+func (d *Daemon) DeleteContainer(ctx context.Context, ref string, force bool) error {
+	r, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	l := d.live(r.ID)
+	if r.State.Status == containers.Running || r.State.Status == containers.Paused {
+		if !force {
+			return fmt.Errorf("cannot remove container \"/%s\": container is %s: stop the container before removing or force remove: %w", r.Name, r.State.Status, drivers.ErrFailedPrecondition)
+		}
+		if err := d.killAndWait(ctx, l); err != nil {
+			return err
+		}
+	}
+	return d.remove(ctx, r.ID)
+}
+
+// remove deletes a container that does not run: its snapshot, directory
+// and record, then tells the waiters for "removed".
+func (d *Daemon) remove(ctx context.Context, id string) error {
+	r, err := d.ctrs.Get(id)
+	if err != nil {
+		return err
+	}
+	if drv, ok := d.drivers[r.Driver]; ok {
+		if err := drv.Remove(ctx, r.SnapshotKey); err != nil && !errors.Is(err, drivers.ErrNotFound) {
+			return fmt.Errorf("removing the rootfs of container %s: %w", r.Name, err)
+		}
+	}
+	// One by one, never RemoveAll: a rootfs still mounted must not be
+	// emptied.
+	for _, p := range []string{d.rootfs(r.ID), d.logPath(r.ID), d.containerDir(r.ID)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if err := d.ctrs.Delete(r.ID); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	l := d.lives[r.ID]
+	delete(d.lives, r.ID)
+	d.mu.Unlock()
+	if l != nil {
+		close(l.removed)
+	}
+	return nil
+}

@@ -1,0 +1,396 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/mount"
+	"github.com/layerlab/layerlab/runtime/api"
+	"github.com/layerlab/layerlab/runtime/containers"
+	"github.com/layerlab/layerlab/runtime/executor"
+)
+
+// live is what the daemon holds for a container besides its record: the
+// executor's handle while it runs, the streams attached to it and the
+// channels its waiters block on.
+type live struct {
+	mu       sync.Mutex
+	c        executor.Container // nil unless running
+	exit     chan struct{}      // closed at the next exit, then replaced
+	finished chan struct{}      // closed once a run is cleaned up; nil when not running
+	removed  chan struct{}      // closed when the container is removed
+	code     int                // the last exit code
+	streams  *fanout            // the running container's attached streams
+}
+
+// live returns the container's live state, making it on first use.
+func (d *Daemon) live(id string) *live {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := d.lives[id]
+	if l == nil {
+		l = &live{exit: make(chan struct{}), removed: make(chan struct{})}
+		d.lives[id] = l
+	}
+	return l
+}
+
+// StartContainer answers POST /containers/{id}/start: it mounts the
+// rootfs, creates and starts the container, and has a goroutine record the
+// exit and clean up.
+func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
+	r, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	l := d.live(r.ID)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r.State.Status == containers.Running || r.State.Status == containers.Paused {
+		return fmt.Errorf("container %s is already running: %w", r.Name, containers.ErrBadTransition)
+	}
+	if err := containers.Transition(r.State.Status, containers.Running); err != nil {
+		return err
+	}
+	drv, err := d.Driver(r.Driver)
+	if err != nil {
+		return err
+	}
+	rootfs := d.rootfs(r.ID)
+	mounts, err := drv.Mounts(ctx, r.SnapshotKey)
+	if err != nil {
+		return err
+	}
+	if err := mount.All(mounts, rootfs); err != nil {
+		return fmt.Errorf("mounting the rootfs of %s: %w", r.Name, err)
+	}
+	logs, err := openLog(d.logPath(r.ID))
+	if err != nil {
+		return errors.Join(err, mount.UnmountAll(rootfs))
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, logs.Close(), mount.UnmountAll(rootfs))
+		}
+	}()
+	spec, err := d.spec(r, rootfs)
+	if err != nil {
+		return err
+	}
+	if l.streams == nil {
+		l.streams = &fanout{}
+	}
+	stdio := executor.Stdio{Stdout: l.streams.writer(logs, "stdout"), Stderr: l.streams.writer(logs, "stderr"), Terminal: r.Config.Tty}
+	c, err := d.exec.Create(ctx, r.ID, spec, stdio)
+	if err != nil {
+		return fmt.Errorf("creating container %s: %w", r.Name, err)
+	}
+	if err := c.Start(ctx); err != nil {
+		return errors.Join(fmt.Errorf("starting container %s: %w", r.Name, err), c.Delete(context.WithoutCancel(ctx)))
+	}
+	pid := 0
+	if p, ok := c.(interface{ Pid() int }); ok {
+		pid = p.Pid()
+	}
+	if _, err := d.ctrs.Update(r.ID, func(r *containers.Record) error {
+		return r.SetState(containers.State{Status: containers.Running, Pid: pid, StartedAt: time.Now().UTC()})
+	}); err != nil {
+		return errors.Join(err, c.Delete(context.WithoutCancel(ctx)))
+	}
+	var copied chan struct{}
+	if con := c.Console(); con != nil {
+		copied = make(chan struct{})
+		out := stdio.Stdout
+		go func() { _, _ = io.Copy(out, con); close(copied) }()
+	}
+	l.c, l.finished = c, make(chan struct{})
+	go d.finish(r.ID, l, c, logs, copied)
+	return nil
+}
+
+// spec is the OCI spec for r on rootfs.
+func (d *Daemon) spec(r containers.Record, rootfs string) (*specs.Spec, error) {
+	uid, gid, err := parseUser(r.Config.User)
+	if err != nil {
+		return nil, err
+	}
+	network := executor.NetworkNone
+	if r.HostConfig.NetworkMode == "host" {
+		network = executor.NetworkHost
+	}
+	hostname := r.Config.Hostname
+	if hostname == "" {
+		hostname = r.ID[:12]
+	}
+	return executor.DefaultSpec(append([]string{r.Path}, r.Args...), rootfs, executor.SpecOpts{
+		Env: r.Config.Env, Cwd: r.Config.WorkingDir, UID: uid, GID: gid, Hostname: hostname,
+		Network: network, Terminal: r.Config.Tty, ReadOnly: r.HostConfig.ReadonlyRootfs,
+	})
+}
+
+// parseUser reads USER as uid[:gid]; names need the image's /etc/passwd,
+// which is not read yet, so only root is known by name.
+func parseUser(user string) (uid, gid uint32, err error) {
+	if user == "" || user == "root" {
+		return 0, 0, nil
+	}
+	u, g, hasGroup := strings.Cut(user, ":")
+	n, err := strconv.ParseUint(u, 10, 32)
+	if err != nil {
+		return 0, 0, fmt.Errorf("user %q: only numeric uid[:gid] or root for now: %w", user, drivers.ErrInvalidArgument)
+	}
+	uid, gid = uint32(n), uint32(n)
+	if hasGroup {
+		m, err := strconv.ParseUint(g, 10, 32)
+		if err != nil {
+			return 0, 0, fmt.Errorf("user %q: only a numeric gid for now: %w", user, drivers.ErrInvalidArgument)
+		}
+		gid = uint32(m)
+	}
+	return uid, gid, nil
+}
+
+// finish waits for the container's exit, records it, cleans up the
+// container and its mount, ends the attached streams, wakes the waiters
+// and, with AutoRemove, removes the container.
+func (d *Daemon) finish(id string, l *live, c executor.Container, logs *jsonLog, copied chan struct{}) {
+	ctx := context.Background()
+	exit, werr := c.Wait(ctx)
+	delErr := c.Delete(ctx) // closes the console, which ends its copy
+	if copied != nil {
+		<-copied
+	}
+	rootfs := d.rootfs(id)
+	errs := errors.Join(werr, delErr, logs.Close(), mount.UnmountAll(rootfs))
+	if werr != nil {
+		exit.Code = 255
+	}
+	r, err := d.ctrs.Update(id, func(r *containers.Record) error {
+		st := containers.State{Status: containers.Exited, ExitCode: exit.Code, OOMKilled: exit.OOMKilled,
+			StartedAt: r.State.StartedAt, FinishedAt: exit.At.UTC(), Error: r.State.Error}
+		if errs != nil {
+			st.Error = errs.Error()
+		}
+		return r.SetState(st)
+	})
+	l.mu.Lock()
+	l.streams.close()
+	l.streams = nil
+	l.c = nil
+	l.code = exit.Code
+	close(l.exit)
+	l.exit = make(chan struct{})
+	close(l.finished)
+	l.mu.Unlock()
+	if err == nil && r.HostConfig.AutoRemove {
+		_ = d.remove(ctx, id)
+	}
+}
+
+// WaitContainer answers POST /containers/{id}/wait. It checks the
+// container and registers the waiter, then calls ready (the API writes the
+// response's headers there: the CLI waits for them before it starts the
+// container) and blocks until the condition holds or ctx ends.
+func (d *Daemon) WaitContainer(ctx context.Context, ref string, cond container.WaitCondition, ready func()) (container.WaitResponse, error) {
+	r, err := d.ctrs.Get(ref)
+	if err != nil {
+		return container.WaitResponse{}, err
+	}
+	l := d.live(r.ID)
+	l.mu.Lock()
+	var ch <-chan struct{}
+	switch cond {
+	case container.WaitConditionNextExit:
+		ch = l.exit
+	case container.WaitConditionRemoved:
+		ch = l.removed
+	case "", container.WaitConditionNotRunning:
+		if l.c != nil {
+			ch = l.exit
+		}
+	default:
+		l.mu.Unlock()
+		return container.WaitResponse{}, fmt.Errorf("invalid condition %q: %w", cond, drivers.ErrInvalidArgument)
+	}
+	l.mu.Unlock()
+	ready()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return container.WaitResponse{}, ctx.Err()
+		}
+	}
+	l.mu.Lock()
+	code := l.code
+	l.mu.Unlock()
+	if ch == nil {
+		code = r.State.ExitCode
+	}
+	return container.WaitResponse{StatusCode: int64(code)}, nil
+}
+
+// StopContainer answers POST /containers/{id}/stop: the stop signal
+// (SIGTERM unless the config names another), then SIGKILL after timeout
+// seconds (default 10; -1 waits for ever).
+func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout *int) error {
+	r, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	l := d.live(r.ID)
+	l.mu.Lock()
+	c, finished := l.c, l.finished
+	l.mu.Unlock()
+	if c == nil {
+		return api.ErrNotModified
+	}
+	if signal == "" {
+		signal = r.Config.StopSignal
+	}
+	sig, err := parseSignal(signal, unix.SIGTERM)
+	if err != nil {
+		return err
+	}
+	secs := 10
+	if r.Config.StopTimeout != nil {
+		secs = *r.Config.StopTimeout
+	}
+	if timeout != nil {
+		secs = *timeout
+	}
+	if err := c.Kill(ctx, sig); err != nil && !errors.Is(err, executor.ErrNotRunning) {
+		return err
+	}
+	var grace <-chan time.Time
+	if secs >= 0 {
+		grace = time.After(time.Duration(secs) * time.Second)
+	}
+	select {
+	case <-finished:
+		return nil
+	case <-grace:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return d.killAndWait(ctx, l)
+}
+
+// killAndWait SIGKILLs the container and waits until finish cleaned up.
+func (d *Daemon) killAndWait(ctx context.Context, l *live) error {
+	l.mu.Lock()
+	c, finished := l.c, l.finished
+	l.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	if err := c.Kill(ctx, unix.SIGKILL); err != nil && !errors.Is(err, executor.ErrNotRunning) {
+		return err
+	}
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// KillContainer answers POST /containers/{id}/kill.
+func (d *Daemon) KillContainer(ctx context.Context, ref, signal string) error {
+	r, err := d.ctrs.Get(ref)
+	if err != nil {
+		return err
+	}
+	sig, err := parseSignal(signal, unix.SIGKILL)
+	if err != nil {
+		return err
+	}
+	l := d.live(r.ID)
+	l.mu.Lock()
+	c := l.c
+	l.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("container %s is not running: %w", r.Name, drivers.ErrFailedPrecondition)
+	}
+	return c.Kill(ctx, sig)
+}
+
+// parseSignal reads a signal as dockerd does: a number, or a name with
+// or without SIG.
+func parseSignal(s string, def syscall.Signal) (syscall.Signal, error) {
+	if s == "" {
+		return def, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("invalid signal: %s: %w", s, drivers.ErrInvalidArgument)
+}
+
+// recover runs at start: what a previous daemon left running is purged
+// from the executor, unmounted, and reported exited.
+func (d *Daemon) recover(ctx context.Context) error {
+	ids, err := d.exec.List(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		errs = append(errs, d.exec.Purge(ctx, id))
+	}
+	recs, err := d.ctrs.List()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := mount.UnmountAll(d.rootfs(r.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		if r.State.Status != containers.Running && r.State.Status != containers.Paused {
+			continue
+		}
+		_, err := d.ctrs.Update(r.ID, func(r *containers.Record) error {
+			return r.SetState(containers.State{Status: containers.Exited, ExitCode: 255, StartedAt: r.State.StartedAt,
+				FinishedAt: time.Now().UTC(), Error: "daemon restarted"})
+		})
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// StopAll kills every running container and waits for their clean-up; the
+// daemon calls it when it shuts down, so nothing is left running or
+// mounted.
+func (d *Daemon) StopAll(ctx context.Context) error {
+	d.mu.Lock()
+	var all []*live
+	for _, l := range d.lives {
+		all = append(all, l)
+	}
+	d.mu.Unlock()
+	var errs []error
+	for _, l := range all {
+		errs = append(errs, d.killAndWait(ctx, l))
+	}
+	return errors.Join(errs...)
+}
