@@ -255,6 +255,9 @@ func (d *Daemon) DeleteContainer(ctx context.Context, ref string, force bool) er
 		if err := d.killAndWait(ctx, l); err != nil {
 			return err
 		}
+		if r.HostConfig.AutoRemove {
+			return nil // its end removed it
+		}
 	}
 	return d.remove(ctx, r.ID)
 }

@@ -59,8 +59,12 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 	l := d.live(r.ID)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if r.State.Status == containers.Running || r.State.Status == containers.Paused {
+	if l.c != nil {
 		return fmt.Errorf("container %s is already running: %w", r.Name, containers.ErrBadTransition)
+	}
+	// Read again under the lock: a start that ran meanwhile changed it.
+	if r, err = d.ctrs.Get(r.ID); err != nil {
+		return err
 	}
 	if err := containers.Transition(r.State.Status, containers.Running); err != nil {
 		return err
@@ -116,8 +120,9 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 		out := stdio.Stdout
 		go func() { _, _ = io.Copy(out, con); close(copied) }()
 	}
-	l.c, l.finished = c, make(chan struct{})
-	go d.finish(r.ID, l, c, logs, copied)
+	finished := make(chan struct{})
+	l.c, l.finished = c, finished
+	go d.finish(r.ID, l, c, logs, copied, finished)
 	return nil
 }
 
@@ -166,7 +171,7 @@ func parseUser(user string) (uid, gid uint32, err error) {
 // finish waits for the container's exit, records it, cleans up the
 // container and its mount, ends the attached streams, wakes the waiters
 // and, with AutoRemove, removes the container.
-func (d *Daemon) finish(id string, l *live, c executor.Container, logs *jsonLog, copied chan struct{}) {
+func (d *Daemon) finish(id string, l *live, c executor.Container, logs *jsonLog, copied, finished chan struct{}) {
 	ctx := context.Background()
 	exit, werr := c.Wait(ctx)
 	delErr := c.Delete(ctx) // closes the console, which ends its copy
@@ -193,11 +198,12 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, logs *jsonLog,
 	l.code = exit.Code
 	close(l.exit)
 	l.exit = make(chan struct{})
-	close(l.finished)
 	l.mu.Unlock()
 	if err == nil && r.HostConfig.AutoRemove {
 		_ = d.remove(ctx, id)
 	}
+	// Last: a stop or shutdown waiting on it may close the drivers next.
+	close(finished)
 }
 
 // WaitContainer answers POST /containers/{id}/wait. It checks the

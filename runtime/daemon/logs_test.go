@@ -1,0 +1,67 @@
+package daemon
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestJSONLog checks the json-file format: one entry per line, split at
+// newlines across writes, an unended line written at Close, and a reader
+// that keeps a half-written line for later.
+func TestJSONLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-json.log")
+	j, err := openLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.write("stdout", []byte("hel"))
+	j.write("stderr", []byte("oops\n"))
+	j.write("stdout", []byte("lo\nwor"))
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lr := &logReader{br: bufio.NewReader(f)}
+	var got []string
+	for e, ok := lr.next(); ok; e, ok = lr.next() {
+		if e.Time.IsZero() {
+			t.Errorf("entry %+v has no time", e)
+		}
+		got = append(got, e.Stream+":"+e.Log)
+	}
+	want := []string{"stderr:oops\n", "stdout:hello\n", "stdout:wor"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("entries %q, want %q", got, want)
+	}
+}
+
+func TestMergeEnvUserSignal(t *testing.T) {
+	if got := mergeEnv([]string{"PATH=/bin", "A=1"}, []string{"A=2", "B=3"}); !reflect.DeepEqual(got, []string{"PATH=/bin", "A=2", "B=3"}) {
+		t.Errorf("mergeEnv: %q", got)
+	}
+	for in, want := range map[string][2]uint32{"": {0, 0}, "root": {0, 0}, "1000": {1000, 1000}, "1000:50": {1000, 50}} {
+		if u, g, err := parseUser(in); err != nil || u != want[0] || g != want[1] {
+			t.Errorf("parseUser(%q): %d %d %v", in, u, g, err)
+		}
+	}
+	if _, _, err := parseUser("nobody"); err == nil {
+		t.Error("parseUser(nobody): no error")
+	}
+	for in, want := range map[string]unix.Signal{"": unix.SIGTERM, "9": unix.SIGKILL, "KILL": unix.SIGKILL, "sigint": unix.SIGINT} {
+		if s, err := parseSignal(in, unix.SIGTERM); err != nil || s != want {
+			t.Errorf("parseSignal(%q): %v %v", in, s, err)
+		}
+	}
+	if _, err := parseSignal("NOPE", unix.SIGTERM); err == nil {
+		t.Error("parseSignal(NOPE): no error")
+	}
+}
