@@ -57,14 +57,39 @@ func startDaemon(t *testing.T, bin, logPath string, args ...string) *daemonProc 
 		close(d.exited)
 	}()
 	t.Cleanup(func() {
+		// SIGTERM first: the daemon stops its containers and unmounts
+		// them; SIGKILL only if it does not exit.
 		select {
 		case <-d.exited:
+			return
 		default:
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+		}
+		select {
+		case <-d.exited:
+		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
 			<-d.exited
 		}
 	})
 	return d
+}
+
+// terminate sends SIGTERM and fails the test unless the daemon exits
+// cleanly within a minute.
+func (d *daemonProc) terminate(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(time.Minute):
+		t.Fatalf("layerlabd did not exit within a minute of SIGTERM:\n%s", d.logText())
+	}
+	if d.err != nil {
+		t.Fatalf("layerlabd exited with %v after SIGTERM:\n%s", d.err, d.logText())
+	}
 }
 
 func (d *daemonProc) logText() string {
@@ -94,6 +119,39 @@ func (d *daemonProc) waitSocket(t *testing.T, sock string) {
 	}
 }
 
+// testEnv is a layerlabd an end-to-end test started, with overlay2 as the
+// default driver and vfs enabled, on a loop ext4, and the busybox archive.
+type testEnv struct {
+	archive, bin, dataRoot, tmp, sock string
+	d                                 *daemonProc
+}
+
+// startTestDaemon skips unless the test runs as root with the docker CLI,
+// then builds and starts layerlabd.
+func startTestDaemon(t *testing.T) testEnv {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		feature.Skip(t, feature.Root, "layerlabd mounts snapshots and starts containers")
+	}
+	if _, err := os.Stat(dockerCLI); err != nil {
+		feature.Skip(t, feature.Docker, "%s: %v", dockerCLI, err)
+	}
+	e := testEnv{archive: imagetest.ArchiveForTest(t, t.TempDir()), bin: buildDaemon(t), tmp: t.TempDir()}
+	fs := loopfs.ForTest(t, "ext4", 1<<30) // overlay2 needs a real upper filesystem
+	e.dataRoot = filepath.Join(fs.Dir, "data")
+	e.sock = filepath.Join(e.tmp, "l.sock")
+	e.start(t, "layerlabd.log")
+	return e
+}
+
+// start starts the daemon (again), logging to the file logName.
+func (e *testEnv) start(t *testing.T, logName string) {
+	t.Helper()
+	e.d = startDaemon(t, e.bin, filepath.Join(e.tmp, logName), "-H", "unix://"+e.sock, "--data-root", e.dataRoot,
+		"--exec-root", filepath.Join(e.tmp, "exec"), "--storage-driver", "overlay2", "--storage-drivers", "vfs,overlay2", "-D")
+	e.d.waitSocket(t, e.sock)
+}
+
 func buildDaemon(t *testing.T) string {
 	t.Helper()
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
@@ -110,21 +168,8 @@ func buildDaemon(t *testing.T) string {
 // the refusal of a second daemon on the same data root, and a SIGTERM
 // that leaves no socket and no mount.
 func TestEndToEndDockerCLI(t *testing.T) {
-	if os.Geteuid() != 0 {
-		feature.Skip(t, feature.Root, "layerlabd mounts snapshots")
-	}
-	if _, err := os.Stat(dockerCLI); err != nil {
-		feature.Skip(t, feature.Docker, "%s: %v", dockerCLI, err)
-	}
-	archive := imagetest.ArchiveForTest(t, t.TempDir())
-	bin := buildDaemon(t)
-	fs := loopfs.ForTest(t, "ext4", 1<<30) // overlay2 needs a real upper filesystem
-	dataRoot := filepath.Join(fs.Dir, "data")
-	tmp := t.TempDir()
-	sock := filepath.Join(tmp, "l.sock")
-	d := startDaemon(t, bin, filepath.Join(tmp, "layerlabd.log"), "-H", "unix://"+sock, "--data-root", dataRoot,
-		"--exec-root", filepath.Join(tmp, "exec"), "--storage-driver", "overlay2", "--storage-drivers", "vfs,overlay2", "-D")
-	d.waitSocket(t, sock)
+	e := startTestDaemon(t)
+	archive, bin, dataRoot, tmp, sock, d := e.archive, e.bin, e.dataRoot, e.tmp, e.sock, e.d
 	if fi, err := os.Stat(sock); err != nil {
 		t.Fatal(err)
 	} else if fi.Mode().Perm() != 0o660 {
@@ -245,17 +290,7 @@ func TestEndToEndDockerCLI(t *testing.T) {
 		t.Fatalf("second daemon: %v, want a refusal naming %s and pid %d:\n%s", second.err, dataRoot, d.cmd.Process.Pid, msg)
 	}
 
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(time.Minute):
-		t.Fatalf("layerlabd did not exit within a minute of SIGTERM:\n%s", d.logText())
-	}
-	if d.err != nil {
-		t.Fatalf("layerlabd exited with %v after SIGTERM:\n%s", d.err, d.logText())
-	}
+	d.terminate(t)
 	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket %s left behind: %v", sock, err)
 	}

@@ -28,7 +28,7 @@ type ContainerBackend interface {
 	ListContainers(ctx context.Context, all bool) ([]container.Summary, error)
 	InspectContainer(ctx context.Context, ref string) (container.InspectResponse, error)
 	LogsContainer(ctx context.Context, ref string, o container.LogsOptions, w io.Writer, ready func()) error
-	AttachContainer(ctx context.Context, ref string, stdout, stderr bool, conn io.Writer, ready func()) error
+	AttachContainer(ctx context.Context, ref string, stdin io.Reader, stdout, stderr bool, conn io.Writer, ready func()) error
 }
 
 // ErrNotModified is what a backend returns for a request that changed
@@ -161,11 +161,15 @@ func (rt router) attachContainer(w http.ResponseWriter, r *http.Request, id stri
 		return fmt.Errorf("attach: %w", err)
 	}
 	defer conn.Close()
-	// Stdin is not wired yet: what the client sends is dropped. Its
-	// EOF does not end the attach (the CLI closes its write side when it
-	// has no stdin); a failed write to it does.
-	go func() { _, _ = io.Copy(io.Discard, buf) }()
-	return rt.b.AttachContainer(context.Background(), id, boolValue(r, "stdout"), boolValue(r, "stderr"), conn, func() {
+	// The client's EOF does not end the attach (the CLI closes its write
+	// side when its stdin ends); the container's output ending, or a
+	// failed write to the client, does.
+	var stdin io.Reader = buf
+	if !boolValue(r, "stdin") {
+		go func() { _, _ = io.Copy(io.Discard, buf) }()
+		stdin = nil
+	}
+	return rt.b.AttachContainer(context.Background(), id, stdin, boolValue(r, "stdout"), boolValue(r, "stderr"), conn, func() {
 		_, _ = io.WriteString(conn, "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
 	})
 }

@@ -34,6 +34,18 @@ type live struct {
 	removed  chan struct{}      // closed when the container is removed
 	code     int                // the last exit code
 	streams  *fanout            // the running container's attached streams
+	// The container's stdin (OpenStdin only): attaches write the pipe,
+	// the next start reads it; made by whichever comes first.
+	stdinR *io.PipeReader
+	stdinW *io.PipeWriter
+}
+
+// stdin returns the stdin pipe, making it if there is none; l.mu is held.
+func (l *live) stdin() (*io.PipeReader, *io.PipeWriter) {
+	if l.stdinW == nil {
+		l.stdinR, l.stdinW = io.Pipe()
+	}
+	return l.stdinR, l.stdinW
 }
 
 // live returns the container's live state, making it on first use.
@@ -98,6 +110,13 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 		l.streams = &fanout{}
 	}
 	stdio := executor.Stdio{Stdout: l.streams.writer(logs, "stdout"), Stderr: l.streams.writer(logs, "stderr"), Terminal: r.Config.Tty}
+	var stdin io.Reader
+	if r.Config.OpenStdin {
+		stdin, _ = l.stdin()
+		if !r.Config.Tty {
+			stdio.Stdin = stdin
+		}
+	}
 	c, err := d.exec.Create(ctx, r.ID, spec, stdio)
 	if err != nil {
 		return fmt.Errorf("creating container %s: %w", r.Name, err)
@@ -119,6 +138,9 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 		copied = make(chan struct{})
 		out := stdio.Stdout
 		go func() { _, _ = io.Copy(out, con); close(copied) }()
+		if stdin != nil {
+			go func() { _, _ = io.Copy(con, stdin) }()
+		}
 	}
 	finished := make(chan struct{})
 	l.c, l.finished = c, finished
@@ -192,6 +214,11 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, logs *jsonLog,
 		return r.SetState(st)
 	})
 	l.mu.Lock()
+	if l.stdinW != nil {
+		// Ends the copy into the container; a next start gets a new pipe.
+		_ = l.stdinW.Close()
+		l.stdinR, l.stdinW = nil, nil
+	}
 	l.streams.close()
 	l.streams = nil
 	l.c = nil

@@ -147,9 +147,11 @@ func (f *fanout) close() {
 
 // AttachContainer streams the container's stdout and stderr to conn
 // (multiplexed with 8-byte frames unless it has a TTY) until its output
-// ends or ctx is done. A container that does not run yet is attached to
-// its next start. Stdin is not wired yet.
-func (d *Daemon) AttachContainer(ctx context.Context, ref string, stdout, stderr bool, conn io.Writer, ready func()) error {
+// ends or ctx is done, and copies stdin (nil for none) into the container
+// when it was created with OpenStdin; with StdinOnce, stdin's end closes
+// the container's. A container that does not run yet is attached to its
+// next start.
+func (d *Daemon) AttachContainer(ctx context.Context, ref string, stdin io.Reader, stdout, stderr bool, conn io.Writer, ready func()) error {
 	r, err := d.ctrs.Get(ref)
 	if err != nil {
 		return err
@@ -173,6 +175,15 @@ func (d *Daemon) AttachContainer(ctx context.Context, ref string, stdout, stderr
 		l.streams = &fanout{}
 	}
 	l.streams.add(s, ready)
+	if stdin != nil && r.Config.OpenStdin {
+		_, w := l.stdin()
+		go func() {
+			_, _ = io.Copy(w, stdin)
+			if r.Config.StdinOnce {
+				_ = w.Close()
+			}
+		}()
+	}
 	l.mu.Unlock()
 	select {
 	case <-s.done:
