@@ -116,6 +116,24 @@ func TestEndToEndContainers(t *testing.T) {
 	}
 	c.expect(0, "started", "logs", "web")
 	c.expect(0, "web", "rm", "web")
+	c.expect(1, "No such container: web", "rm", "web")
+
+	// logs -f follows a running container to its end; -t stamps lines.
+	c.expect(0, "", "run", "-d", "--name", "follow", "busybox", "sh", "-c", "echo one; sleep 1; echo two")
+	if out := c.expect(0, "one\ntwo\n", "logs", "-f", "follow"); out != "one\ntwo\n" {
+		t.Fatalf("logs -f: %q", out)
+	}
+	if out := c.expect(0, "Z one\n", "logs", "-t", "follow"); !strings.HasPrefix(out, "20") {
+		t.Fatalf("logs -t: %q", out)
+	}
+	// kill, wait, and a second start of the same container.
+	c.expect(0, "follow", "start", "follow")
+	c.expect(0, "0\n", "wait", "follow")
+	c.expect(0, "", "run", "-d", "--name", "killed", "busybox", "sleep", "300")
+	c.expect(0, "killed", "kill", "killed")
+	c.expect(0, "137\n", "wait", "killed")
+	c.expect(1, "is not running", "kill", "killed")
+	c.expect(0, "", "rm", "follow", "killed")
 
 	if out := c.expect(0, " / overlay ", "run", "--rm", "busybox", "cat", "/proc/mounts"); strings.Contains(out, " / ext4 ") {
 		t.Fatalf("overlay2 rootfs: %s", out)
