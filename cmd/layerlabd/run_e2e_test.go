@@ -147,6 +147,7 @@ func TestEndToEndContainers(t *testing.T) {
 	c.expect(125, "No such image", "run", "--rm", "nosuch")
 	c.expect(0, "", "create", "--name", "dup", "busybox", "true")
 	c.expect(1, `The container name "/dup" is already in use`, "create", "--name", "dup", "busybox", "true")
+	c.expect(1, "image is being used by a container", "rmi", "busybox")
 	c.expect(0, "dup", "rm", "dup")
 
 	// Nothing mounted for containers that are gone.

@@ -97,7 +97,9 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	if err := d.ctrs.Add(rec); err != nil {
 		return out, err
 	}
+	d.useImage(imageID, 1)
 	if err := d.prepareRootfs(ctx, drv, rec); err != nil {
+		d.useImage(imageID, -1)
 		return out, errors.Join(err, d.ctrs.Delete(rec.ID))
 	}
 	d.live(rec.ID)
@@ -284,6 +286,7 @@ func (d *Daemon) remove(ctx context.Context, id string) error {
 	if err := d.ctrs.Delete(r.ID); err != nil {
 		return err
 	}
+	d.useImage(r.ImageID, -1)
 	d.mu.Lock()
 	l := d.lives[r.ID]
 	delete(d.lives, r.ID)

@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/system"
+	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
@@ -56,8 +57,12 @@ type Daemon struct {
 	ctrs    *containers.Store
 	exec    executor.Executor
 
-	mu    sync.Mutex       // guards lives
+	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
 	lives map[string]*live // by container ID
+	// imageUse counts the containers of each image, so rmi refuses an
+	// image in use; in memory because the image store asks inside its
+	// own write transaction.
+	imageUse map[digest.Digest]int
 }
 
 var _ api.Backend = (*Daemon)(nil)
@@ -86,7 +91,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 	}
-	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}, lives: map[string]*live{}}
+	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}, lives: map[string]*live{}, imageUse: map[digest.Digest]int{}}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, d.Close())
@@ -101,11 +106,18 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.db, err = bolt.Open(filepath.Join(cfg.DataRoot, "layerlabd.db"), 0o600, nil); err != nil {
 		return nil, fmt.Errorf("state file: %w", err)
 	}
-	if d.images, err = images.New(filepath.Join(cfg.DataRoot, "image"), d.db); err != nil {
+	if d.images, err = images.New(filepath.Join(cfg.DataRoot, "image"), d.db, images.WithInUse(d.imageInUse)); err != nil {
 		return nil, err
 	}
 	if d.ctrs, err = containers.New(d.db); err != nil {
 		return nil, err
+	}
+	recs, err := d.ctrs.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		d.useImage(r.ImageID, 1)
 	}
 	if d.exec, err = executor.NewLibcontainer(filepath.Join(cfg.ExecRoot, "libcontainer"), ""); err != nil {
 		return nil, err
@@ -250,6 +262,22 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 		IndexServerAddress: "https://index.docker.io/v1/",
 	}
 	return info, nil
+}
+
+// useImage adds n to the count of containers using image id.
+func (d *Daemon) useImage(id digest.Digest, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.imageUse[id] += n
+	if d.imageUse[id] <= 0 {
+		delete(d.imageUse, id)
+	}
+}
+
+func (d *Daemon) imageInUse(id digest.Digest) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.imageUse[id] > 0
 }
 
 func (d *Daemon) containerCount() int {
