@@ -83,6 +83,7 @@ func TestEndToEndContainers(t *testing.T) {
 
 	c.expect(0, "", "run", "-d", "--name", "web", "busybox", "sh", "-c", "echo started; echo oops >&2; exec sleep 300")
 	c.expect(0, "web", "ps")
+	c.expect(0, "Running: 1", "info")
 	waitLogs := time.Now().Add(10 * time.Second)
 	for out, _ := c.run("logs", "web"); !strings.Contains(out, "started") || !strings.Contains(out, "oops"); out, _ = c.run("logs", "web") {
 		if time.Now().After(waitLogs) {

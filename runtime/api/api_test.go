@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/runtime/containers"
 	"github.com/layerlab/layerlab/runtime/images"
 )
 
@@ -23,6 +24,9 @@ func TestStatus(t *testing.T) {
 		{fmt.Errorf("x: %w", images.ErrConflict), http.StatusConflict},
 		{fmt.Errorf("x: %w", drivers.ErrAlreadyExists), http.StatusConflict},
 		{fmt.Errorf("x: %w", drivers.ErrNotImplemented), http.StatusNotImplemented},
+		{fmt.Errorf("x: %w", containers.ErrNoSuchContainer), http.StatusNotFound},
+		{fmt.Errorf("x: %w", containers.ErrNameConflict), http.StatusConflict},
+		{fmt.Errorf("x: %w", containers.ErrBadTransition), http.StatusConflict},
 		{errMethod, http.StatusMethodNotAllowed},
 		{errors.New("disk on fire"), http.StatusInternalServerError},
 		{fmt.Errorf("x: %w", drivers.ErrUnavailable), http.StatusInternalServerError},

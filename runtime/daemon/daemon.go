@@ -253,13 +253,28 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 	var si unix.Sysinfo_t
 	_ = unix.Sysinfo(&si)
 	info := system.Info{
-		ID: "layerlabd", Containers: d.containerCount(), Images: d.images.Count(),
+		ID: "layerlabd", Images: d.images.Count(),
 		Driver: d.cfg.DefaultDriver, DriverStatus: status,
 		Name: host, ServerVersion: d.cfg.Version, OperatingSystem: "layerlab", OSType: runtime.GOOS,
 		Architecture: runtime.GOARCH, KernelVersion: unix.ByteSliceToString(uts.Release[:]),
 		NCPU: runtime.NumCPU(), MemTotal: int64(si.Totalram) * int64(si.Unit), DockerRootDir: d.cfg.DataRoot, Debug: d.cfg.Debug,
 		LoggingDriver: "json-file", CgroupDriver: "cgroupfs", DefaultRuntime: "libcontainer",
 		IndexServerAddress: "https://index.docker.io/v1/",
+	}
+	recs, err := d.ctrs.List()
+	if err != nil {
+		return info, err
+	}
+	for _, r := range recs {
+		info.Containers++
+		switch r.State.Status {
+		case containers.Running:
+			info.ContainersRunning++
+		case containers.Paused:
+			info.ContainersPaused++
+		default:
+			info.ContainersStopped++
+		}
 	}
 	return info, nil
 }
@@ -278,11 +293,6 @@ func (d *Daemon) imageInUse(id digest.Digest) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.imageUse[id] > 0
-}
-
-func (d *Daemon) containerCount() int {
-	recs, _ := d.ctrs.List()
-	return len(recs)
 }
 
 // fsName names the filesystems layerlab's drivers sit on.
