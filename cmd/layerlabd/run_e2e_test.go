@@ -76,6 +76,8 @@ func TestEndToEndContainers(t *testing.T) {
 	if out, code := c.runIn("from stdin\n", "run", "-i", "--rm", "busybox", "cat"); code != 0 || out != "from stdin\n" {
 		t.Fatalf("docker run -i --rm busybox cat: exit %d, %q; want the input back", code, out)
 	}
+	// USER by name from the image's /etc/passwd, with its HOME.
+	c.expect(0, "uid=65534(nobody) gid=65534(nogroup)\n/home\n", "run", "--rm", "--user", "nobody", "busybox", "sh", "-c", "id; echo $HOME")
 	// With a TTY the output is raw, through the terminal (CR LF).
 	c.expect(0, "tty\r\n", "run", "--rm", "-t", "busybox", "echo", "tty")
 	c.expect(3, "", "run", "--name", "three", "busybox", "sh", "-c", "exit 3")

@@ -86,9 +86,6 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	if len(args) == 0 {
 		return out, fmt.Errorf("no command specified: %w", drivers.ErrInvalidArgument)
 	}
-	if _, _, err := parseUser(cfg.User); err != nil {
-		return out, err
-	}
 	rec := &containers.Record{
 		ID: containers.NewID(), Name: name, Image: req.Config.Image, ImageID: imageID, Created: time.Now().UTC(),
 		Path: args[0], Args: args[1:], Config: &cfg, HostConfig: hc, Driver: driverName,

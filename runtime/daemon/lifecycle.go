@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -148,9 +151,10 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 	return nil
 }
 
-// spec is the OCI spec for r on rootfs.
+// spec is the OCI spec for r on rootfs (mounted: users are looked up in
+// the image's /etc/passwd and /etc/group).
 func (d *Daemon) spec(r containers.Record, rootfs string) (*specs.Spec, error) {
-	uid, gid, err := parseUser(r.Config.User)
+	u, err := lookupUser(rootfs, r.Config.User)
 	if err != nil {
 		return nil, err
 	}
@@ -162,32 +166,47 @@ func (d *Daemon) spec(r containers.Record, rootfs string) (*specs.Spec, error) {
 	if hostname == "" {
 		hostname = r.ID[:12]
 	}
-	return executor.DefaultSpec(append([]string{r.Path}, r.Args...), rootfs, executor.SpecOpts{
-		Env: r.Config.Env, Cwd: r.Config.WorkingDir, UID: uid, GID: gid, Hostname: hostname,
+	env := r.Config.Env
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HOME=") }) {
+		env = append(slices.Clone(env), "HOME="+u.Home) // as Docker sets it
+	}
+	s, err := executor.DefaultSpec(append([]string{r.Path}, r.Args...), rootfs, executor.SpecOpts{
+		Env: env, Cwd: r.Config.WorkingDir, UID: uint32(u.Uid), GID: uint32(u.Gid), Hostname: hostname,
 		Network: network, Terminal: r.Config.Tty, ReadOnly: r.HostConfig.ReadonlyRootfs,
 	})
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range u.Sgids {
+		s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
+	}
+	return s, nil
 }
 
-// parseUser reads USER as uid[:gid]; names need the image's /etc/passwd,
-// which is not read yet, so only root is known by name.
-func parseUser(user string) (uid, gid uint32, err error) {
-	if user == "" || user == "root" {
-		return 0, 0, nil
-	}
-	u, g, hasGroup := strings.Cut(user, ":")
-	n, err := strconv.ParseUint(u, 10, 32)
+// lookupUser resolves USER (name or uid, optionally :group or :gid) in
+// the rootfs's /etc/passwd and /etc/group, read through an os.Root so an
+// image's symlinks cannot point the daemon at the host's files. Numeric
+// ids need no entry; the default is root.
+func lookupUser(rootfs, spec string) (*user.ExecUser, error) {
+	root, err := os.OpenRoot(rootfs)
 	if err != nil {
-		return 0, 0, fmt.Errorf("user %q: only numeric uid[:gid] or root for now: %w", user, drivers.ErrInvalidArgument)
+		return nil, err
 	}
-	uid, gid = uint32(n), uint32(n)
-	if hasGroup {
-		m, err := strconv.ParseUint(g, 10, 32)
+	defer root.Close()
+	open := func(name string) io.Reader {
+		f, err := root.Open(name)
 		if err != nil {
-			return 0, 0, fmt.Errorf("user %q: only a numeric gid for now: %w", user, drivers.ErrInvalidArgument)
+			return nil // no such file: numeric ids only
 		}
-		gid = uint32(m)
+		data, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+		f.Close()
+		return bytes.NewReader(data)
 	}
-	return uid, gid, nil
+	u, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, open("etc/passwd"), open("etc/group"))
+	if err != nil {
+		return nil, fmt.Errorf("user %q: %w: %w", spec, err, drivers.ErrInvalidArgument)
+	}
+	return u, nil
 }
 
 // finish waits for the container's exit, records it, cleans up the
