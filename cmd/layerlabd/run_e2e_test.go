@@ -78,6 +78,11 @@ func TestEndToEndContainers(t *testing.T) {
 	}
 	// USER by name from the image's /etc/passwd, with its HOME.
 	c.expect(0, "uid=65534(nobody) gid=65534(nogroup)\n/home\n", "run", "--rm", "--user", "nobody", "busybox", "sh", "-c", "id; echo $HOME")
+	// A command that is not there: the CLI's 127, and --rm still removes.
+	c.expect(127, "executable file not found", "run", "--rm", "busybox", "nosuch")
+	if out := c.expect(0, "", "ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("a failed run --rm left a container: %s", out)
+	}
 	// With a TTY the output is raw, through the terminal (CR LF).
 	c.expect(0, "tty\r\n", "run", "--rm", "-t", "busybox", "echo", "tty")
 	c.expect(3, "", "run", "--name", "three", "busybox", "sh", "-c", "exit 3")

@@ -84,6 +84,12 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 	if err := containers.Transition(r.State.Status, containers.Running); err != nil {
 		return err
 	}
+	// Deferred before the unmount below, so it runs after it.
+	defer func() {
+		if err != nil {
+			d.failedStart(ctx, r, l, err)
+		}
+	}()
 	drv, err := d.Driver(r.Driver)
 	if err != nil {
 		return err
@@ -149,6 +155,35 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 	l.c, l.finished = c, finished
 	go d.finish(r.ID, l, c, logs, copied, finished)
 	return nil
+}
+
+// failedStart records why a start failed (with the exit code the CLI
+// derives from such a message: 127 for a command not found, 126 for one
+// that cannot run) and ends what waits for the run that did not happen:
+// attaches, stdin, and with AutoRemove the container itself, as dockerd
+// does. l.mu is held.
+func (d *Daemon) failedStart(ctx context.Context, r containers.Record, l *live, cause error) {
+	code := 128
+	switch msg := cause.Error(); {
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+		code = 127
+	case strings.Contains(msg, "permission denied"):
+		code = 126
+	}
+	_, _ = d.ctrs.Update(r.ID, func(r *containers.Record) error {
+		r.State.Error, r.State.ExitCode = cause.Error(), code
+		return nil
+	})
+	if l.stdinW != nil {
+		_ = l.stdinW.Close()
+		l.stdinR, l.stdinW = nil, nil
+	}
+	l.streams.close()
+	l.streams = nil
+	if r.HostConfig.AutoRemove {
+		l.code = code
+		_ = d.remove(context.WithoutCancel(ctx), r.ID)
+	}
 }
 
 // spec is the OCI spec for r on rootfs (mounted: users are looked up in
