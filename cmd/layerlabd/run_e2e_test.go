@@ -188,6 +188,10 @@ func TestEndToEndContainers(t *testing.T) {
 	d.terminate(t)
 	checkNoContainerMounts(t, os.Getpid(), dataRoot)
 	checkNoLeftovers(t)
+	// The parent cgroup too: the cgroup trees are as before the daemon.
+	if parents, _ := filepath.Glob("/sys/fs/cgroup/*/layerlab"); len(parents) > 0 {
+		t.Errorf("the stopped daemon left its parent cgroup in %d hierarchies: %v", len(parents), parents)
+	}
 }
 
 // checkNoContainerMounts fails the test if pid's mount namespace has a
@@ -263,5 +267,9 @@ func killLeftovers(t *testing.T) {
 	for _, cg := range cgroups {
 		t.Logf("removing leftover cgroup %s", cg)
 		_ = os.Remove(cg)
+	}
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/layerlab")
+	for _, p := range parents {
+		_ = os.Remove(p) // fails while another container is in it; fine
 	}
 }

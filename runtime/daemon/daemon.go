@@ -200,6 +200,9 @@ func (d *Daemon) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	errs := []error{d.StopAll(ctx)}
+	if d.exec != nil {
+		errs = append(errs, d.exec.Close())
+	}
 	for _, name := range d.names {
 		errs = append(errs, d.drivers[name].Close())
 	}

@@ -98,6 +98,10 @@ type Executor interface {
 	// for (one a crashed daemon left behind): its processes, cgroups and
 	// state directory. A container that does not exist is not an error.
 	Purge(ctx context.Context, id string) error
+	// Close releases what the executor made for all its containers (the
+	// parent cgroup, when no container is left in it). Containers still
+	// running keep running.
+	Close() error
 }
 
 // Container is a handle on one created container.

@@ -13,6 +13,7 @@ import (
 
 	// The cgroup manager sets up device rules only with this package
 	// linked in; without it a spec with devices fails to create.
+	"github.com/moby/sys/mountinfo"
 	_ "github.com/opencontainers/cgroups/devices"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -47,6 +48,25 @@ func NewLibcontainer(root, cgroupParent string) (*Libcontainer, error) {
 		return nil, fmt.Errorf("libcontainer root: %w", err)
 	}
 	return &Libcontainer{root: root, cgroupParent: cgroupParent}, nil
+}
+
+// Close implements Executor: it removes the parent cgroup from every
+// cgroup hierarchy where it is empty (libcontainer makes it, and removes
+// only each container's own), so a stopped daemon leaves the cgroup trees
+// as it found them.
+func (e *Libcontainer) Close() error {
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return fmt.Errorf("close executor: %w", err)
+	}
+	var errs []error
+	for _, m := range mounts {
+		err := os.Remove(filepath.Join(m.Mountpoint, e.cgroupParent))
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
+			errs = append(errs, fmt.Errorf("close executor: remove cgroup %s: %w", filepath.Join(m.Mountpoint, e.cgroupParent), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Create implements Executor.
