@@ -40,11 +40,12 @@ const (
 	Busybox      = "busybox"      // busybox-static, for a real image built offline
 	Debian       = "debian"       // a Debian minbase built by debootstrap from the mirror
 	Docker       = "docker"       // the docker CLI at /usr/local/bin/docker, to drive layerlabd
+	DockerPy     = "docker-py"    // Debian's python3-docker under /usr/bin/python3, to drive layerlabd
 )
 
 // Known returns every feature name Skip accepts, sorted.
 func Known() []string {
-	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian, Docker}
+	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian, Docker, DockerPy}
 	slices.Sort(k)
 	return k
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -31,6 +32,10 @@ func (rt router) loadImages(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
+	// Flushed at once, so the answer goes chunked as dockerd's does:
+	// docker-py reads a response without chunks as one JSON document and
+	// fails on the second message.
+	flushWriter{w}.Flush()
 	for _, l := range loaded {
 		msg := "Loaded image ID: " + l.ID.String()
 		if l.Ref != "" {
@@ -43,8 +48,15 @@ func (rt router) loadImages(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// writeStream writes one message of a JSON message stream and flushes it.
 func writeStream(w http.ResponseWriter, msg string) error {
-	_, err := fmt.Fprintf(w, "{\"stream\":%q}\r\n", msg)
+	b, err := json.Marshal(struct {
+		Stream string `json:"stream"`
+	}{msg})
+	if err != nil {
+		return err
+	}
+	_, err = flushWriter{w}.Write(append(b, '\r', '\n'))
 	return err
 }
 

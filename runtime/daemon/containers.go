@@ -44,6 +44,16 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	if hc == nil {
 		hc = &container.HostConfig{}
 	}
+	// The daemon's default log driver is json-file, as dockerd's, and the
+	// record says so: docker-py's run reads the output back only when
+	// inspect names a driver that keeps it.
+	switch hc.LogConfig.Type {
+	case "":
+		hc.LogConfig.Type = "json-file"
+	case "json-file":
+	default:
+		return out, fmt.Errorf("log driver %q is not supported yet (json-file only): %w", hc.LogConfig.Type, drivers.ErrInvalidArgument)
+	}
 	driverName := d.cfg.DefaultDriver
 	for k, v := range hc.StorageOpt {
 		if k != driverKey {
