@@ -152,6 +152,23 @@ func ParseSize(option, v string) (int64, error) {
 	return n, nil
 }
 
+// SizeOnly reads the options of a driver whose one option is size, a
+// default limit for its active snapshots (0 when not given).
+func SizeOnly(driver string, opts Options) (int64, error) {
+	if err := opts.Check(driver, "size"); err != nil {
+		return 0, err
+	}
+	v, ok := opts["size"]
+	if !ok {
+		return 0, nil
+	}
+	size, err := ParseSize("size", v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", driver, err)
+	}
+	return size, nil
+}
+
 // Filter selects snapshots for Walk. Every field that is set must match;
 // the store applies filters while it reads, so a caller that wants a few
 // snapshots of a large tree does not receive them all.

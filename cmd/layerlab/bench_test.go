@@ -14,6 +14,7 @@ import (
 
 	"github.com/layerlab/layerlab/bench/result"
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/builtin"
 	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/mount"
 )
@@ -101,7 +102,7 @@ func TestBenchRefusesBadFlagsWithExitCode2(t *testing.T) {
 // a nil Driver (a nil pointer inside the interface made bench's teardown
 // panic).
 func TestEveryDriverRefusesBadOptionsWithANilDriver(t *testing.T) {
-	reg := registry()
+	reg := builtin.Registry()
 	for _, name := range reg.Names() {
 		f, _ := reg.Get(name)
 		opts := drivers.Options{"nosuch": "1"}

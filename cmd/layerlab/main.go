@@ -12,26 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/layerlab/layerlab/drivers"
-	"github.com/layerlab/layerlab/drivers/aufs"
-	"github.com/layerlab/layerlab/drivers/btrfs"
-	"github.com/layerlab/layerlab/drivers/devicemapper"
-	"github.com/layerlab/layerlab/drivers/overlay"
-	"github.com/layerlab/layerlab/drivers/vfs"
-	"github.com/layerlab/layerlab/drivers/zfs"
+	"github.com/layerlab/layerlab/drivers/builtin"
 )
-
-// registry wires in the drivers this build carries.
-func registry() *drivers.Registry {
-	return drivers.NewRegistry(
-		vfs.Factory(),
-		overlay.OverlayFactory(),
-		overlay.Overlay2Factory(),
-		aufs.Factory(),
-		btrfs.Factory(),
-		devicemapper.Factory(),
-		zfs.Factory(),
-	)
-}
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
@@ -66,7 +48,7 @@ func newRoot() *cobra.Command {
 		return fmt.Errorf("%w: %w", err, drivers.ErrInvalidArgument)
 	})
 	root.PersistentFlags().String("data-root", "/var/lib/layerlab", "directory under which each driver keeps its home (DATA-ROOT/DRIVER)")
-	reg := registry()
+	reg := builtin.Registry()
 	benchCmd := newBenchCmd(reg)
 	benchCmd.AddCommand(newCompareCmd())
 	root.AddCommand(newDriverCmd(reg), benchCmd, newReportCmd())

@@ -13,12 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/layerlab/layerlab/drivers"
-	"github.com/layerlab/layerlab/drivers/aufs"
-	"github.com/layerlab/layerlab/drivers/btrfs"
-	"github.com/layerlab/layerlab/drivers/devicemapper"
-	"github.com/layerlab/layerlab/drivers/overlay"
-	"github.com/layerlab/layerlab/drivers/vfs"
-	"github.com/layerlab/layerlab/drivers/zfs"
+	"github.com/layerlab/layerlab/drivers/builtin"
 	"github.com/layerlab/layerlab/runtime/daemon"
 	"github.com/layerlab/layerlab/runtime/executor"
 )
@@ -28,19 +23,6 @@ var (
 	version = "dev"
 	commit  = "unknown"
 )
-
-// registry wires in the drivers this build carries, as cmd/layerlab does.
-func registry() *drivers.Registry {
-	return drivers.NewRegistry(
-		vfs.Factory(),
-		overlay.OverlayFactory(),
-		overlay.Overlay2Factory(),
-		aufs.Factory(),
-		btrfs.Factory(),
-		devicemapper.Factory(),
-		zfs.Factory(),
-	)
-}
 
 func main() {
 	// libcontainer re-executes this binary as a container's init.
@@ -69,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version + " (" + commit + ")",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Registry = registry()
+			cfg.Registry = builtin.Registry()
 			cfg.Version, cfg.Commit = version, commit
 			cfg.Drivers = enabled
 			opts, err := storageOptions(cfg.Registry, optFlags)

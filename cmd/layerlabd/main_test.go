@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/builtin"
 )
 
 func TestSocketPaths(t *testing.T) {
@@ -25,7 +26,7 @@ func TestSocketPaths(t *testing.T) {
 }
 
 func TestStorageOptions(t *testing.T) {
-	reg := registry()
+	reg := builtin.Registry()
 	got, err := storageOptions(reg, []string{"overlay2.volatile=true", "btrfs.home=/mnt/btrfs"})
 	if err != nil || got["overlay2"]["volatile"] != "true" || got["btrfs"]["home"] != "/mnt/btrfs" {
 		t.Fatalf("storageOptions: %v %v", got, err)

@@ -45,7 +45,7 @@ func Factory() drivers.Factory {
 		Open: func(ctx context.Context, home string, opts drivers.Options) (drivers.Driver, error) {
 			return drivers.Opened(New(ctx, home, opts))
 		},
-		CheckOptions: func(o drivers.Options) error { _, err := parseOptions(o); return err },
+		CheckOptions: func(o drivers.Options) error { _, err := drivers.SizeOnly(Name, o); return err },
 	}
 }
 
@@ -74,28 +74,11 @@ type backend struct {
 	caps  drivers.Capabilities
 }
 
-// parseOptions reads the one option, size (a default limit for active
-// snapshots, 0 for none); Factory.CheckOptions and New share it.
-func parseOptions(opts drivers.Options) (int64, error) {
-	if err := opts.Check(Name, "size"); err != nil {
-		return 0, err
-	}
-	v, ok := opts["size"]
-	if !ok {
-		return 0, nil
-	}
-	size, err := drivers.ParseSize("size", v)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", Name, err)
-	}
-	return size, nil
-}
-
 // New opens a btrfs driver with its state under home, which must be on
 // btrfs. It takes one option, size: a default limit for every active
 // snapshot (drivers.WithSize overrides it per snapshot).
 func New(ctx context.Context, home string, opts drivers.Options) (*core.Driver, error) {
-	size, err := parseOptions(opts)
+	size, err := drivers.SizeOnly(Name, opts)
 	if err != nil {
 		return nil, err
 	}

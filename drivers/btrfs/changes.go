@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/containerd/continuity/sysx"
 	"github.com/dennwc/btrfs"
 	"golang.org/x/sys/unix"
 
@@ -215,27 +216,21 @@ func differs(ppath, cpath string, pfi, cfi os.FileInfo, data bool) (bool, error)
 
 // xattrs returns p's extended attribute names and values, sorted.
 func xattrs(p string) ([]byte, error) {
-	buf := make([]byte, 64<<10)
-	n, err := unix.Llistxattr(p, buf)
+	names, err := sysx.LListxattr(p)
 	if errors.Is(err, unix.ENOTSUP) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list xattrs of %s: %w", p, err)
 	}
-	names := strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00")
 	slices.Sort(names)
 	var out bytes.Buffer
 	for _, name := range names {
-		if name == "" {
-			continue
-		}
-		v := make([]byte, 64<<10)
-		k, err := unix.Lgetxattr(p, name, v)
+		v, err := sysx.LGetxattr(p, name)
 		if err != nil {
 			return nil, fmt.Errorf("read xattr %s of %s: %w", name, p, err)
 		}
-		fmt.Fprintf(&out, "%s=%x;", name, v[:k])
+		fmt.Fprintf(&out, "%s=%x;", name, v)
 	}
 	return out.Bytes(), nil
 }

@@ -46,7 +46,7 @@ func DiffSnapshot(ctx context.Context, w io.Writer, sn drivers.Snapshotter, key 
 			var chw *archive.ChangeWriter
 			start := func(root string) error { chw = archive.NewChangeWriter(tw, root); return nil }
 			if err := cw.WalkChanges(ctx, key, start, func(k drivers.ChangeKind, p string, fi os.FileInfo) error {
-				return chw.HandleChange(changeKinds[k], p, fi, nil)
+				return chw.HandleChange(changeKind(k), p, fi, nil)
 			}); err != nil {
 				return err
 			}
@@ -63,10 +63,17 @@ func DiffSnapshot(ctx context.Context, w io.Writer, sn drivers.Snapshotter, key 
 	return diffViews(ctx, w, sn, key, opts)
 }
 
-var changeKinds = map[drivers.ChangeKind]continuityfs.ChangeKind{
-	drivers.ChangeAdd:    continuityfs.ChangeKindAdd,
-	drivers.ChangeModify: continuityfs.ChangeKindModify,
-	drivers.ChangeDelete: continuityfs.ChangeKindDelete,
+// changeKind is continuity's name for a change kind, which ChangeWriter
+// takes.
+func changeKind(k drivers.ChangeKind) continuityfs.ChangeKind {
+	switch k {
+	case drivers.ChangeAdd:
+		return continuityfs.ChangeKindAdd
+	case drivers.ChangeDelete:
+		return continuityfs.ChangeKindDelete
+	default:
+		return continuityfs.ChangeKindModify
+	}
 }
 
 // diffViews is DiffSnapshot's generic path: the snapshot and its parent
