@@ -69,6 +69,24 @@ func Diff(ctx context.Context, w io.Writer, lower, upper string, opts ...DiffOpt
 // writeLayer runs write with a writer that compresses as opts say into w,
 // and returns the digests of the tar write wrote and of the blob.
 func writeLayer(w io.Writer, opts []DiffOption, write func(io.Writer) error) (Digests, error) {
+	lw, err := newLayerWriter(w, opts)
+	if err != nil {
+		return Digests{}, err
+	}
+	if err := write(lw.plain); err != nil {
+		return Digests{}, err
+	}
+	return lw.finish()
+}
+
+// layerWriter takes a layer's tar, compresses it as the options say into
+// w, and digests both forms. Nothing reaches w before the first Write.
+type layerWriter struct {
+	blob, plain *digestWriter
+	cw          io.WriteCloser
+}
+
+func newLayerWriter(w io.Writer, opts []DiffOption) (*layerWriter, error) {
 	var o diffOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -76,16 +94,17 @@ func writeLayer(w io.Writer, opts []DiffOption, write func(io.Writer) error) (Di
 	blob := &digestWriter{w: w, d: digest.SHA256.Digester()}
 	cw, err := compression.CompressStream(blob, o.compression)
 	if err != nil {
-		return Digests{}, fmt.Errorf("diff: compression %v: %w: %w", o.compression, drivers.ErrInvalidArgument, err)
+		return nil, fmt.Errorf("diff: compression %v: %w: %w", o.compression, drivers.ErrInvalidArgument, err)
 	}
-	plain := &digestWriter{w: cw, d: digest.SHA256.Digester()}
-	if err := write(plain); err != nil {
+	return &layerWriter{blob: blob, plain: &digestWriter{w: cw, d: digest.SHA256.Digester()}, cw: cw}, nil
+}
+
+// finish ends the compressed stream and returns the digests.
+func (l *layerWriter) finish() (Digests, error) {
+	if err := l.cw.Close(); err != nil {
 		return Digests{}, err
 	}
-	if err := cw.Close(); err != nil {
-		return Digests{}, err
-	}
-	return Digests{DiffID: plain.d.Digest(), Digest: blob.d.Digest(), Size: blob.n}, nil
+	return Digests{DiffID: l.plain.d.Digest(), Digest: l.blob.d.Digest(), Size: l.blob.n}, nil
 }
 
 // digestWriter hashes and counts what passes through to w.

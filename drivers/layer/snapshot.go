@@ -42,22 +42,28 @@ func DiffSnapshot(ctx context.Context, w io.Writer, sn drivers.Snapshotter, key 
 		}
 	}
 	if cw, ok := sn.(drivers.ChangeWalker); ok {
-		d, err := writeLayer(w, opts, func(tw io.Writer) error {
-			var chw *archive.ChangeWriter
-			start := func(root string) error { chw = archive.NewChangeWriter(tw, root); return nil }
-			if err := cw.WalkChanges(ctx, key, start, func(k drivers.ChangeKind, p string, fi os.FileInfo) error {
-				return chw.HandleChange(changeKind(k), p, fi, nil)
-			}); err != nil {
-				return err
+		// The layer writer is made at start, so a driver that cannot
+		// walk (it says so before start) leaves w untouched for the views.
+		var lw *layerWriter
+		var chw *archive.ChangeWriter
+		start := func(root string) (err error) {
+			if lw, err = newLayerWriter(w, opts); err == nil {
+				chw = archive.NewChangeWriter(lw.plain, root)
 			}
-			return chw.Close()
+			return err
+		}
+		err := cw.WalkChanges(ctx, key, start, func(k drivers.ChangeKind, p string, fi os.FileInfo) error {
+			return chw.HandleChange(changeKind(k), p, fi, nil)
 		})
-		// Not implemented comes before anything is written.
-		if !errors.Is(err, drivers.ErrNotImplemented) {
-			if err != nil {
-				return Digests{}, fmt.Errorf("diff snapshot %q: %w", key, err)
-			}
-			return d, nil
+		if err == nil {
+			err = chw.Close()
+		}
+		switch {
+		case lw == nil && errors.Is(err, drivers.ErrNotImplemented):
+		case err != nil:
+			return Digests{}, fmt.Errorf("diff snapshot %q: %w", key, err)
+		default:
+			return lw.finish()
 		}
 	}
 	return diffViews(ctx, w, sn, key, opts)
