@@ -36,9 +36,13 @@ type daemonProc struct {
 	log    string
 }
 
-// startDaemon starts layerlabd under `unshare --mount --propagation
-// private`, so whatever it mounts stays in a namespace that dies with it,
-// and stops it by PID when the test ends, also on failure.
+// startDaemon starts layerlabd in a mount and a network namespace of its
+// own (`unshare --mount --net`), so whatever it mounts stays in a
+// namespace that dies with it and its host-network containers see only
+// that namespace's lo; it stops the daemon by PID when the test ends, also
+// on failure. The mounts are slaves of the test's: a mount that zfs-fuse
+// (a host process) makes below a shared directory reaches the daemon, and
+// nothing the daemon mounts comes back.
 func startDaemon(t *testing.T, bin, logPath string, args ...string) *daemonProc {
 	t.Helper()
 	logf, err := os.Create(logPath)
@@ -46,7 +50,7 @@ func startDaemon(t *testing.T, bin, logPath string, args ...string) *daemonProc 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
-	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", bin}, args...)...)
+	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "slave", "--net", bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -123,12 +127,24 @@ func (d *daemonProc) waitSocket(t *testing.T, sock string) {
 // default driver and vfs enabled, on a loop ext4, and the busybox archive.
 type testEnv struct {
 	archive, bin, dataRoot, tmp, sock string
-	d                                 *daemonProc
+	// drivers is --storage-drivers; opts are more daemon flags.
+	drivers string
+	opts    []string
+	d       *daemonProc
 }
 
 // startTestDaemon skips unless the test runs as root with the docker CLI,
 // then builds and starts layerlabd.
 func startTestDaemon(t *testing.T) testEnv {
+	t.Helper()
+	e := newTestEnv(t)
+	e.start(t, "layerlabd.log")
+	return e
+}
+
+// newTestEnv is startTestDaemon without the start, for a test that adds
+// drivers or flags first.
+func newTestEnv(t *testing.T) testEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		feature.Skip(t, feature.Root, "layerlabd mounts snapshots and starts containers")
@@ -136,19 +152,19 @@ func startTestDaemon(t *testing.T) testEnv {
 	if _, err := os.Stat(dockerCLI); err != nil {
 		feature.Skip(t, feature.Docker, "%s: %v", dockerCLI, err)
 	}
-	e := testEnv{archive: imagetest.ArchiveForTest(t, t.TempDir()), bin: buildDaemon(t), tmp: t.TempDir()}
+	e := testEnv{archive: imagetest.ArchiveForTest(t, t.TempDir()), bin: buildDaemon(t), tmp: t.TempDir(), drivers: "vfs,overlay2"}
 	fs := loopfs.ForTest(t, "ext4", 1<<30) // overlay2 needs a real upper filesystem
 	e.dataRoot = filepath.Join(fs.Dir, "data")
 	e.sock = filepath.Join(e.tmp, "l.sock")
-	e.start(t, "layerlabd.log")
 	return e
 }
 
 // start starts the daemon (again), logging to the file logName.
 func (e *testEnv) start(t *testing.T, logName string) {
 	t.Helper()
-	e.d = startDaemon(t, e.bin, filepath.Join(e.tmp, logName), "-H", "unix://"+e.sock, "--data-root", e.dataRoot,
-		"--exec-root", filepath.Join(e.tmp, "exec"), "--storage-driver", "overlay2", "--storage-drivers", "vfs,overlay2", "-D")
+	args := append([]string{"-H", "unix://" + e.sock, "--data-root", e.dataRoot, "--exec-root", filepath.Join(e.tmp, "exec"),
+		"--storage-driver", "overlay2", "--storage-drivers", e.drivers, "-D"}, e.opts...)
+	e.d = startDaemon(t, e.bin, filepath.Join(e.tmp, logName), args...)
 	e.d.waitSocket(t, e.sock)
 }
 

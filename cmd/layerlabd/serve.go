@@ -27,6 +27,7 @@ func serve(ctx context.Context, cfg daemon.Config, hosts []string) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Log = log
 	paths, err := socketPaths(hosts)
 	if err != nil {
 		return err

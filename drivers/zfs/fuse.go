@@ -239,6 +239,24 @@ func (c fuseConn) open(f daemonFile) bool {
 	return errno == 0 && r == 0
 }
 
+// inDaemonNamespace returns the nsenter prefix that runs a command in
+// the daemon's mount namespace, or nothing when it is ours. zfs-fuse
+// mounts a dataset in its own namespace, but `zfs umount` is umount(2) in
+// the caller's: from another namespace (a layerlabd in one of its own, a
+// slave of the daemon's) it would drop only the caller's copy, and the
+// daemon, which still has the mount, would never let the dataset go.
+func (c fuseConn) inDaemonNamespace() []string {
+	ours, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil || len(c.files) == 0 {
+		return nil
+	}
+	ns := fmt.Sprintf("/proc/%d/ns/mnt", c.files[0].pid)
+	if theirs, err := os.Readlink(ns); err != nil || theirs == ours {
+		return nil
+	}
+	return []string{"nsenter", "--mount=" + ns, "--"}
+}
+
 // close drops the duplicates. The last close of the daemon's file, and so
 // the end of the connection, may be ours: after the daemon let go.
 func (c fuseConn) close() {
@@ -327,7 +345,11 @@ func unmount(ctx context.Context, dir, dataset string) error {
 			return fmt.Errorf("unmount %s: statfs %s: %w", dataset, dir, err)
 		}
 	}
-	if _, err := command.Run(ctx, "zfs", "umount", dataset); err != nil {
+	args := []string{"zfs", "umount", dataset}
+	if isFuse {
+		args = append(conn.inDaemonNamespace(), args...)
+	}
+	if _, err := command.Run(ctx, args[0], args[1:]...); err != nil {
 		if msg := stderr(err); !strings.Contains(msg, "not currently mounted") && !strings.Contains(msg, "does not exist") {
 			return fmt.Errorf("unmount %s: %w", dataset, err)
 		}

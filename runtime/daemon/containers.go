@@ -54,16 +54,20 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	default:
 		return out, fmt.Errorf("log driver %q is not supported yet (json-file only): %w", hc.LogConfig.Type, drivers.ErrInvalidArgument)
 	}
-	driverName := d.cfg.DefaultDriver
-	for k, v := range hc.StorageOpt {
-		if k != driverKey {
-			return out, fmt.Errorf("--storage-opt %s is not supported yet (only driver=NAME): %w", k, drivers.ErrInvalidArgument)
-		}
-		driverName = v
+	driverName, size, err := d.storageOpts(hc.StorageOpt)
+	if err != nil {
+		return out, err
 	}
 	drv, err := d.Driver(driverName)
 	if err != nil {
 		return out, err
+	}
+	var snapOpts []drivers.Opt
+	if size > 0 {
+		if caps := drv.Capabilities(); !caps.Quota {
+			return out, fmt.Errorf("--storage-opt size: storage driver %s cannot limit a container's size here: %s: %w", driverName, caps.QuotaNote, drivers.ErrInvalidArgument)
+		}
+		snapOpts = append(snapOpts, drivers.WithSize(size))
 	}
 	if m := string(hc.NetworkMode); m != "" && m != "default" && m != "none" && m != "host" {
 		return out, fmt.Errorf("network mode %q: only none and host for now: %w", m, drivers.ErrInvalidArgument)
@@ -105,7 +109,7 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 		return out, err
 	}
 	d.useImage(imageID, 1)
-	if err := d.prepareRootfs(ctx, drv, rec); err != nil {
+	if err := d.prepareRootfs(ctx, drv, rec, snapOpts...); err != nil {
 		d.useImage(imageID, -1)
 		return out, errors.Join(err, d.ctrs.Delete(rec.ID))
 	}
@@ -115,18 +119,38 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 
 // prepareRootfs unpacks the image into drv and prepares the container's
 // active snapshot on its top layer.
-func (d *Daemon) prepareRootfs(ctx context.Context, drv drivers.Driver, rec *containers.Record) error {
+func (d *Daemon) prepareRootfs(ctx context.Context, drv drivers.Driver, rec *containers.Record, opts ...drivers.Opt) error {
 	top, err := d.images.Unpack(ctx, drv, rec.ImageID)
 	if err != nil {
 		return err
 	}
-	if _, err := drv.Prepare(ctx, rec.SnapshotKey, top); err != nil {
+	if _, err := drv.Prepare(ctx, rec.SnapshotKey, top, opts...); err != nil {
 		return fmt.Errorf("rootfs of container %s: %w", rec.ID, err)
 	}
 	if err := os.MkdirAll(d.rootfs(rec.ID), 0o700); err != nil {
 		return errors.Join(err, drv.Remove(context.WithoutCancel(ctx), rec.SnapshotKey))
 	}
 	return nil
+}
+
+// storageOpts reads a create request's --storage-opt: driver=NAME picks
+// the container's driver (a layerlab extension), size=BYTES limits its
+// snapshot (dockerd's option, units as dockerd's: 10G, 512M).
+func (d *Daemon) storageOpts(opts map[string]string) (driver string, size int64, err error) {
+	driver = d.cfg.DefaultDriver
+	for k, v := range opts {
+		switch k {
+		case driverKey:
+			driver = v
+		case "size":
+			if size, err = drivers.ParseSize("size", v); err != nil {
+				return "", 0, err
+			}
+		default:
+			return "", 0, fmt.Errorf("--storage-opt %s is not supported (driver=NAME and size=BYTES are): %w", k, drivers.ErrInvalidArgument)
+		}
+	}
+	return driver, size, nil
 }
 
 // mergeEnv is the image's environment with the request's on top, by key.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -44,6 +45,7 @@ type Config struct {
 	Version       string                     // layerlabd's own version
 	Commit        string
 	Debug         bool
+	Log           *slog.Logger // what the daemon does on its own (nil: slog's default)
 }
 
 // Daemon holds what layerlabd opened. Its methods are the API's Backend.
@@ -74,6 +76,9 @@ var ErrLocked = fmt.Errorf("data root in use: %w", drivers.ErrUnavailable)
 func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if !filepath.IsAbs(cfg.DataRoot) || !filepath.IsAbs(cfg.ExecRoot) {
 		return nil, fmt.Errorf("--data-root %q and --exec-root %q must be absolute paths: %w", cfg.DataRoot, cfg.ExecRoot, drivers.ErrInvalidArgument)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
 	}
 	if cfg.DefaultDriver == "" {
 		return nil, fmt.Errorf("no default storage driver: %w", drivers.ErrInvalidArgument)

@@ -34,7 +34,10 @@ type live struct {
 	c        executor.Container // nil unless running
 	exit     chan struct{}      // closed at the next exit, then replaced
 	finished chan struct{}      // closed once a run is cleaned up; nil when not running
-	removed  chan struct{}      // closed when the container is removed
+	removed  chan struct{}      // closed when the container is removed, or its auto-removal failed
+	// removeErr is why the last auto-removal failed: the "removed"
+	// waiters are told instead of blocking for ever.
+	removeErr error
 	code     int                // the last exit code
 	streams  *fanout            // the running container's attached streams
 	// The container's stdin (OpenStdin only): attaches write the pipe,
@@ -281,7 +284,18 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, logs *jsonLog,
 	l.exit = make(chan struct{})
 	l.mu.Unlock()
 	if err == nil && r.HostConfig.AutoRemove {
-		_ = d.remove(ctx, id)
+		if err := d.remove(ctx, id); err != nil {
+			d.cfg.Log.Error("auto-removing a container failed; docker rm it", "container", id, "err", err)
+			_, _ = d.ctrs.Update(id, func(r *containers.Record) error {
+				r.State.Error = "auto-remove: " + err.Error()
+				return nil
+			})
+			l.mu.Lock()
+			l.removeErr = err
+			close(l.removed)
+			l.removed = make(chan struct{})
+			l.mu.Unlock()
+		}
 	}
 	// Last: a stop or shutdown waiting on it may close the drivers next.
 	close(finished)
@@ -322,12 +336,16 @@ func (d *Daemon) WaitContainer(ctx context.Context, ref string, cond container.W
 		}
 	}
 	l.mu.Lock()
-	code := l.code
+	code, removeErr := l.code, l.removeErr
 	l.mu.Unlock()
 	if ch == nil {
 		code = r.State.ExitCode
 	}
-	return container.WaitResponse{StatusCode: int64(code)}, nil
+	resp := container.WaitResponse{StatusCode: int64(code)}
+	if cond == container.WaitConditionRemoved && removeErr != nil {
+		resp.Error = &container.WaitExitError{Message: removeErr.Error()}
+	}
+	return resp, nil
 }
 
 // StopContainer answers POST /containers/{id}/stop: the stop signal
