@@ -476,7 +476,7 @@ func (d *Daemon) recover(ctx context.Context) error {
 		}
 		_, err := d.ctrs.Update(r.ID, func(r *containers.Record) error {
 			return r.SetState(containers.State{Status: containers.Exited, ExitCode: 255, StartedAt: r.State.StartedAt,
-				FinishedAt: time.Now().UTC(), Error: "daemon restarted"})
+				FinishedAt: time.Now().UTC(), Error: "layerlabd stopped while the container ran (killed or crashed): the daemon restarted and killed what was left of it"})
 		})
 		errs = append(errs, err)
 	}
