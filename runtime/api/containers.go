@@ -87,7 +87,8 @@ func (rt router) containerRoute(w http.ResponseWriter, r *http.Request, p string
 		return rt.waitContainer(w, r, id)
 	case op == "logs" && r.Method == http.MethodGet:
 		o := container.LogsOptions{ShowStdout: boolValue(r, "stdout"), ShowStderr: boolValue(r, "stderr"),
-			Timestamps: boolValue(r, "timestamps"), Follow: boolValue(r, "follow"), Tail: q.Get("tail")}
+			Timestamps: boolValue(r, "timestamps"), Follow: boolValue(r, "follow"), Tail: q.Get("tail"),
+			Since: q.Get("since"), Until: q.Get("until")}
 		fw := flushWriter{w}
 		return rt.b.LogsContainer(ctx, id, o, fw, func() {
 			w.Header().Set("Content-Type", "application/vnd.docker.multiplexed-stream")

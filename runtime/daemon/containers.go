@@ -16,6 +16,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/containers"
+	"github.com/layerlab/layerlab/runtime/logs"
 )
 
 // driverKey is the --storage-opt key that picks a container's driver (a
@@ -50,9 +51,12 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	switch hc.LogConfig.Type {
 	case "":
 		hc.LogConfig.Type = "json-file"
-	case "json-file":
+	case logs.Driver:
 	default:
 		return out, fmt.Errorf("log driver %q is not supported yet (json-file only): %w", hc.LogConfig.Type, drivers.ErrInvalidArgument)
+	}
+	if _, err := logs.ParseOptions(hc.LogConfig.Config); err != nil {
+		return out, err
 	}
 	driverName, size, err := d.storageOpts(hc.StorageOpt)
 	if err != nil {
@@ -309,7 +313,10 @@ func (d *Daemon) remove(ctx context.Context, id string) error {
 	}
 	// One by one, never RemoveAll: a rootfs still mounted must not be
 	// emptied.
-	for _, p := range []string{d.rootfs(r.ID), d.logPath(r.ID), d.containerDir(r.ID)} {
+	if err := logs.Remove(d.logPath(r.ID)); err != nil {
+		return err
+	}
+	for _, p := range []string{d.rootfs(r.ID), d.containerDir(r.ID)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/api"
 	"github.com/layerlab/layerlab/runtime/containers"
 	"github.com/layerlab/layerlab/runtime/executor"
+	"github.com/layerlab/layerlab/runtime/logs"
 )
 
 // live is what the daemon holds for a container besides its record: the
@@ -38,8 +39,8 @@ type live struct {
 	// removeErr is why the last auto-removal failed: the "removed"
 	// waiters are told instead of blocking for ever.
 	removeErr error
-	code     int                // the last exit code
-	streams  *fanout            // the running container's attached streams
+	code      int     // the last exit code
+	streams   *fanout // the running container's attached streams
 	// The container's stdin (OpenStdin only): attaches write the pipe,
 	// the next start reads it; made by whichever comes first.
 	stdinR *io.PipeReader
@@ -105,13 +106,17 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 	if err := mount.All(mounts, rootfs); err != nil {
 		return fmt.Errorf("mounting the rootfs of %s: %w", r.Name, err)
 	}
-	logs, err := openLog(d.logPath(r.ID))
+	logOpts, err := logs.ParseOptions(r.HostConfig.LogConfig.Config)
+	if err != nil {
+		return errors.Join(err, mount.UnmountAll(rootfs))
+	}
+	log, err := logs.Open(d.logPath(r.ID), logOpts)
 	if err != nil {
 		return errors.Join(err, mount.UnmountAll(rootfs))
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, logs.Close(), mount.UnmountAll(rootfs))
+			err = errors.Join(err, log.Close(), mount.UnmountAll(rootfs))
 		}
 	}()
 	spec, err := d.spec(r, rootfs)
@@ -121,7 +126,7 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 	if l.streams == nil {
 		l.streams = &fanout{}
 	}
-	stdio := executor.Stdio{Stdout: l.streams.writer(logs, "stdout"), Stderr: l.streams.writer(logs, "stderr"), Terminal: r.Config.Tty}
+	stdio := executor.Stdio{Stdout: l.streams.writer(log, "stdout"), Stderr: l.streams.writer(log, "stderr"), Terminal: r.Config.Tty}
 	var stdin io.Reader
 	if r.Config.OpenStdin {
 		stdin, _ = l.stdin()
@@ -156,7 +161,7 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 	}
 	finished := make(chan struct{})
 	l.c, l.finished = c, finished
-	go d.finish(r.ID, l, c, logs, copied, finished)
+	go d.finish(r.ID, l, c, log, copied, finished)
 	return nil
 }
 
@@ -250,7 +255,7 @@ func lookupUser(rootfs, spec string) (*user.ExecUser, error) {
 // finish waits for the container's exit, records it, cleans up the
 // container and its mount, ends the attached streams, wakes the waiters
 // and, with AutoRemove, removes the container.
-func (d *Daemon) finish(id string, l *live, c executor.Container, logs *jsonLog, copied, finished chan struct{}) {
+func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writer, copied, finished chan struct{}) {
 	ctx := context.Background()
 	exit, werr := c.Wait(ctx)
 	delErr := c.Delete(ctx) // closes the console, which ends its copy
@@ -258,7 +263,7 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, logs *jsonLog,
 		<-copied
 	}
 	rootfs := d.rootfs(id)
-	errs := errors.Join(werr, delErr, logs.Close(), mount.UnmountAll(rootfs))
+	errs := errors.Join(werr, delErr, log.Close(), mount.UnmountAll(rootfs))
 	if werr != nil {
 		exit.Code = 255
 	}

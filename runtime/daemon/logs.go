@@ -1,10 +1,7 @@
 package daemon
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,62 +14,8 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/runtime/logs"
 )
-
-// logEntry is one line of Docker's json-file log driver.
-type logEntry struct {
-	Log    string    `json:"log"`
-	Stream string    `json:"stream"`
-	Time   time.Time `json:"time"`
-}
-
-// jsonLog appends a container's output to its json-file log, one entry
-// per line as dockerd writes it.
-type jsonLog struct {
-	mu      sync.Mutex
-	f       *os.File
-	partial map[string][]byte // per stream, the line not yet ended
-}
-
-func openLog(path string) (*jsonLog, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("container log: %w", err)
-	}
-	return &jsonLog{f: f, partial: map[string][]byte{}}, nil
-}
-
-func (j *jsonLog) write(stream string, p []byte) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	buf := append(j.partial[stream], p...)
-	for {
-		i := bytes.IndexByte(buf, '\n')
-		if i < 0 {
-			break
-		}
-		j.entry(stream, buf[:i+1])
-		buf = buf[i+1:]
-	}
-	j.partial[stream] = append([]byte(nil), buf...)
-}
-
-func (j *jsonLog) entry(stream string, line []byte) {
-	data, _ := json.Marshal(logEntry{Log: string(line), Stream: stream, Time: time.Now().UTC()})
-	_, _ = j.f.Write(append(data, '\n'))
-}
-
-// Close writes what is left of unended lines and closes the file.
-func (j *jsonLog) Close() error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for stream, rest := range j.partial {
-		if len(rest) > 0 {
-			j.entry(stream, rest)
-		}
-	}
-	return j.f.Close()
-}
 
 // fanout copies a running container's output to its log and to the
 // streams attached to it.
@@ -90,18 +33,18 @@ type sink struct {
 
 type streamWriter struct {
 	f      *fanout
-	log    *jsonLog
+	log    *logs.Writer
 	stream string
 }
 
-func (f *fanout) writer(log *jsonLog, stream string) io.Writer {
+func (f *fanout) writer(log *logs.Writer, stream string) io.Writer {
 	return streamWriter{f: f, log: log, stream: stream}
 }
 
 // Write never fails: a client that went away must not stop the
 // container's output, so a failing sink is dropped.
 func (w streamWriter) Write(p []byte) (int, error) {
-	w.log.write(w.stream, p)
+	w.log.Write(w.stream, p)
 	w.f.mu.Lock()
 	defer w.f.mu.Unlock()
 	kept := w.f.sinks[:0]
@@ -211,6 +154,13 @@ func (d *Daemon) LogsContainer(ctx context.Context, ref string, o container.Logs
 			return fmt.Errorf("tail %q: want a number or all: %w", o.Tail, drivers.ErrInvalidArgument)
 		}
 	}
+	ro := logs.ReadOptions{Tail: tail}
+	if ro.Since, err = logs.ParseTime("since", o.Since); err != nil {
+		return err
+	}
+	if ro.Until, err = logs.ParseTime("until", o.Until); err != nil {
+		return err
+	}
 	l := d.live(r.ID)
 	l.mu.Lock()
 	running := l.c != nil
@@ -221,7 +171,7 @@ func (d *Daemon) LogsContainer(ctx context.Context, ref string, o container.Logs
 	if !r.Config.Tty {
 		out, errw = stdcopy.NewStdWriter(w, stdcopy.Stdout), stdcopy.NewStdWriter(w, stdcopy.Stderr)
 	}
-	emit := func(e logEntry) error {
+	emit := func(e logs.Entry) error {
 		if (e.Stream == "stderr" && !o.ShowStderr) || (e.Stream != "stderr" && !o.ShowStdout) {
 			return nil
 		}
@@ -236,32 +186,12 @@ func (d *Daemon) LogsContainer(ctx context.Context, ref string, o container.Logs
 		_, err := io.WriteString(dst, msg)
 		return err
 	}
-	f, err := os.Open(d.logPath(r.ID))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	fl, err := logs.Read(d.logPath(r.ID), ro, emit)
+	if err != nil || fl == nil {
+		return ignoreGone(err)
 	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	lr := &logReader{br: bufio.NewReader(f)}
-	var entries []logEntry
-	for {
-		e, ok := lr.next()
-		if !ok {
-			break
-		}
-		entries = append(entries, e)
-	}
-	if tail >= 0 && len(entries) > tail {
-		entries = entries[len(entries)-tail:]
-	}
-	for _, e := range entries {
-		if err := emit(e); err != nil {
-			return nil // the client went away
-		}
-	}
-	if !o.Follow || !running {
+	defer fl.Close()
+	if !o.Follow || !running || (!ro.Until.IsZero() && time.Now().After(ro.Until)) {
 		return nil
 	}
 	flush(w)
@@ -270,17 +200,11 @@ func (d *Daemon) LogsContainer(ctx context.Context, ref string, o container.Logs
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for done := false; ; {
-		for {
-			e, ok := lr.next()
-			if !ok {
-				break
-			}
-			if err := emit(e); err != nil {
-				return nil
-			}
+		if err := fl.Poll(emit); err != nil {
+			return ignoreGone(err)
 		}
 		flush(w)
-		if done {
+		if done || (!ro.Until.IsZero() && time.Now().After(ro.Until)) {
 			return nil
 		}
 		select {
@@ -293,27 +217,14 @@ func (d *Daemon) LogsContainer(ctx context.Context, ref string, o container.Logs
 	}
 }
 
-// logReader reads whole log lines; a line still being written is kept
-// for the next read.
-type logReader struct {
-	br      *bufio.Reader
-	pending []byte
-}
-
-func (lr *logReader) next() (logEntry, bool) {
-	for {
-		line, err := lr.br.ReadBytes('\n')
-		lr.pending = append(lr.pending, line...)
-		if err != nil {
-			return logEntry{}, false
-		}
-		var e logEntry
-		ok := json.Unmarshal(lr.pending, &e) == nil
-		lr.pending = lr.pending[:0]
-		if ok {
-			return e, true
-		}
+// ignoreGone drops the error of a write to a client that went away; a
+// log that cannot be read is still an error.
+func ignoreGone(err error) error {
+	var pe *os.PathError
+	if err == nil || !errors.As(err, &pe) {
+		return nil
 	}
+	return err
 }
 
 func flush(w io.Writer) {

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,40 +8,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// TestJSONLog checks the json-file format: one entry per line, split at
-// newlines across writes, an unended line written at Close, and a reader
-// that keeps a half-written line for later.
-func TestJSONLog(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c-json.log")
-	j, err := openLog(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j.write("stdout", []byte("hel"))
-	j.write("stderr", []byte("oops\n"))
-	j.write("stdout", []byte("lo\nwor"))
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	lr := &logReader{br: bufio.NewReader(f)}
-	var got []string
-	for e, ok := lr.next(); ok; e, ok = lr.next() {
-		if e.Time.IsZero() {
-			t.Errorf("entry %+v has no time", e)
-		}
-		got = append(got, e.Stream+":"+e.Log)
-	}
-	want := []string{"stderr:oops\n", "stdout:hello\n", "stdout:wor"}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("entries %q, want %q", got, want)
-	}
-}
 
 func TestMergeEnvUserSignal(t *testing.T) {
 	if got := mergeEnv([]string{"PATH=/bin", "A=1"}, []string{"A=2", "B=3"}); !reflect.DeepEqual(got, []string{"PATH=/bin", "A=2", "B=3"}) {

@@ -1,0 +1,214 @@
+package logs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/layerlab/layerlab/drivers"
+)
+
+// clockWriter opens a log whose entries are one second apart from t0.
+func clockWriter(t *testing.T, path string, o Options, t0 time.Time) *Writer {
+	t.Helper()
+	w, err := Open(path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	w.now = func() time.Time { n++; return t0.Add(time.Duration(n) * time.Second) }
+	return w
+}
+
+func readAll(t *testing.T, path string, o ReadOptions) []string {
+	t.Helper()
+	var got []string
+	fl, err := Read(path, o, func(e Entry) error { got = append(got, e.Stream+":"+e.Log); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl.Close()
+	return got
+}
+
+func TestWriteRotateRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-json.log")
+	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	// Each entry is about 80 bytes: 200 bytes hold two.
+	w := clockWriter(t, path, Options{MaxSize: 200, MaxFile: 3}, t0)
+	for i := 1; i <= 9; i++ {
+		w.Write("stdout", []byte(fmt.Sprintf("line %d\n", i)))
+	}
+	w.Write("stderr", []byte("no newline"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := Files(path)
+	if len(files) != 3 || files[0] != path+".2" || files[2] != path {
+		t.Fatalf("files %v, want %s.2, .1 and the live one", files, path)
+	}
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.Size() > 200 {
+			t.Errorf("%s: %v, size over max-size 200", f, err)
+		}
+	}
+	// Each entry is about 67 bytes, so each file holds two: the three
+	// files kept have lines 5-6, 7-8, then 9 and the unended stderr line.
+	got := readAll(t, path, ReadOptions{Tail: -1})
+	want := "stdout:line 5\n|stdout:line 6\n|stdout:line 7\n|stdout:line 8\n|stdout:line 9\n|stderr:no newline"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("read %q, want %q", strings.Join(got, "|"), want)
+	}
+	if got := readAll(t, path, ReadOptions{Tail: 2}); strings.Join(got, "|") != "stdout:line 9\n|stderr:no newline" {
+		t.Errorf("tail 2 across rotated files: %q", got)
+	}
+	if got := readAll(t, path, ReadOptions{Tail: 0}); len(got) != 0 {
+		t.Errorf("tail 0: %q", got)
+	}
+	// Line 7 was written at t0+7s, line 8 at t0+8s.
+	if got := readAll(t, path, ReadOptions{Tail: -1, Since: t0.Add(7 * time.Second), Until: t0.Add(8 * time.Second)}); strings.Join(got, "|") != "stdout:line 7\n|stdout:line 8\n" {
+		t.Errorf("since t0+7s until t0+8s: %q", got)
+	}
+	if err := Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(path + "*"); len(left) != 0 {
+		t.Errorf("Remove left %v", left)
+	}
+}
+
+// TestLinesAcrossWrites: an entry per line, split at newlines across
+// writes, streams kept apart, an unended line written at Close.
+func TestLinesAcrossWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-json.log")
+	w, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write("stdout", []byte("hel"))
+	w.Write("stderr", []byte("oops\n"))
+	w.Write("stdout", []byte("lo\nwor"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, path, ReadOptions{Tail: -1}); strings.Join(got, "|") != "stderr:oops\n|stdout:hello\n|stdout:wor" {
+		t.Fatalf("entries %q", got)
+	}
+}
+
+func TestMaxFileOneTruncates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-json.log")
+	w := clockWriter(t, path, Options{MaxSize: 100}, time.Now())
+	for i := 0; i < 5; i++ {
+		w.Write("stdout", []byte("0123456789\n"))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if files := Files(path); len(files) != 1 {
+		t.Errorf("max-file 1 kept %v", files)
+	}
+	if got := readAll(t, path, ReadOptions{Tail: -1}); len(got) != 1 {
+		t.Errorf("max-file 1 with room for one entry: read %q", got)
+	}
+}
+
+func TestFollowAcrossRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-json.log")
+	w := clockWriter(t, path, Options{MaxSize: 200, MaxFile: 2}, time.Now())
+	w.Write("stdout", []byte("first\n"))
+	var got []string
+	emit := func(e Entry) error { got = append(got, e.Log); return nil }
+	fl, err := Read(path, ReadOptions{Tail: -1}, emit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	for i := 0; i < 6; i++ { // rotates at least twice
+		w.Write("stdout", []byte(fmt.Sprintf("next %d\n", i)))
+		if err := fl.Poll(emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fl.Poll(emit); err != nil {
+		t.Fatal(err)
+	}
+	want := "first\n|next 0\n|next 1\n|next 2\n|next 3\n|next 4\n|next 5\n"
+	if strings.Join(got, "|") != want {
+		t.Errorf("followed %q, want every line once: %q", strings.Join(got, "|"), want)
+	}
+}
+
+func TestParseOptions(t *testing.T) {
+	o, err := ParseOptions(map[string]string{"max-size": "10k", "max-file": "3", "tag": "x"})
+	if err != nil || o.MaxSize != 10<<10 || o.MaxFile != 3 {
+		t.Fatalf("ParseOptions: %+v, %v", o, err)
+	}
+	for _, bad := range []map[string]string{
+		{"max-size": "-1"}, {"max-size": "lots"}, {"max-file": "0"}, {"max-file": "3"}, {"compress": "true"}, {"syslog-address": "udp://x"},
+	} {
+		if _, err := ParseOptions(bad); !errors.Is(err, drivers.ErrInvalidArgument) {
+			t.Errorf("ParseOptions(%v): %v, want an invalid argument", bad, err)
+		}
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	for in, want := range map[string]time.Time{
+		"":                     {},
+		"1733301234":           time.Unix(1733301234, 0),
+		"1733301234.5":         time.Unix(1733301234, 500000000),
+		"1733301234.000000001": time.Unix(1733301234, 1),
+		"2026-12-04T12:00:00Z": time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC),
+	} {
+		if got, err := ParseTime("since", in); err != nil || !got.Equal(want) {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"yesterday", "-5", "1.2.3", "12.1234567890", "12.-1", "+12", "99999999999999999999"} {
+		if _, err := ParseTime("since", bad); !errors.Is(err, drivers.ErrInvalidArgument) {
+			t.Errorf("ParseTime(%q): %v, want an invalid argument", bad, err)
+		}
+	}
+}
+
+// FuzzRead feeds arbitrary bytes as a log file: Read and a Follower never
+// panic, and every entry they emit came from a whole line.
+func FuzzRead(f *testing.F) {
+	f.Add([]byte(`{"log":"hi\n","stream":"stdout","time":"2026-12-04T12:00:00Z"}` + "\n"))
+	f.Add([]byte("{\"log\":\"torn"))
+	f.Add([]byte("\n\n{}\n[1]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "c-json.log")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fl, err := Read(path, ReadOptions{Tail: 3}, func(Entry) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fl.Poll(func(Entry) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		fl.Close()
+	})
+}
+
+// FuzzParseTime: any since/until value is a time or an invalid argument.
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{"1733301234.5", "2026-12-04T12:00:00Z", "-1", "1e9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if _, err := ParseTime("since", s); err != nil && !errors.Is(err, drivers.ErrInvalidArgument) {
+			t.Fatalf("ParseTime(%q): %v is not an invalid argument", s, err)
+		}
+	})
+}
