@@ -91,6 +91,9 @@ func TestEndToEndFilesystem(t *testing.T) {
 	c.expect(0, "r1", "ps", "-a", "--filter", "ancestor=busybox", "--filter", "status=running")
 	c.expect(0, "virtual", "ps", "-a", "-s", "--filter", "name=r1", "--format", "{{.Size}}")
 	c.expect(1, "invalid filter", "ps", "--filter", "status=sleepy")
+	if out := c.expect(0, "", "ps", "-l", "--format", "{{.Names}}"); out != "r1\n" {
+		t.Fatalf("ps -l: %q, want r1 (the newest container)", out)
+	}
 
 	// Prune: the stopped containers go, the running one stays; then the
 	// dangling image, then (-a) every image no container uses.

@@ -73,7 +73,8 @@ func (d *Daemon) ListContainersWith(ctx context.Context, o container.ListOptions
 	}
 	keep := map[string]containers.Record{}
 	for _, r := range recs {
-		if !o.All && !f.Contains("status") && !f.Contains("exited") &&
+		// A limit lists stopped containers too, as dockerd's (ps -n, -l).
+		if !o.All && o.Limit <= 0 && !f.Contains("status") && !f.Contains("exited") &&
 			r.State.Status != containers.Running && r.State.Status != containers.Paused {
 			continue
 		}
