@@ -190,12 +190,26 @@ func (t *tarWriter) add(dir int, base, name string, st *unix.Stat_t) error {
 }
 
 func (t *tarWriter) file(dir int, base string, h *tar.Header) error {
-	fd, err := unix.Openat(dir, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// O_NONBLOCK: a running container may have put a fifo where the
+	// file was, and opening it must not hang the copy.
+	fd, err := unix.Openat(dir, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", h.Name, err)
 	}
 	f := os.NewFile(uintptr(fd), h.Name)
 	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%s changed while it was copied: %w", h.Name, drivers.ErrFailedPrecondition)
+	}
+	// File capabilities travel with the file, as in dockerd's tars.
+	buf := make([]byte, 256)
+	if n, err := unix.Fgetxattr(fd, "security.capability", buf); err == nil {
+		h.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(buf[:n])}
+	}
 	if err := t.tw.WriteHeader(h); err != nil {
 		return err
 	}
