@@ -44,6 +44,7 @@ type Backend interface {
 	TagImage(ctx context.Context, name, ref string) error
 	DeleteImage(ctx context.Context, name string, force, prune bool) ([]image.DeleteResponse, error)
 	ContainerBackend
+	FilesystemBackend
 }
 
 // Handler returns the API's http.Handler over b.
@@ -117,12 +118,19 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 		// The CLI pulls an image it cannot find; layerlabd has no
 		// registry client yet.
 		return only(r.Method == http.MethodPost, func() error {
+			if r.URL.Query().Has("fromSrc") {
+				return rt.importImage(w, r)
+			}
 			ref := r.URL.Query().Get("fromImage")
 			if tag := r.URL.Query().Get("tag"); tag != "" {
 				ref += ":" + tag
 			}
 			return fmt.Errorf("No such image: %s (layerlabd does not pull images; docker load them): %w", ref, drivers.ErrNotFound)
 		})
+	case "/commit":
+		return only(r.Method == http.MethodPost, func() error { return rt.commit(w, r) })
+	case "/images/prune":
+		return only(r.Method == http.MethodPost, func() error { return rt.prune(w, r, true) })
 	case "/images/load":
 		return only(r.Method == http.MethodPost, func() error { return rt.loadImages(w, r) })
 	case "/images/get":

@@ -42,13 +42,9 @@ func (rt router) containerRoute(w http.ResponseWriter, r *http.Request, p string
 	case "/containers/create":
 		return only(post, func() error { return rt.createContainer(w, r) })
 	case "/containers/json":
-		return only(r.Method == http.MethodGet, func() error {
-			list, err := rt.b.ListContainers(ctx, boolValue(r, "all"))
-			if err != nil {
-				return err
-			}
-			return writeJSON(w, http.StatusOK, list)
-		})
+		return only(r.Method == http.MethodGet, func() error { return rt.listContainers(w, r) })
+	case "/containers/prune":
+		return only(post, func() error { return rt.prune(w, r, false) })
 	}
 	rest, _ := strings.CutPrefix(p, "/containers/")
 	id, op, _ := strings.Cut(rest, "/")
@@ -97,6 +93,8 @@ func (rt router) containerRoute(w http.ResponseWriter, r *http.Request, p string
 		})
 	case op == "attach" && post:
 		return rt.attachContainer(w, r, id)
+	case op == "changes" || op == "export" || op == "archive":
+		return rt.filesystemRoute(w, r, id, op)
 	case op == "resize" && post:
 		return nil // no TTY resizing yet; the CLI sends it for -t
 	}

@@ -80,7 +80,7 @@ func (s *Store) List(f filters.Args) ([]dimage.Summary, error) {
 		return nil, fmt.Errorf("%w: %w", drivers.ErrInvalidArgument, err)
 	}
 	patterns := f.Get("reference")
-	var out []dimage.Summary
+	out := []dimage.Summary{} // [] rather than null when empty, as dockerd answers
 	err = s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketImages).ForEach(func(k, _ []byte) error {
 			e, err := s.entry(tx, digest.Digest(k))

@@ -1,0 +1,113 @@
+package images_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerlab/layerlab/runtime/images"
+	"github.com/layerlab/layerlab/runtime/images/imagetest"
+)
+
+func layerTar(t *testing.T, entries ...tar.Header) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, h := range entries {
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			_, _ = tw.Write(bytes.Repeat([]byte("x"), int(h.Size)))
+		}
+	}
+	_ = tw.Close()
+	return b.Bytes()
+}
+
+// TestCreateOnParent commits a layer on a loaded image: the new image
+// lists the parent's layers and history plus its own, and its tree
+// (Paths) has the layer's changes applied, whiteouts included.
+func TestCreateOnParent(t *testing.T) {
+	s, _ := newStore(t, nil)
+	loadFile(t, s, imagetest.ArchiveForTest(t, t.TempDir()))
+	parent, err := s.Resolve("busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.Paths(parent)
+	if err != nil || !before["/bin/ls"] {
+		t.Fatalf("parent tree: %v, has /bin/ls: %v", err, before["/bin/ls"])
+	}
+	data := layerTar(t, tar.Header{Name: "f", Typeflag: tar.TypeReg, Size: 2, Mode: 0o644},
+		tar.Header{Name: "bin/.wh.ls", Typeflag: tar.TypeReg, Mode: 0o644})
+	f, err := s.TempFile("layer-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	id, err := s.Create(images.NewImage{Parent: parent, Layer: f.Name(), DiffID: digest.FromBytes(data),
+		Config: ocispec.ImageConfig{Cmd: []string{"cat", "/f"}}, Author: "me", Comment: "msg", CreatedBy: "sh", Ref: "img:v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantID(t, s, "img:v1", id)
+	if _, err := os.Stat(f.Name()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the layer file was not moved into the store: %v", err)
+	}
+	pi, _ := s.Inspect(parent.String())
+	ii, err := s.Inspect("img:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ii.RootFS.Layers) != len(pi.RootFS.Layers)+1 || ii.Author != "me" || ii.Comment != "msg" ||
+		!slices.Equal(ii.Config.Cmd, []string{"cat", "/f"}) {
+		t.Fatalf("inspect: %+v", ii)
+	}
+	h, err := s.History("img:v1")
+	if err != nil || h[0].Comment != "msg" || h[0].CreatedBy != "sh" || h[0].Size != int64(len(data)) {
+		t.Fatalf("history: %v %+v", err, h)
+	}
+	after, err := s.Paths(id)
+	if err != nil || !after["/f"] || after["/bin/ls"] || !after["/bin/sh"] {
+		t.Fatalf("committed tree: %v; /f %v /bin/ls %v", err, after["/f"], after["/bin/ls"])
+	}
+	// A parent that is gone is refused.
+	if _, err := s.Create(images.NewImage{Parent: digest.FromString("gone"), Layer: f.Name(), DiffID: digest.FromBytes(data)}); err == nil {
+		t.Fatal("Create on a missing parent succeeded")
+	}
+}
+
+// TestImport makes a one-layer image of a rootfs tar and refuses what is
+// not a layer.
+func TestImport(t *testing.T) {
+	s, _ := newStore(t, nil)
+	data := layerTar(t, tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755},
+		tar.Header{Name: "bin/tool", Typeflag: tar.TypeReg, Size: 3, Mode: 0o755})
+	for i, body := range [][]byte{data, imagetest.Gzip(data)} {
+		id, err := s.Import(context.Background(), bytes.NewReader(body), images.NewImage{Ref: "imp:1", Comment: "imported"})
+		if err != nil {
+			t.Fatalf("import %d: %v", i, err)
+		}
+		ii, err := s.Inspect("imp:1")
+		if err != nil || ii.ID != id.String() || len(ii.RootFS.Layers) != 1 || ii.RootFS.Layers[0] != digest.FromBytes(data).String() {
+			t.Fatalf("import %d: %v %+v", i, err, ii)
+		}
+	}
+	evil := layerTar(t, tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644})
+	for _, body := range [][]byte{evil, []byte("not a tar at all, not even a little bit")} {
+		if _, err := s.Import(context.Background(), bytes.NewReader(body), images.NewImage{}); !errors.Is(err, images.ErrBadArchive) {
+			t.Errorf("import of a bad tar: %v, want ErrBadArchive", err)
+		}
+	}
+}
