@@ -44,6 +44,7 @@ type Backend interface {
 	TagImage(ctx context.Context, name, ref string) error
 	DeleteImage(ctx context.Context, name string, force, prune bool) ([]image.DeleteResponse, error)
 	ContainerBackend
+	OpsBackend
 }
 
 // Handler returns the API's http.Handler over b.
@@ -130,6 +131,9 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 	}
 	if strings.HasPrefix(p, "/containers/") {
 		return rt.containerRoute(w, r, p)
+	}
+	if strings.HasPrefix(p, "/exec/") {
+		return rt.execRoute(w, r, p)
 	}
 	rest, ok := strings.CutPrefix(p, "/images/")
 	if !ok || rest == "" {

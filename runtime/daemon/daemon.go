@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types"
@@ -63,6 +64,8 @@ type Daemon struct {
 	// image in use; in memory because the image store asks inside its
 	// own write transaction.
 	imageUse map[digest.Digest]int
+	execs    execStore   // docker exec's records, in memory as dockerd's (exec.go)
+	closing  atomic.Bool // set by Close: no restart policy acts any more
 }
 
 var _ api.Backend = (*Daemon)(nil)
@@ -125,6 +128,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovering the containers a previous daemon left: %w", err)
 	}
+	d.restartOnBoot(ctx)
 	return d, nil
 }
 
@@ -199,6 +203,8 @@ func (d *Daemon) Images() *images.Store { return d.images }
 func (d *Daemon) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	d.closing.Store(true)
+	d.cancelRestarts()
 	errs := []error{d.StopAll(ctx)}
 	if d.exec != nil {
 		errs = append(errs, d.exec.Close())
