@@ -122,7 +122,9 @@ func TestEndToEndOps(t *testing.T) {
 
 	// exec inspect: null exit code before the end, then the code, pid
 	// and command; a second start is refused.
-	var created struct{ ID string `json:"Id"` }
+	var created struct {
+		ID string `json:"Id"`
+	}
 	if st := call(t, api, "POST", "/containers/box/exec", map[string]any{"Cmd": []string{"sh", "-c", "sleep 0.3; exit 5"}, "User": "nobody"}, &created); st != 201 || len(created.ID) != 64 {
 		t.Fatalf("exec create: %d %+v", st, created)
 	}
