@@ -186,7 +186,12 @@ func (d *Daemon) StartExec(ctx context.Context, id string, detach bool, stdin io
 		if detach {
 			return err
 		}
-		_, _ = io.WriteString(conn, err.Error()+"\r\n")
+		// Into the stream, as dockerd does: the answer went out.
+		out := conn
+		if !e.opts.Tty {
+			out = stdcopy.NewStdWriter(conn, stdcopy.Stdout)
+		}
+		_, _ = io.WriteString(out, err.Error()+"\r\n")
 		return nil
 	}
 	e.mu.Lock()

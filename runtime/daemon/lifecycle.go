@@ -287,6 +287,9 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, logs *jsonLog,
 	l.streams = nil
 	l.c = nil
 	l.code = exit.Code
+	if err == nil {
+		d.afterExit(id, l)
+	}
 	close(l.exit)
 	l.exit = make(chan struct{})
 	l.mu.Unlock()
@@ -295,9 +298,6 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, logs *jsonLog,
 	}
 	// Last: a stop or shutdown waiting on it may close the drivers next.
 	close(finished)
-	if err == nil {
-		d.afterExit(id, l)
-	}
 }
 
 // WaitContainer answers POST /containers/{id}/wait. It checks the

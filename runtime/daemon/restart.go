@@ -125,13 +125,12 @@ func (d *Daemon) manualStop(id string, l *live, final bool) bool {
 	return true
 }
 
-// afterExit runs after finish recorded an exit: per the restart policy it
-// reports the container restarting, counts the restart and starts it
-// again after the backoff. Not while the daemon shuts down, nor after a
-// user's stop.
+// afterExit runs when finish has recorded an exit, under l.mu, so a
+// user's stop sees either the run or the pending restart: per the restart
+// policy it reports the container restarting, counts the restart and
+// starts it again after the backoff. Not while the daemon shuts down, nor
+// after a user's stop.
 func (d *Daemon) afterExit(id string, l *live) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	final := l.rs.final
 	l.rs.final = false
 	if d.closing.Load() || final || l.c != nil || l.rs.pending != nil {
