@@ -128,6 +128,27 @@ func TestEndToEndOps(t *testing.T) {
 		t.Fatalf("exec -it through script: exit %d (%v), %q; want 2 and a pts and TERM=xterm\n%s", code, err, out, e.d.logText())
 	}
 
+	// Each exec's process is reaped and its pipes, terminal and socket
+	// closed: the daemon's open files do not grow with execs.
+	fds := func() int {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", e.d.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := fds()
+	for range 5 {
+		c.runIn("x\n", "exec", "-i", "box", "cat")
+		c.run("exec", "-t", "box", "true")
+		c.run("exec", "-d", "box", "true")
+		c.run("exec", "box", "nosuch")
+	}
+	eventually(t, 5*time.Second, "the daemon's open files back to their count before 20 execs", func() bool {
+		return fds() <= before+2
+	})
+	t.Logf("daemon's open files: %d before the execs, %d after", before, fds())
+
 	// exec inspect: null exit code before the end, then the code, pid
 	// and command; a second start is refused.
 	var created struct {
