@@ -127,6 +127,31 @@ func TestEndToEndOps(t *testing.T) {
 	if code := script.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), "/dev/pts/") || !strings.Contains(string(out), "xterm\r\n") {
 		t.Fatalf("exec -it through script: exit %d (%v), %q; want 2 and a pts and TERM=xterm\n%s", code, err, out, e.d.logText())
 	}
+	// Through the terminal: the CLI's size reaches the exec's terminal
+	// (polled inside: the CLI resizes once the exec started), and typed
+	// input reaches the process.
+	script = exec.Command("script", "-qec", fmt.Sprintf("stty rows 22 cols 77; %s -H unix://%s exec -it box sh -c "+
+		"'for i in $(seq 100); do [ \"$(stty size)\" = \"22 77\" ] && break; sleep 0.05; done; stty size; read x; echo got $x'", dockerCLI, e.sock), "/dev/null")
+	script.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.tmp, "docker-config"), "DOCKER_HOST=", "DOCKER_CONTEXT=")
+	stdinR, stdinW, err = os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script.Stdin = stdinR
+	var typed bytes.Buffer
+	script.Stdout, script.Stderr = &typed, &typed
+	if err := script.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stdinR.Close()
+	if _, err := stdinW.WriteString("typed\r"); err != nil {
+		t.Fatal(err)
+	}
+	err = script.Wait()
+	stdinW.Close()
+	if !strings.Contains(typed.String(), "22 77\r\n") || !strings.Contains(typed.String(), "got typed\r\n") {
+		t.Fatalf("exec -it with a 22x77 terminal and typed input: %v, %q; want the size and the input back", err, typed.String())
+	}
 
 	// Each exec's process is reaped and its pipes, terminal and socket
 	// closed: the daemon's open files do not grow with execs.
@@ -359,6 +384,27 @@ func TestEndToEndRestartPolicies(t *testing.T) {
 		}
 	}
 	c.expect(0, "", "rm", "-f", "forever", "unless", "always", "stopped", "fail2", "ok")
+
+	// A daemon killed while a restart was pending: the next one starts
+	// the container, whose policy then goes on counting.
+	c.expect(0, "", "run", "-d", "--name", "crashloop", "--restart", "always", "busybox", "false")
+	var before int
+	eventually(t, 20*time.Second, "crashloop restarting", func() bool {
+		_, _, _, restarting, n, _ := c.state("crashloop")
+		before = n
+		return restarting && n >= 2
+	})
+	if err := e.d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-e.d.exited
+	e.start(t, "layerlabd-3.log")
+	c.d = e.d
+	eventually(t, 20*time.Second, "crashloop restarted by the new daemon", func() bool {
+		_, _, _, _, n, _ := c.state("crashloop")
+		return n > before
+	})
+	c.expect(0, "", "rm", "-f", "crashloop")
 	checkNoContainerMounts(t, e.d.cmd.Process.Pid, e.dataRoot)
 	e.d.terminate(t)
 	checkNoLeftovers(t)

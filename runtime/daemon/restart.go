@@ -223,8 +223,9 @@ func (d *Daemon) cancelRestarts() {
 }
 
 // restartOnBoot starts, once recover has reported them exited, the
-// containers dockerd starts when it starts: those that have run and whose
-// policy says so: always (even after a user's stop, as Docker documents),
+// containers dockerd starts when it starts: a restart that was pending
+// when the daemon died, and those that have run and whose policy says
+// so: always (even after a user's stop, as Docker documents),
 // unless-stopped unless a user stopped it, on-failure after a failure
 // below its count. A failed start is logged and leaves it exited.
 func (d *Daemon) restartOnBoot(ctx context.Context) {
@@ -234,18 +235,16 @@ func (d *Daemon) restartOnBoot(ctx context.Context) {
 		return
 	}
 	for _, r := range recs {
-		if r.State.StartedAt.IsZero() || (r.State.Status != containers.Exited && r.State.Status != containers.Restarting) ||
-			!shouldRestart(r.HostConfig.RestartPolicy, r.State.ExitCode, r.RestartCount, r.ManuallyStopped) {
+		due := r.State.Status == containers.Restarting || (r.State.Status == containers.Exited && !r.State.StartedAt.IsZero() &&
+			shouldRestart(r.HostConfig.RestartPolicy, r.State.ExitCode, r.RestartCount, r.ManuallyStopped))
+		if !due {
 			continue
 		}
 		l := d.live(r.ID)
 		l.mu.Lock()
+		var err error
 		if r.State.Status == containers.Exited {
-			_, err = d.ctrs.Update(r.ID, func(r *containers.Record) error {
-				st := r.State
-				st.Status = containers.Restarting
-				return r.SetState(st)
-			})
+			err = d.setStatus(r.ID, containers.Restarting) // so a failed start is recorded
 		}
 		if err == nil {
 			d.policyStart(ctx, r.ID, l)
