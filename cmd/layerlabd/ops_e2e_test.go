@@ -343,6 +343,18 @@ func TestEndToEndRestartPolicies(t *testing.T) {
 		return restarting
 	})
 	c.expect(1, "stop the container before removing or force remove", "rm", "loop")
+	// A stop while the restart waits ends it there.
+	c.expect(0, "loop", "stop", "loop")
+	st, _, _, _, n, _ = c.state("loop")
+	time.Sleep(500 * time.Millisecond)
+	if st2, _, _, _, n2, _ := c.state("loop"); st != "exited" || st2 != "exited" || n2 != n {
+		t.Fatalf("loop stopped while restarting: %s then %s, restarts %d then %d", st, st2, n, n2)
+	}
+	c.expect(0, "loop", "start", "loop")
+	eventually(t, 20*time.Second, "a restarting container again", func() bool {
+		_, _, _, restarting, _, _ := c.state("loop")
+		return restarting
+	})
 	c.expect(0, "loop", "rm", "-f", "loop")
 	c.expect(1, "No such object", "inspect", "loop")
 

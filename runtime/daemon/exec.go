@@ -155,16 +155,16 @@ func (d *Daemon) StartExec(ctx context.Context, id string, detach bool, stdin io
 	}
 	e.begun = true
 	e.mu.Unlock()
-	proc, stdio, err := d.execProcess(e, detach, stdin, conn)
 	var c executor.Container
+	r, l, err := d.locked(e.containerID)
 	if err == nil {
-		r, l, lerr := d.locked(e.containerID)
-		if lerr != nil {
-			err = lerr
-		} else {
-			c, err = execTarget(r, l)
-			l.mu.Unlock()
-		}
+		c, err = execTarget(r, l)
+		l.mu.Unlock()
+	}
+	var proc *specs.Process
+	var stdio executor.Stdio
+	if err == nil {
+		proc, stdio, err = d.execProcess(e, detach, stdin, conn)
 	}
 	if err != nil {
 		// Nothing ran: the exec may be started again.
