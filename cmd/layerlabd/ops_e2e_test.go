@@ -355,6 +355,9 @@ func TestEndToEndRestartPolicies(t *testing.T) {
 		_, _, _, restarting, _, _ := c.state("loop")
 		return restarting
 	})
+	// A restarting container counts as running for wait: it returns at
+	// the next exit.
+	c.expect(0, "1\n", "wait", "loop")
 	c.expect(0, "loop", "rm", "-f", "loop")
 	c.expect(1, "No such object", "inspect", "loop")
 

@@ -277,7 +277,7 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 	for _, r := range recs {
 		info.Containers++
 		switch r.State.Status {
-		case containers.Running:
+		case containers.Running, containers.Restarting:
 			info.ContainersRunning++
 		case containers.Paused:
 			info.ContainersPaused++

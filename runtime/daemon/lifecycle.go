@@ -318,7 +318,7 @@ func (d *Daemon) WaitContainer(ctx context.Context, ref string, cond container.W
 	case container.WaitConditionRemoved:
 		ch = l.removed
 	case "", container.WaitConditionNotRunning:
-		if l.c != nil {
+		if l.c != nil || l.rs.pending != nil { // restarting counts as running, as in dockerd
 			ch = l.exit
 		}
 	default:
