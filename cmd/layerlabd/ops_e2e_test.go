@@ -174,6 +174,27 @@ func TestEndToEndOps(t *testing.T) {
 	})
 	t.Logf("daemon's open files: %d before the execs, %d after", before, fds())
 
+	// A client that goes away leaves the exec's process running, its
+	// output drained: the megabyte after the CLI's death does not kill
+	// it with SIGPIPE.
+	gone := exec.Command(dockerCLI, "-H", "unix://"+e.sock, "exec", "box", "sh", "-c",
+		"while [ ! -e /tmp/go ]; do sleep 0.05; done; yes | head -c 1000000 && echo done > /tmp/gone")
+	gone.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.tmp, "docker-config"), "DOCKER_HOST=", "DOCKER_CONTEXT=")
+	if err := gone.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the exec running", func() bool {
+		out, _ := c.run("top", "box")
+		return strings.Contains(out, "/tmp/go")
+	})
+	_ = gone.Process.Kill()
+	_ = gone.Wait()
+	c.expect(0, "", "exec", "box", "touch", "/tmp/go")
+	eventually(t, 10*time.Second, "the exec whose client died finished its work", func() bool {
+		out, _ := c.run("exec", "box", "cat", "/tmp/gone")
+		return out == "done\n"
+	})
+
 	// exec inspect: null exit code before the end, then the code, pid
 	// and command; a second start is refused.
 	var created struct {

@@ -205,7 +205,7 @@ func (d *Daemon) StartExec(ctx context.Context, id string, detach bool, stdin io
 		if !detach && (e.opts.AttachStdout || e.opts.AttachStderr) {
 			out = conn
 		}
-		go func() { _, _ = io.Copy(out, con); close(copied) }()
+		go func() { _, _ = io.Copy(&keepDraining{w: out}, con); close(copied) }()
 		if stdin != nil && e.opts.AttachStdin {
 			go func() { _, _ = io.Copy(con, stdin) }()
 		}
@@ -257,12 +257,29 @@ func (d *Daemon) execProcess(e *execInstance, detach bool, stdin io.Reader, conn
 		stdio.Stdin = stdin
 	}
 	if e.opts.AttachStdout {
-		stdio.Stdout = stdcopy.NewStdWriter(conn, stdcopy.Stdout)
+		stdio.Stdout = &keepDraining{w: stdcopy.NewStdWriter(conn, stdcopy.Stdout)}
 	}
 	if e.opts.AttachStderr {
-		stdio.Stderr = stdcopy.NewStdWriter(conn, stdcopy.Stderr)
+		stdio.Stderr = &keepDraining{w: stdcopy.NewStdWriter(conn, stdcopy.Stderr)}
 	}
 	return proc, stdio, nil
+}
+
+// keepDraining writes to w until a write fails, then discards: a client
+// that went away must neither block the exec's process on a full pipe
+// nor kill it with SIGPIPE. One goroutine writes each.
+type keepDraining struct {
+	w      io.Writer
+	failed bool
+}
+
+func (k *keepDraining) Write(p []byte) (int, error) {
+	if !k.failed {
+		if _, err := k.w.Write(p); err != nil {
+			k.failed = true
+		}
+	}
+	return len(p), nil
 }
 
 // consoleDrain is how long the output still in an exec's terminal is read
