@@ -352,12 +352,12 @@ func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout 
 		return err
 	}
 	l := d.live(r.ID)
-	ended := d.manualStop(r.ID, l, true)
+	canceled := d.manualStop(r.ID, l, true)
 	l.mu.Lock()
 	c, finished := l.c, l.finished
 	l.mu.Unlock()
 	if c == nil {
-		if ended {
+		if canceled {
 			return nil // a restart was pending
 		}
 		return api.ErrNotModified
@@ -424,7 +424,7 @@ func (d *Daemon) KillContainer(ctx context.Context, ref, signal string) error {
 		return err
 	}
 	l := d.live(r.ID)
-	if d.manualStop(r.ID, l, isStopSignal(r, sig)) && r.State.Status == containers.Restarting {
+	if d.manualStop(r.ID, l, isStopSignal(r, sig)) {
 		return nil // the pending restart was what would have run
 	}
 	l.mu.Lock()

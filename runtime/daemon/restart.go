@@ -93,7 +93,7 @@ func (d *Daemon) userStart(id string, l *live) error {
 // waits for a restart: ManuallyStopped (unless the daemon is shutting
 // down, which is not the user's doing), and with final no restart of this
 // run; a pending restart is canceled and the container reported exited.
-// It says whether there was a run or a restart to stop.
+// It says whether it canceled a pending restart (then nothing runs).
 func (d *Daemon) manualStop(id string, l *live, final bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -122,7 +122,7 @@ func (d *Daemon) manualStop(id string, l *live, final bool) bool {
 	if err != nil {
 		slog.Warn("recording a manual stop", "container", id, "err", err)
 	}
-	return true
+	return canceled
 }
 
 // afterExit runs when finish has recorded an exit, under l.mu, so a
