@@ -45,6 +45,7 @@ type Backend interface {
 	DeleteImage(ctx context.Context, name string, force, prune bool) ([]image.DeleteResponse, error)
 	ContainerBackend
 	FilesystemBackend
+	OpsBackend
 }
 
 // Handler returns the API's http.Handler over b.
@@ -138,6 +139,9 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 	}
 	if strings.HasPrefix(p, "/containers/") {
 		return rt.containerRoute(w, r, p)
+	}
+	if strings.HasPrefix(p, "/exec/") {
+		return rt.execRoute(w, r, p)
 	}
 	rest, ok := strings.CutPrefix(p, "/images/")
 	if !ok || rest == "" {

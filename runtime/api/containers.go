@@ -95,10 +95,8 @@ func (rt router) containerRoute(w http.ResponseWriter, r *http.Request, p string
 		return rt.attachContainer(w, r, id)
 	case op == "changes" || op == "export" || op == "archive":
 		return rt.filesystemRoute(w, r, id, op)
-	case op == "resize" && post:
-		return nil // no TTY resizing yet; the CLI sends it for -t
 	}
-	return errPageNotFound
+	return rt.containerOps(w, r, id, op)
 }
 
 func noContent(w http.ResponseWriter, err error) error {

@@ -32,6 +32,9 @@ const (
 	Paused  = container.StatePaused
 	Exited  = container.StateExited
 	Dead    = container.StateDead
+	// Restarting is an exited container its restart policy will start
+	// again after the backoff.
+	Restarting = container.StateRestarting
 )
 
 // State is a container's lifecycle state.
@@ -59,6 +62,11 @@ type Record struct {
 	Driver      string // the storage driver holding the rootfs
 	SnapshotKey string // the rootfs's active snapshot
 	State       State
+	// RestartCount counts the restarts its policy made since a user last
+	// started it; ManuallyStopped is dockerd's HasBeenManuallyStopped (a
+	// user's stop or kill), which unless-stopped honours.
+	RestartCount    int
+	ManuallyStopped bool
 }
 
 // Errors callers test with errors.Is; each wraps a drivers sentinel so the
@@ -81,11 +89,12 @@ var validName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 // transitions says which states each state may move to.
 func transitions() map[string][]string {
 	return map[string][]string{
-		Created: {Running, Exited, Dead},
-		Running: {Paused, Exited, Dead},
-		Paused:  {Running, Exited, Dead},
-		Exited:  {Running, Dead},
-		Dead:    {},
+		Created:    {Running, Exited, Dead},
+		Running:    {Paused, Exited, Dead},
+		Paused:     {Running, Exited, Dead},
+		Exited:     {Running, Restarting, Dead},
+		Restarting: {Running, Exited, Dead},
+		Dead:       {},
 	}
 }
 

@@ -58,6 +58,9 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	if _, err := logs.ParseOptions(hc.LogConfig.Config); err != nil {
 		return out, err
 	}
+	if err := validateRestartPolicy(hc); err != nil {
+		return out, err
+	}
 	driverName, size, err := d.storageOpts(hc.StorageOpt)
 	if err != nil {
 		return out, err
@@ -180,7 +183,7 @@ func (d *Daemon) InspectContainer(ctx context.Context, ref string) (container.In
 	}
 	st := r.State
 	state := &container.State{
-		Status: st.Status, Running: st.Status == containers.Running || st.Status == containers.Paused,
+		Status: st.Status, Running: isUp(st.Status), Restarting: st.Status == containers.Restarting,
 		Paused: st.Status == containers.Paused, Dead: st.Status == containers.Dead, OOMKilled: st.OOMKilled,
 		Pid: st.Pid, ExitCode: st.ExitCode, Error: st.Error,
 		StartedAt: dockerTime(st.StartedAt), FinishedAt: dockerTime(st.FinishedAt),
@@ -189,7 +192,7 @@ func (d *Daemon) InspectContainer(ctx context.Context, ref string) (container.In
 		ContainerJSONBase: &container.ContainerJSONBase{
 			ID: r.ID, Created: r.Created.Format(time.RFC3339Nano), Path: r.Path, Args: nonNil(r.Args), State: state,
 			Image: r.ImageID.String(), LogPath: d.logPath(r.ID), Name: "/" + r.Name, Driver: r.Driver,
-			Platform: "linux", HostConfig: r.HostConfig, GraphDriver: d.graphDriver(ctx, r),
+			Platform: "linux", HostConfig: r.HostConfig, GraphDriver: d.graphDriver(ctx, r), RestartCount: r.RestartCount,
 		},
 		Mounts: []container.MountPoint{}, Config: r.Config,
 		NetworkSettings: &container.NetworkSettings{},
@@ -246,8 +249,7 @@ func (d *Daemon) ListContainers(_ context.Context, all bool) ([]container.Summar
 	slices.SortFunc(recs, func(a, b containers.Record) int { return b.Created.Compare(a.Created) })
 	out := []container.Summary{}
 	for _, r := range recs {
-		running := r.State.Status == containers.Running || r.State.Status == containers.Paused
-		if !all && !running {
+		if !all && !isUp(r.State.Status) {
 			continue
 		}
 		s := container.Summary{
@@ -271,6 +273,8 @@ func statusText(st containers.State) string {
 		return "Up " + units.HumanDuration(time.Since(st.StartedAt)) + " (Paused)"
 	case containers.Exited:
 		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
+	case containers.Restarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
 	case containers.Dead:
 		return "Dead"
 	}
@@ -285,10 +289,12 @@ func (d *Daemon) DeleteContainer(ctx context.Context, ref string, force bool) er
 		return err
 	}
 	l := d.live(r.ID)
-	if r.State.Status == containers.Running || r.State.Status == containers.Paused {
+	if isUp(r.State.Status) {
 		if !force {
 			return fmt.Errorf("cannot remove container \"/%s\": container is %s: stop the container before removing or force remove: %w", r.Name, r.State.Status, drivers.ErrFailedPrecondition)
 		}
+		// A user's kill: no restart policy brings it back meanwhile.
+		d.manualStop(r.ID, l, true)
 		if err := d.killAndWait(ctx, l); err != nil {
 			return err
 		}
@@ -325,6 +331,7 @@ func (d *Daemon) remove(ctx context.Context, id string) error {
 		return err
 	}
 	d.useImage(r.ImageID, -1)
+	d.execs.drop(r.ID)
 	d.mu.Lock()
 	l := d.lives[r.ID]
 	delete(d.lives, r.ID)

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types"
@@ -65,6 +66,8 @@ type Daemon struct {
 	// image in use; in memory because the image store asks inside its
 	// own write transaction.
 	imageUse map[digest.Digest]int
+	execs    execStore   // docker exec's records, in memory as dockerd's (exec.go)
+	closing  atomic.Bool // set by Close: no restart policy acts any more
 }
 
 var _ api.Backend = (*Daemon)(nil)
@@ -130,6 +133,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovering the containers a previous daemon left: %w", err)
 	}
+	d.restartOnBoot(ctx)
 	return d, nil
 }
 
@@ -204,6 +208,8 @@ func (d *Daemon) Images() *images.Store { return d.images }
 func (d *Daemon) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	d.closing.Store(true)
+	d.cancelRestarts()
 	errs := []error{d.StopAll(ctx)}
 	if d.exec != nil {
 		errs = append(errs, d.exec.Close())
@@ -276,7 +282,7 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 	for _, r := range recs {
 		info.Containers++
 		switch r.State.Status {
-		case containers.Running:
+		case containers.Running, containers.Restarting:
 			info.ContainersRunning++
 		case containers.Paused:
 			info.ContainersPaused++

@@ -45,6 +45,7 @@ type live struct {
 	// the next start reads it; made by whichever comes first.
 	stdinR *io.PipeReader
 	stdinW *io.PipeWriter
+	rs     restartState // the restart policy's state (restart.go)
 }
 
 // stdin returns the stdin pipe, making it if there is none; l.mu is held.
@@ -70,7 +71,7 @@ func (d *Daemon) live(id string) *live {
 // StartContainer answers POST /containers/{id}/start: it mounts the
 // rootfs, creates and starts the container, and has a goroutine record the
 // exit and clean up.
-func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
+func (d *Daemon) StartContainer(ctx context.Context, ref string) error {
 	r, err := d.ctrs.Get(ref)
 	if err != nil {
 		return err
@@ -78,6 +79,15 @@ func (d *Daemon) StartContainer(ctx context.Context, ref string) (err error) {
 	l := d.live(r.ID)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := d.userStart(r.ID, l); err != nil {
+		return err
+	}
+	return d.start(ctx, r, l)
+}
+
+// start starts the container r; l.mu is held. A user's start and a
+// restart policy's both come here.
+func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err error) {
 	if l.c != nil {
 		return fmt.Errorf("container %s is already running: %w", r.Name, containers.ErrBadTransition)
 	}
@@ -285,6 +295,9 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writ
 	l.streams = nil
 	l.c = nil
 	l.code = exit.Code
+	if err == nil {
+		d.afterExit(id, l)
+	}
 	close(l.exit)
 	l.exit = make(chan struct{})
 	l.mu.Unlock()
@@ -324,7 +337,7 @@ func (d *Daemon) WaitContainer(ctx context.Context, ref string, cond container.W
 	case container.WaitConditionRemoved:
 		ch = l.removed
 	case "", container.WaitConditionNotRunning:
-		if l.c != nil {
+		if l.c != nil || l.rs.pending != nil { // restarting counts as running, as in dockerd
 			ch = l.exit
 		}
 	default:
@@ -362,10 +375,14 @@ func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout 
 		return err
 	}
 	l := d.live(r.ID)
+	canceled := d.manualStop(r.ID, l, true)
 	l.mu.Lock()
 	c, finished := l.c, l.finished
 	l.mu.Unlock()
 	if c == nil {
+		if canceled {
+			return nil // a restart was pending
+		}
 		return api.ErrNotModified
 	}
 	if signal == "" {
@@ -385,6 +402,7 @@ func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout 
 	if err := c.Kill(ctx, sig); err != nil && !errors.Is(err, executor.ErrNotRunning) {
 		return err
 	}
+	d.thawAfterKill(ctx, r.ID, l)
 	var grace <-chan time.Time
 	if secs >= 0 {
 		grace = time.After(time.Duration(secs) * time.Second)
@@ -429,13 +447,20 @@ func (d *Daemon) KillContainer(ctx context.Context, ref, signal string) error {
 		return err
 	}
 	l := d.live(r.ID)
+	if d.manualStop(r.ID, l, isStopSignal(r, sig)) {
+		return nil // the pending restart was what would have run
+	}
 	l.mu.Lock()
 	c := l.c
 	l.mu.Unlock()
 	if c == nil {
 		return fmt.Errorf("container %s is not running: %w", r.Name, drivers.ErrFailedPrecondition)
 	}
-	return c.Kill(ctx, sig)
+	if err := c.Kill(ctx, sig); err != nil {
+		return err
+	}
+	d.thawAfterKill(ctx, r.ID, l)
+	return nil
 }
 
 // parseSignal reads a signal as dockerd does: a number, or a name with

@@ -124,6 +124,10 @@ func (p *process) start(run func(*libcontainer.Process) error, onExit func(*Exit
 			p.closeParent()
 			return fmt.Errorf("%s: console: %w", p.what, err)
 		}
+		// The socket carried the one fd it is for; an exec has no
+		// Delete to close it later.
+		_ = p.consoleSocket.Close()
+		p.consoleSocket = nil
 	}
 	if p.stdin != nil {
 		go p.copyStdin()

@@ -1,0 +1,116 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/runtime/containers"
+	"github.com/layerlab/layerlab/runtime/executor"
+)
+
+// errNotRunning and its kin are dockerd's refusals (409) of an operation
+// that needs a running container.
+func errNotRunning(id string) error {
+	return fmt.Errorf("Container %s is not running: %w", id, drivers.ErrFailedPrecondition)
+}
+
+func errRestarting(id string) error {
+	return fmt.Errorf("Container %s is restarting, wait until the container is running: %w", id, drivers.ErrFailedPrecondition)
+}
+
+// running returns the handle of the running container r (paused too),
+// or dockerd's refusal; l.mu is held.
+func running(r containers.Record, l *live) (executor.Container, error) {
+	if r.State.Status == containers.Restarting {
+		return nil, errRestarting(r.ID)
+	}
+	if l.c == nil {
+		return nil, errNotRunning(r.ID)
+	}
+	return l.c, nil
+}
+
+// locked returns the record ref under its live's lock, read after taking
+// it so it is current; the caller unlocks l.mu.
+func (d *Daemon) locked(ref string) (containers.Record, *live, error) {
+	r, err := d.ctrs.Get(ref)
+	if err != nil {
+		return r, nil, err
+	}
+	l := d.live(r.ID)
+	l.mu.Lock()
+	if r, err = d.ctrs.Get(r.ID); err != nil {
+		l.mu.Unlock()
+		return r, nil, err
+	}
+	return r, l, nil
+}
+
+// PauseContainer answers POST /containers/{id}/pause: the freezer stops
+// every process of the container.
+func (d *Daemon) PauseContainer(ctx context.Context, ref string) error {
+	r, l, err := d.locked(ref)
+	if err != nil {
+		return err
+	}
+	defer l.mu.Unlock()
+	c, err := running(r, l)
+	if err != nil {
+		return err
+	}
+	if r.State.Status == containers.Paused {
+		return fmt.Errorf("Container %s is already paused: %w", r.ID, drivers.ErrFailedPrecondition)
+	}
+	if err := c.Pause(ctx); err != nil {
+		return err
+	}
+	return d.setStatus(r.ID, containers.Paused)
+}
+
+// UnpauseContainer answers POST /containers/{id}/unpause.
+func (d *Daemon) UnpauseContainer(ctx context.Context, ref string) error {
+	r, l, err := d.locked(ref)
+	if err != nil {
+		return err
+	}
+	defer l.mu.Unlock()
+	if r.State.Status != containers.Paused || l.c == nil {
+		return fmt.Errorf("Container %s is not paused: %w", r.ID, drivers.ErrFailedPrecondition)
+	}
+	if err := l.c.Resume(ctx); err != nil {
+		return err
+	}
+	return d.setStatus(r.ID, containers.Running)
+}
+
+// setStatus moves the container between running and paused, keeping the
+// rest of its state.
+func (d *Daemon) setStatus(id, status string) error {
+	_, err := d.ctrs.Update(id, func(r *containers.Record) error {
+		st := r.State
+		st.Status = status
+		return r.SetState(st)
+	})
+	return err
+}
+
+// thawAfterKill resumes a paused container after a signal was sent to it,
+// so the signal is delivered, as dockerd's kill does.
+func (d *Daemon) thawAfterKill(ctx context.Context, id string, l *live) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, err := d.ctrs.Get(id)
+	if err != nil || r.State.Status != containers.Paused || l.c == nil {
+		return
+	}
+	if err := l.c.Resume(ctx); err != nil && !errors.Is(err, executor.ErrNotPaused) && !errors.Is(err, executor.ErrNotRunning) {
+		slog.Warn("unpausing after a kill", "container", id, "err", err)
+		return
+	}
+	if err := d.setStatus(id, containers.Running); err != nil {
+		slog.Warn("unpausing after a kill", "container", id, "err", err)
+	}
+}
