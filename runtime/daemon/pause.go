@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/containers"
@@ -107,10 +106,10 @@ func (d *Daemon) thawAfterKill(ctx context.Context, id string, l *live) {
 		return
 	}
 	if err := l.c.Resume(ctx); err != nil && !errors.Is(err, executor.ErrNotPaused) && !errors.Is(err, executor.ErrNotRunning) {
-		slog.Warn("unpausing after a kill", "container", id, "err", err)
+		d.cfg.Log.Warn("unpausing after a kill", "container", id, "err", err)
 		return
 	}
 	if err := d.setStatus(id, containers.Running); err != nil {
-		slog.Warn("unpausing after a kill", "container", id, "err", err)
+		d.cfg.Log.Warn("unpausing after a kill", "container", id, "err", err)
 	}
 }

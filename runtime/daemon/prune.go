@@ -74,8 +74,7 @@ func (d *Daemon) ListContainersWith(ctx context.Context, o container.ListOptions
 	keep := map[string]containers.Record{}
 	for _, r := range recs {
 		// A limit lists stopped containers too, as dockerd's (ps -n, -l).
-		if !o.All && o.Limit <= 0 && !f.Contains("status") && !f.Contains("exited") &&
-			r.State.Status != containers.Running && r.State.Status != containers.Paused {
+		if !o.All && o.Limit <= 0 && !f.Contains("status") && !f.Contains("exited") && !isUp(r.State.Status) {
 			continue
 		}
 		if !matchContainer(f, r, exited, ancestors, before, since) {

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"syscall"
 	"time"
 
@@ -120,7 +119,7 @@ func (d *Daemon) manualStop(id string, l *live, final bool) bool {
 		return nil
 	})
 	if err != nil {
-		slog.Warn("recording a manual stop", "container", id, "err", err)
+		d.cfg.Log.Warn("recording a manual stop", "container", id, "err", err)
 	}
 	return canceled
 }
@@ -156,7 +155,7 @@ func (d *Daemon) afterExit(id string, l *live) {
 		r.RestartCount++
 		return r.SetState(st)
 	}); err != nil {
-		slog.Warn("recording a restart", "container", id, "err", err)
+		d.cfg.Log.Warn("recording a restart", "container", id, "err", err)
 		return
 	}
 	pending := make(chan struct{})
@@ -192,7 +191,7 @@ func (d *Daemon) policyStart(ctx context.Context, id string, l *live) {
 		return
 	}
 	if err := d.start(ctx, r, l); err != nil {
-		slog.Warn("restart policy: the start failed", "container", id, "err", err)
+		d.cfg.Log.Warn("restart policy: the start failed", "container", id, "err", err)
 		_, _ = d.ctrs.Update(id, func(r *containers.Record) error {
 			if r.State.Status != containers.Restarting {
 				return nil
@@ -231,7 +230,7 @@ func (d *Daemon) cancelRestarts() {
 func (d *Daemon) restartOnBoot(ctx context.Context) {
 	recs, err := d.ctrs.List()
 	if err != nil {
-		slog.Warn("restart policies at start", "err", err)
+		d.cfg.Log.Warn("restart policies at start", "err", err)
 		return
 	}
 	for _, r := range recs {
@@ -251,7 +250,7 @@ func (d *Daemon) restartOnBoot(ctx context.Context) {
 		}
 		l.mu.Unlock()
 		if err != nil {
-			slog.Warn("restart policy at start", "container", r.ID, "err", err)
+			d.cfg.Log.Warn("restart policy at start", "container", r.ID, "err", err)
 		}
 	}
 }
