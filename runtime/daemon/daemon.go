@@ -46,6 +46,7 @@ type Config struct {
 	Version       string                     // layerlabd's own version
 	Commit        string
 	Debug         bool
+	Runtime       string       // "libcontainer" (the default) or "runc"
 	Log           *slog.Logger // what the daemon does on its own (nil: slog's default)
 }
 
@@ -82,6 +83,13 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	switch cfg.Runtime {
+	case "":
+		cfg.Runtime = "libcontainer"
+	case "libcontainer", "runc":
+	default:
+		return nil, fmt.Errorf("--runtime %q: want libcontainer (in process) or runc (the runc binary): %w", cfg.Runtime, drivers.ErrInvalidArgument)
 	}
 	if cfg.DefaultDriver == "" {
 		return nil, fmt.Errorf("no default storage driver: %w", drivers.ErrInvalidArgument)
@@ -127,7 +135,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	for _, r := range recs {
 		d.useImage(r.ImageID, 1)
 	}
-	if d.exec, err = executor.NewLibcontainer(filepath.Join(cfg.ExecRoot, "libcontainer"), ""); err != nil {
+	if d.exec, err = newExecutor(cfg); err != nil {
 		return nil, err
 	}
 	if err := d.recover(ctx); err != nil {
@@ -135,6 +143,18 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	d.restartOnBoot(ctx)
 	return d, nil
+}
+
+// newExecutor opens the executor cfg.Runtime names, its state under the
+// exec root.
+func newExecutor(cfg Config) (executor.Executor, error) {
+	switch cfg.Runtime {
+	case "libcontainer":
+		return executor.NewLibcontainer(filepath.Join(cfg.ExecRoot, "libcontainer"), "")
+	case "runc":
+		return executor.NewRunc("runc", filepath.Join(cfg.ExecRoot, "runc"), "")
+	}
+	return nil, fmt.Errorf("--runtime %q: %w", cfg.Runtime, drivers.ErrInvalidArgument)
 }
 
 // lockRoot takes the data root's lock file and writes our pid in it, so a
@@ -272,8 +292,13 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 		Name: host, ServerVersion: d.cfg.Version, OperatingSystem: "layerlab", OSType: runtime.GOOS,
 		Architecture: runtime.GOARCH, KernelVersion: unix.ByteSliceToString(uts.Release[:]),
 		NCPU: runtime.NumCPU(), MemTotal: int64(si.Totalram) * int64(si.Unit), DockerRootDir: d.cfg.DataRoot, Debug: d.cfg.Debug,
-		LoggingDriver: "json-file", CgroupDriver: "cgroupfs", DefaultRuntime: "libcontainer",
+		LoggingDriver: "json-file", CgroupDriver: "cgroupfs", DefaultRuntime: d.cfg.Runtime,
 		IndexServerAddress: "https://index.docker.io/v1/",
+		// Both executors are built in; --runtime picks the one used.
+		Runtimes: map[string]system.RuntimeWithStatus{
+			"libcontainer": {Runtime: system.Runtime{Path: "(in process)"}},
+			"runc":         {Runtime: system.Runtime{Path: "runc"}},
+		},
 	}
 	recs, err := d.ctrs.List()
 	if err != nil {

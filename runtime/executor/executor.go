@@ -1,9 +1,12 @@
 // Package executor runs OCI-spec containers for layerlabd. Executor is the
 // interface the daemon drives (create, later start, wait, kill, pause,
 // exec, resize, delete; stdio to io.Writers or a pseudo-terminal; OOM
-// kills reported; Purge for what a crashed daemon left); Libcontainer implements it with runc's libcontainer in process,
-// so no shim or runc binary sits between the daemon and its containers. A
-// runc-binary executor is meant to implement the same interface later.
+// kills reported; Purge for what a crashed daemon left). Libcontainer
+// implements it with runc's libcontainer in process, so no shim or runc
+// binary sits between the daemon and its containers; Runc implements it
+// by running the runc binary (layerlabd --runtime runc), the daemon
+// reaping each container as its child subreaper. TestRuncExecutor runs
+// the same test suite on both.
 // DefaultSpec builds the spec a Docker create gives: Docker's capabilities,
 // masked and read-only paths, mounts and device rules, no new privileges,
 // mount/pid/ipc/uts namespaces, and network none (a new netns with only lo)

@@ -41,7 +41,7 @@ const testCgroupParent = "/layerlab-test"
 // state root and a busybox image committed in an overlay2 driver on a loop
 // ext4, from which each container gets its own active snapshot.
 type env struct {
-	ex    *executor.Libcontainer
+	ex    executor.Executor
 	root  string // the executor's state root
 	drv   *core.Driver
 	mnts  string // where container root filesystems are mounted
@@ -65,9 +65,7 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(func() { _ = drv.Close() })
 	removeCgroupParent(t)
 	e := &env{root: t.TempDir(), drv: drv, mnts: filepath.Join(fs.Dir, "mnt"), image: "busybox"}
-	if e.ex, err = executor.NewLibcontainer(e.root, testCgroupParent); err != nil {
-		t.Fatal(err)
-	}
+	e.ex = e.executor(t)
 	dir := e.mountSnapshot(t, "busybox-build", "")
 	writeBusybox(t, dir)
 	if err := mount.UnmountAll(dir); err != nil {
@@ -77,6 +75,23 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// executor opens an executor on the env's root: libcontainer, or the runc
+// binary when TestRuncExecutor runs this suite again.
+func (e *env) executor(t testing.TB) executor.Executor {
+	t.Helper()
+	var ex executor.Executor
+	var err error
+	if os.Getenv(testExecutorEnv) == "runc" {
+		ex, err = executor.NewRunc("runc", e.root, testCgroupParent)
+	} else {
+		ex, err = executor.NewLibcontainer(e.root, testCgroupParent)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ex
 }
 
 // mountSnapshot prepares key on parent and mounts it, unmounting it when

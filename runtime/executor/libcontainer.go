@@ -54,16 +54,20 @@ func NewLibcontainer(root, cgroupParent string) (*Libcontainer, error) {
 // cgroup hierarchy where it is empty (libcontainer makes it, and removes
 // only each container's own), so a stopped daemon leaves the cgroup trees
 // as it found them.
-func (e *Libcontainer) Close() error {
+func (e *Libcontainer) Close() error { return removeParentCgroups(e.cgroupParent) }
+
+// removeParentCgroups removes the cgroup parent from every hierarchy
+// where it is empty.
+func removeParentCgroups(parent string) error {
 	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return fmt.Errorf("close executor: %w", err)
 	}
 	var errs []error
 	for _, m := range mounts {
-		err := os.Remove(filepath.Join(m.Mountpoint, e.cgroupParent))
+		err := os.Remove(filepath.Join(m.Mountpoint, parent))
 		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
-			errs = append(errs, fmt.Errorf("close executor: remove cgroup %s: %w", filepath.Join(m.Mountpoint, e.cgroupParent), err))
+			errs = append(errs, fmt.Errorf("close executor: remove cgroup %s: %w", filepath.Join(m.Mountpoint, parent), err))
 		}
 	}
 	return errors.Join(errs...)

@@ -66,10 +66,7 @@ func TestPurge(t *testing.T) {
 	e := newEnv(t)
 	c, pids, cgroups := e.sleeper(t)
 	ctx := testContext(t)
-	again, err := executor.NewLibcontainer(e.root, testCgroupParent)
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := e.executor(t)
 	ids, err := again.List(ctx)
 	if err != nil || !slices.Contains(ids, c.ID()) {
 		t.Fatalf("list = %v, %v; want it to hold %s", ids, err, c.ID())
