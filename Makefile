@@ -55,6 +55,7 @@ fuzz:
 	$(GO) test ./runtime/logs/ -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./runtime/logs/ -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./runtime/images/ -run '^$$' -fuzz '^FuzzParseChanges$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./runtime/api/ -run '^$$' -fuzz '^FuzzParseDetachKeys$$' -fuzztime $(FUZZTIME)
 
 # devicemapper, overlay2 with xfs project quota and a cgroup v2 check, in a
 # qemu guest running Debian's 6.1 kernel (scripts/vm; the guest is built

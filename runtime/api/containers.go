@@ -146,7 +146,12 @@ func (rt router) waitContainer(w http.ResponseWriter, r *http.Request, id string
 // attachContainer hijacks the connection and answers 101 UPGRADED with
 // the raw stream, as dockerd does.
 func (rt router) attachContainer(w http.ResponseWriter, r *http.Request, id string) error {
-	if _, err := rt.b.InspectContainer(r.Context(), id); err != nil {
+	c, err := rt.b.InspectContainer(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	keys, err := ParseDetachKeys(r.URL.Query().Get("detachKeys"))
+	if err != nil {
 		return err
 	}
 	hj, ok := w.(http.Hijacker)
@@ -162,11 +167,18 @@ func (rt router) attachContainer(w http.ResponseWriter, r *http.Request, id stri
 	// side when its stdin ends); the container's output ending, or a
 	// failed write to the client, does.
 	var stdin io.Reader = buf
-	if !boolValue(r, "stdin") {
+	ctx, detach := context.WithCancel(context.Background())
+	defer detach()
+	switch {
+	case !boolValue(r, "stdin"):
 		go func() { _, _ = io.Copy(io.Discard, buf) }()
 		stdin = nil
+	case c.Config != nil && c.Config.Tty:
+		// As dockerd: the detach keys apply to a terminal's input; they
+		// end the attach, not the container.
+		stdin = &escapeReader{r: buf, keys: keys, onDetach: detach}
 	}
-	return rt.b.AttachContainer(context.Background(), id, stdin, boolValue(r, "stdout"), boolValue(r, "stderr"), conn, func() {
+	return rt.b.AttachContainer(ctx, id, stdin, boolValue(r, "stdout"), boolValue(r, "stderr"), conn, func() {
 		_, _ = io.WriteString(conn, "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
 	})
 }

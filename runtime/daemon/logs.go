@@ -121,8 +121,9 @@ func (d *Daemon) AttachContainer(ctx context.Context, ref string, stdin io.Reade
 	if stdin != nil && r.Config.OpenStdin {
 		_, w := l.stdin()
 		go func() {
-			_, _ = io.Copy(w, stdin)
-			if r.Config.StdinOnce {
+			// Only the client's EOF ends a StdinOnce container's stdin; a
+			// detach (an error) leaves it open.
+			if _, err := io.Copy(w, stdin); err == nil && r.Config.StdinOnce {
 				_ = w.Close()
 			}
 		}()
