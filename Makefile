@@ -3,7 +3,8 @@
 GO       ?= go
 PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
             qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium busybox-static \
-            vagrant shellcheck libseccomp-dev pkg-config python3-docker
+            vagrant shellcheck libseccomp-dev pkg-config python3-docker \
+            docker.io runc
 TESTFLAGS ?= -count=1 -timeout 40m
 # libcontainer filters containers' system calls (Docker's default seccomp
 # profile) only when built with this tag, against libseccomp-dev.
