@@ -331,6 +331,10 @@ func apiOnce(ctx context.Context, c *apiClient) (parts [4]time.Duration, err err
 // alternating with it so both see the same machine, against the dockerd
 // peer when there is one.
 func cliRuns(ctx context.Context, r *run, t *target, sock, config string, peer *nsDaemon) error {
+	if _, err := os.Stat(dockerCLI); err != nil {
+		r.noteOnce("lifecycle-no-cli", fmt.Sprintf("lifecycle: cli-run and dockerd-cli-run not measured: %v", err))
+		return nil
+	}
 	for i := 0; i < r.prof.Warmup+r.prof.N; i++ {
 		rec := r.recorderFor(i)
 		if err := rec.time(point{Workload: "lifecycle", Op: "cli-run", Target: t.info.ID}, func() error { return cliRun(ctx, sock, config) }); err != nil {
@@ -448,11 +452,11 @@ func startPeer(ctx context.Context, r *run, t *target, dir, sockDir, archive str
 	created := newCgroups("docker")
 	sock := filepath.Join(sockDir, "d.sock")
 	// A tmpfs on /run in its namespace holds its exec root and plugin
-	// sockets and hides any system containerd, so it starts its own; the
-	// key and configuration files it would keep in /etc/docker are ours.
-	d, err := startNSDaemon(ctx, "dockerd", bin, sock, filepath.Join(dir, "dockerd.log"), "mount -t tmpfs -o mode=0755 tmpfs /run",
-		"-H", "unix://"+sock, "--data-root", root, "--exec-root", "/run/docker", "--pidfile", "/run/docker.pid",
-		"--config-file", conf, "--deprecated-key-path", filepath.Join(dir, "dockerd-key.json"),
+	// sockets and hides any system containerd, so it starts its own; one
+	// on /etc/docker (docker.io makes it) takes the key.json it writes.
+	setup := "mount -t tmpfs -o mode=0755 tmpfs /run; if [ -d /etc/docker ]; then mount -t tmpfs -o mode=0755 tmpfs /etc/docker; fi"
+	d, err := startNSDaemon(ctx, "dockerd", bin, sock, filepath.Join(dir, "dockerd.log"), setup,
+		"-H", "unix://"+sock, "--data-root", root, "--exec-root", "/run/docker", "--pidfile", "/run/docker.pid", "--config-file", conf,
 		"--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver", "overlay2")
 	if err != nil {
 		return nil, errors.Join(err, created())
