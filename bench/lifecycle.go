@@ -31,6 +31,7 @@ const lifecycleNote = "lifecycle: a container's whole life, create + start + wai
 	"cli-run is the wall time of `docker run --rm busybox true` (/usr/local/bin/docker) against that layerlabd, the CLI process included; " +
 	"dockerd-cli-run is the same command against Debian's dockerd (overlay2 on the same backing filesystem, bridge none, in a mount+network namespace the bench made), only on overlay2 targets and when dockerd is installed. " +
 	"rss-idle is layerlabd's VmRSS after the image load; rss-10-running with 10 `sleep 1000` containers running, rss-per-container the increase over the idle daemon (measured just before) divided by 10. " +
+	"bare-run-cpu and api-run-cpu are the CPU time (user+system, reaped children included: the containers' init) per timed run of the bench's process and of layerlabd, from /proc/PID/stat in 10 ms ticks; the bench's own share of api-run (its HTTP client) is not in api-run-cpu. " +
 	"start-50 is the latency of each start API call when 50 created `sleep 1000` containers are started at once; compare its p99 to api-start's median"
 
 // lifecycle measures containers' lives on target t: in process with
@@ -91,7 +92,13 @@ func bareRuns(ctx context.Context, r *run, t *target, img v1.Image, dir string) 
 	}
 	defer ex.Close()
 	p := func(op string) point { return point{Workload: "lifecycle", Op: op, Target: t.info.ID} }
+	cpu := cpuMeter{pid: os.Getpid()}
 	for i := 0; i < r.prof.Warmup+r.prof.N; i++ {
+		if i == r.prof.Warmup {
+			if err := cpu.begin(); err != nil {
+				return err
+			}
+		}
 		rec := r.recorderFor(i)
 		var exec time.Duration
 		if err := rec.time(p("bare-run"), func() (err error) {
@@ -102,7 +109,7 @@ func bareRuns(ctx context.Context, r *run, t *target, img v1.Image, dir string) 
 		}
 		rec.add(point{Workload: "lifecycle", Op: "bare-exec", Target: t.info.ID, Unit: "ns"}, float64(exec))
 	}
-	return nil
+	return cpu.end(r.rec, p("bare-run-cpu"), r.prof.N)
 }
 
 // bareOnce is one container's life on its own snapshot of base; it
@@ -214,7 +221,7 @@ func daemonRuns(ctx context.Context, r *run, t *target, dir, archive string) (er
 	if err := recordRSS(ctx, r, t, ll.pid(), "rss-idle"); err != nil {
 		return err
 	}
-	if err := apiRuns(ctx, r, t, c); err != nil {
+	if err := apiRuns(ctx, r, t, c, ll.pid()); err != nil {
 		return err
 	}
 	peer, err := startPeer(ctx, r, t, dir, sockDir, archive)
@@ -256,9 +263,15 @@ func recordRSS(ctx context.Context, r *run, t *target, pid int, op string) error
 }
 
 // apiRuns times api-run and its parts.
-func apiRuns(ctx context.Context, r *run, t *target, c *apiClient) error {
+func apiRuns(ctx context.Context, r *run, t *target, c *apiClient, pid int) error {
 	p := func(op string) point { return point{Workload: "lifecycle", Op: op, Target: t.info.ID, Unit: "ns"} }
+	cpu := cpuMeter{pid: pid}
 	for i := 0; i < r.prof.Warmup+r.prof.N; i++ {
+		if i == r.prof.Warmup {
+			if err := cpu.begin(); err != nil {
+				return err
+			}
+		}
 		rec := r.recorderFor(i)
 		var parts [4]time.Duration
 		if err := rec.time(p("api-run"), func() (err error) { parts, err = apiOnce(ctx, c); return err }); err != nil {
@@ -268,7 +281,7 @@ func apiRuns(ctx context.Context, r *run, t *target, c *apiClient) error {
 			rec.add(p(op), float64(parts[j]))
 		}
 	}
-	return nil
+	return cpu.end(r.rec, p("api-run-cpu"), r.prof.N)
 }
 
 type createdContainer struct {

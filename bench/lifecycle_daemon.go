@@ -205,6 +205,58 @@ func rssBytes(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
+// cpuTime is the CPU time process pid and its reaped children used
+// (utime+stime+cutime+cstime of /proc/PID/stat), in clock ticks of 10 ms:
+// coarse, so callers read it across many container lives.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; the fields follow its ")".
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 15 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected %q", pid, b)
+	}
+	var ticks int64
+	for _, v := range f[11:15] { // fields 14-17: utime stime cutime cstime
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return time.Duration(ticks) * tick, nil
+}
+
+// cpuMeter records the CPU time a process spends per operation over the
+// timed part of a series: one sample, ns per operation.
+type cpuMeter struct {
+	pid   int
+	start time.Duration
+	n     int
+}
+
+// begin starts counting; call it when the timed samples start.
+func (m *cpuMeter) begin() error {
+	var err error
+	m.start, err = cpuTime(m.pid)
+	return err
+}
+
+// end records the CPU time per operation since begin under p.
+func (m *cpuMeter) end(rec *recorder, p point, ops int) error {
+	now, err := cpuTime(m.pid)
+	if err != nil {
+		return err
+	}
+	p.Unit = "ns"
+	rec.add(p, float64(now-m.start)/float64(ops))
+	return nil
+}
+
 // apiClient speaks the Docker Engine API 1.41 over a unix socket: plain
 // net/http, so what is timed is the daemon, not a client library.
 type apiClient struct {
