@@ -5,6 +5,8 @@ PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
             qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium busybox-static \
             vagrant shellcheck libseccomp-dev pkg-config python3-docker \
             docker.io runc
+# docker.io (dockerd 20.10) and runc are only the peer of `layerlab bench
+# --profile runtime`; no test needs them.
 TESTFLAGS ?= -count=1 -timeout 40m
 # libcontainer filters containers' system calls (Docker's default seccomp
 # profile) only when built with this tag, against libseccomp-dev.
