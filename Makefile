@@ -3,7 +3,10 @@
 GO       ?= go
 PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
             qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium busybox-static \
-            vagrant shellcheck libseccomp-dev pkg-config python3-docker runc
+            vagrant shellcheck libseccomp-dev pkg-config python3-docker \
+            docker.io runc
+# runc is layerlabd's --runtime runc (tested); docker.io (dockerd 20.10) is
+# only the peer of `layerlab bench --profile runtime`; no test needs it.
 TESTFLAGS ?= -count=1 -timeout 40m
 # libcontainer filters containers' system calls (Docker's default seccomp
 # profile) only when built with this tag, against libseccomp-dev.

@@ -54,6 +54,7 @@ func workloads() map[string]workload {
 		"density":      density,
 		"write-amp":    writeAmp,
 		"concurrency":  concurrency,
+		"lifecycle":    lifecycle,
 	}
 }
 

@@ -91,7 +91,7 @@ func TestRunSmallProfile(t *testing.T) {
 
 func TestUnknownProfileNamesTheProfiles(t *testing.T) {
 	_, err := ProfileNamed("fast")
-	if err == nil || !strings.Contains(err.Error(), "paper, quick, standard") {
+	if err == nil || !strings.Contains(err.Error(), "paper, quick, runtime, standard") {
 		t.Fatalf("got %v", err)
 	}
 }

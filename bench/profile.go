@@ -45,7 +45,12 @@ const (
 func WorkloadNames() []string { return allWorkloads() }
 
 // allWorkloads is every workload, in the order reports list them.
-func allWorkloads() []string {
+func allWorkloads() []string { return append(storageWorkloads(), "lifecycle") }
+
+// storageWorkloads are the workloads of the storage drivers alone, which
+// the quick, standard and paper profiles run; lifecycle, which starts
+// daemons and containers, is the runtime profile's.
+func storageWorkloads() []string {
 	return []string{"snapshot-ops", "depth", "copy-up", "small-files", "write", "unpack", "density", "write-amp", "concurrency"}
 }
 
@@ -53,7 +58,7 @@ func allWorkloads() []string {
 func Profiles() map[string]Profile {
 	quick := Profile{
 		Name:        "quick",
-		Description: "every workload, few samples: the `make bench` default, under 10 minutes on 2 cores",
+		Description: "every storage workload, few samples: the `make bench` default, under 10 minutes on 2 cores",
 		N:           10, Warmup: 2,
 		Depths:      []int{1, 8, 32, 64, 128},
 		CopyUpSizes: []int64{4 * kib, 64 * kib, mib, 16 * mib, 64 * mib},
@@ -65,7 +70,7 @@ func Profiles() map[string]Profile {
 		Unpack:    UnpackSpec{Layers: 8, FilesPerLayer: 50, FileSize: 16 * kib},
 		// About 10 s a target: enough for the ratios, not for the tails.
 		Contention: ContentionSpec{Cheap: 4, Phase: 1500 * time.Millisecond, Rounds: 2, Size: 64 * mib},
-		Workloads:  allWorkloads(),
+		Workloads:  storageWorkloads(),
 	}
 	standard := quick
 	standard.Name, standard.Description = "standard", "more samples, larger files and 1000 live containers"
@@ -89,7 +94,16 @@ func Profiles() map[string]Profile {
 	paper.ColdSizes = paper.CopyUpSizes
 	paper.Unpack = UnpackSpec{Layers: 16, FilesPerLayer: 100, FileSize: 64 * kib}
 	paper.Workloads = []string{"snapshot-ops", "depth", "copy-up", "unpack"}
-	return map[string]Profile{"quick": quick, "standard": standard, "paper": paper}
+	// Containers' lives through layerlabd, bare libcontainer, the docker
+	// CLI and the dockerd peer: apart from quick, whose time budget it
+	// would break (a daemon start, an image load and about 150 container
+	// lives per target).
+	rt := quick
+	rt.Name = "runtime"
+	rt.Description = "the lifecycle workload only: containers through layerlabd's API and the docker CLI next to bare libcontainer and dockerd"
+	rt.N, rt.Warmup = 30, 3
+	rt.Workloads = []string{"lifecycle"}
+	return map[string]Profile{"quick": quick, "standard": standard, "paper": paper, "runtime": rt}
 }
 
 // ProfileNamed returns the profile called name, or an error listing them.

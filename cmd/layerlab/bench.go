@@ -108,7 +108,7 @@ Profiles: ` + profileList(),
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&profile, "profile", "quick", "quick, standard or paper")
+	f.StringVar(&profile, "profile", "quick", "quick, standard, paper or runtime")
 	f.StringSliceVar(&driverNames, "driver", nil, "driver to measure (repeat; default: every driver available here)")
 	f.StringArrayVar(&opts, "opt", nil, "driver option as DRIVER:KEY=VALUE (repeat)")
 	f.StringVar(&root, "root", "", "run in this existing directory on a real filesystem instead of loop filesystems")

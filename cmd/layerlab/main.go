@@ -13,9 +13,13 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/builtin"
+	"github.com/layerlab/layerlab/runtime/executor"
 )
 
 func main() {
+	// bench's lifecycle workload runs containers with libcontainer in
+	// process, which re-executes this binary as their init.
+	executor.Init()
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "layerlab:", err)
 		os.Exit(exitCode(err))
