@@ -29,7 +29,8 @@ const lifecycleNote = "lifecycle: a container's whole life, create + start + wai
 	"bare-run is the same life with runc's libcontainer in the bench's own process on the same driver: prepare a child of the committed busybox layer, mount, create/start/wait/delete, unmount, remove; " +
 	"bare-exec is its libcontainer part alone (create to delete). " +
 	"cli-run is the wall time of `docker run --rm busybox true` (/usr/local/bin/docker) against that layerlabd, the CLI process included; " +
-	"dockerd-cli-run is the same command against Debian's dockerd (overlay2 on the same backing filesystem, bridge none, in a mount+network namespace the bench made), only on overlay2 targets and when dockerd is installed. " +
+	"dockerd-cli-run is the same command against Debian's dockerd as installed (overlay2 on the same backing filesystem, the default bridge network: docker0 and iptables inside a mount+network namespace the bench made), " +
+	"dockerd-nonet-cli-run against a second dockerd with --bridge=none --iptables=false (no network setup, as layerlabd's network none); both only on overlay2 targets and when dockerd is installed. " +
 	"rss-idle is layerlabd's VmRSS after the image load; rss-10-running with 10 `sleep 1000` containers running, rss-per-container the increase over the idle daemon (measured just before) divided by 10. " +
 	"bare-run-cpu and api-run-cpu are the CPU time (user+system, reaped children included: the containers' init) per timed run of the bench's process and of layerlabd, from /proc/PID/stat in 10 ms ticks; the bench's own share of api-run (its HTTP client) is not in api-run-cpu. " +
 	"start-50 is the latency of each start API call when 50 created `sleep 1000` containers are started at once; compare its p99 to api-start's median"
@@ -66,6 +67,9 @@ func lifecycle(ctx context.Context, r *run, t *target) error {
 
 // bareCgroupParent keeps the bench's own containers apart from layerlabd's.
 const bareCgroupParent = "/layerlab-bench"
+
+// daemonCgroupParent is the bench's layerlabd's.
+const daemonCgroupParent = "/layerlab-bench-daemon"
 
 // bareRuns times bare-run (and its bare-exec part) N times after the
 // warm-up, on a committed layer holding the busybox image.
@@ -198,8 +202,10 @@ func daemonRuns(ctx context.Context, r *run, t *target, dir, archive string) (er
 	defer os.RemoveAll(sockDir)
 	sock, cliConfig := filepath.Join(sockDir, "l.sock"), filepath.Join(sockDir, "docker-config")
 	name := t.info.Driver
+	// Its own cgroup parent: the containers of a layerlabd that runs
+	// next to the bench (an e2e test) live under /layerlab.
 	args := []string{"-H", "unix://" + sock, "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
-		"--storage-driver", name, "--storage-opt", name + ".home=" + filepath.Join(dir, "home")}
+		"--cgroup-parent", daemonCgroupParent, "--storage-driver", name, "--storage-opt", name + ".home=" + filepath.Join(dir, "home")}
 	keys := make([]string, 0, len(t.info.DriverOptions))
 	for k := range t.info.DriverOptions {
 		keys = append(keys, k)
@@ -224,14 +230,19 @@ func daemonRuns(ctx context.Context, r *run, t *target, dir, archive string) (er
 	if err := apiRuns(ctx, r, t, c, ll.pid()); err != nil {
 		return err
 	}
-	peer, err := startPeer(ctx, r, t, dir, sockDir, archive)
-	if err != nil {
-		return err
+	var peers []peer
+	for _, bridge := range []bool{false, true} {
+		p, perr := startPeer(ctx, r, t, dir, sockDir, archive, bridge)
+		if perr != nil {
+			return perr
+		}
+		if p == nil {
+			continue
+		}
+		defer func() { err = errors.Join(err, p.d.stop()) }()
+		peers = append(peers, *p)
 	}
-	if peer != nil {
-		defer func() { err = errors.Join(err, peer.stop()) }()
-	}
-	if err := cliRuns(ctx, r, t, sock, cliConfig, peer); err != nil {
+	if err := cliRuns(ctx, r, t, sock, cliConfig, peers); err != nil {
 		return err
 	}
 	if err := rssRunning(ctx, r, t, c, ll.pid()); err != nil {
@@ -340,10 +351,17 @@ func apiOnce(ctx context.Context, c *apiClient) (parts [4]time.Duration, err err
 	return [4]time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), time.Since(t3)}, nil
 }
 
+// peer is a dockerd the lifecycle compares with, and the op its runs are
+// recorded under.
+type peer struct {
+	op string
+	d  *nsDaemon
+}
+
 // cliRuns times `docker run --rm busybox true` against layerlabd and,
-// alternating with it so both see the same machine, against the dockerd
-// peer when there is one.
-func cliRuns(ctx context.Context, r *run, t *target, sock, config string, peer *nsDaemon) error {
+// alternating with it so all see the same machine, against the dockerd
+// peers.
+func cliRuns(ctx context.Context, r *run, t *target, sock, config string, peers []peer) error {
 	if _, err := os.Stat(dockerCLI); err != nil {
 		r.noteOnce("lifecycle-no-cli", fmt.Sprintf("lifecycle: cli-run and dockerd-cli-run not measured: %v", err))
 		return nil
@@ -353,11 +371,10 @@ func cliRuns(ctx context.Context, r *run, t *target, sock, config string, peer *
 		if err := rec.time(point{Workload: "lifecycle", Op: "cli-run", Target: t.info.ID}, func() error { return cliRun(ctx, sock, config) }); err != nil {
 			return err
 		}
-		if peer == nil {
-			continue
-		}
-		if err := rec.time(point{Workload: "lifecycle", Op: "dockerd-cli-run", Target: t.info.ID}, func() error { return cliRun(ctx, peer.sock, config) }); err != nil {
-			return err
+		for _, p := range peers {
+			if err := rec.time(point{Workload: "lifecycle", Op: p.op, Target: t.info.ID}, func() error { return cliRun(ctx, p.d.sock, config) }); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -444,8 +461,12 @@ func start50(ctx context.Context, r *run, t *target, c *apiClient) (err error) {
 
 // startPeer starts Debian's dockerd as the peer of an overlay2 target on
 // ext4 or xfs, when it is installed, and loads the busybox archive into
-// it; nil when there is no peer for t.
-func startPeer(ctx context.Context, r *run, t *target, dir, sockDir, archive string) (*nsDaemon, error) {
+// it; nil when there is no peer for t. With bridge it runs as installed
+// (a container gets the default bridge network, through docker0 and
+// iptables in the peer's own network namespace): dockerd-cli-run, what
+// `docker run --rm` costs a dockerd user; without, --bridge=none:
+// dockerd-nonet-cli-run, the closer match of layerlabd's network none.
+func startPeer(ctx context.Context, r *run, t *target, dir, sockDir, archive string, bridge bool) (*peer, error) {
 	if t.info.Driver != "overlay2" || (t.info.Backing != "ext4" && t.info.Backing != "xfs") {
 		return nil, nil
 	}
@@ -454,23 +475,28 @@ func startPeer(ctx context.Context, r *run, t *target, dir, sockDir, archive str
 		r.noteOnce("lifecycle-no-dockerd", fmt.Sprintf("lifecycle: dockerd-cli-run (the dockerd peer) not measured: %v (make setup installs docker.io)", err))
 		return nil, nil
 	}
-	root := filepath.Join(dir, "dockerd")
+	name, op, netFlags := "dockerd-nonet", "dockerd-nonet-cli-run", []string{"--bridge=none", "--iptables=false", "--ip6tables=false"}
+	if bridge {
+		name, op, netFlags = "dockerd", "dockerd-cli-run", nil
+	}
+	root := filepath.Join(dir, name)
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
 	}
-	conf := filepath.Join(dir, "dockerd.json")
+	conf := filepath.Join(dir, name+".json")
 	if err := os.WriteFile(conf, []byte("{}\n"), 0o644); err != nil {
 		return nil, err
 	}
-	created := newCgroups("docker")
-	sock := filepath.Join(sockDir, "d.sock")
+	// Each peer its own parent cgroup, so each removes only its own.
+	created := newCgroups(name)
+	sock := filepath.Join(sockDir, name+".sock")
 	// A tmpfs on /run in its namespace holds its exec root and plugin
 	// sockets and hides any system containerd, so it starts its own; one
 	// on /etc/docker (docker.io makes it) takes the key.json it writes.
 	setup := "mount -t tmpfs -o mode=0755 tmpfs /run; if [ -d /etc/docker ]; then mount -t tmpfs -o mode=0755 tmpfs /etc/docker; fi"
-	d, err := startNSDaemon(ctx, "dockerd", bin, sock, filepath.Join(dir, "dockerd.log"), setup,
-		"-H", "unix://"+sock, "--data-root", root, "--exec-root", "/run/docker", "--pidfile", "/run/docker.pid", "--config-file", conf,
-		"--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver", "overlay2")
+	args := append([]string{"-H", "unix://" + sock, "--data-root", root, "--exec-root", "/run/docker", "--pidfile", "/run/docker.pid",
+		"--config-file", conf, "--cgroup-parent", name, "--storage-driver", "overlay2"}, netFlags...)
+	d, err := startNSDaemon(ctx, name, bin, sock, filepath.Join(dir, name+".log"), setup, args...)
 	if err != nil {
 		return nil, errors.Join(err, created())
 	}
@@ -478,7 +504,7 @@ func startPeer(ctx context.Context, r *run, t *target, dir, sockDir, archive str
 	if err := dockerLoad(ctx, sock, filepath.Join(sockDir, "docker-config"), archive); err != nil {
 		return nil, errors.Join(err, d.stop())
 	}
-	return d, nil
+	return &peer{op: op, d: d}, nil
 }
 
 // newCgroups notes which v1 hierarchies lack a cgroup called name and

@@ -27,7 +27,10 @@ func TestMain(m *testing.M) {
 // hostState is what a run must leave as it found it: mount points, loop
 // devices' backing files and the cgroups the lifecycle's daemons and
 // containers use.
-func hostState(t *testing.T) []string {
+// Only what is the run's own counts (below its scratch directory, its
+// cgroup parents): other test binaries of `go test ./...` mount and run
+// containers at the same time.
+func hostState(t *testing.T, scratch string) []string {
 	t.Helper()
 	var out []string
 	mi, err := os.ReadFile("/proc/self/mountinfo")
@@ -35,16 +38,18 @@ func hostState(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], scratch) {
 			out = append(out, "mount "+f[4])
 		}
 	}
 	loops, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	for _, l := range loops {
 		b, _ := os.ReadFile(l)
-		out = append(out, "loop "+strings.TrimSpace(string(b)))
+		if f := strings.TrimSpace(string(b)); strings.HasPrefix(f, scratch) {
+			out = append(out, "loop "+f)
+		}
 	}
-	for _, pat := range []string{"/sys/fs/cgroup/*/layerlab-bench", "/sys/fs/cgroup/*/layerlab/*", "/sys/fs/cgroup/*/docker"} {
+	for _, pat := range []string{"/sys/fs/cgroup/*" + bareCgroupParent + "*", "/sys/fs/cgroup/*/dockerd*"} {
 		cgs, _ := filepath.Glob(pat)
 		for _, cg := range cgs {
 			out = append(out, "cgroup "+cg)
@@ -70,7 +75,8 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("go build layerlabd: %v\n%s", err, out)
 	}
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	before := hostState(t)
+	scratch := t.TempDir()
+	before := hostState(t, scratch)
 
 	p, err := ProfileNamed("runtime")
 	if err != nil {
@@ -78,7 +84,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	p.N, p.Warmup = 2, 1
 	reg := drivers.NewRegistry(vfs.Factory(), overlay.Overlay2Factory())
-	res, err := Run(context.Background(), Config{Registry: reg, Profile: p, Drivers: []string{"overlay2"}, Seed: 1, Version: "test"})
+	res, err := Run(context.Background(), Config{Registry: reg, Profile: p, Drivers: []string{"overlay2"}, Scratch: scratch, Seed: 1, Version: "test"})
 	if err != nil {
 		t.Fatalf("%v\nnotes: %v", err, res.Notes)
 	}
@@ -87,7 +93,7 @@ func TestLifecycle(t *testing.T) {
 	ops := []string{"bare-run", "bare-exec", "api-run", "api-create", "api-start", "api-wait", "api-delete",
 		"cli-run", "rss-idle", "rss-10-running", "rss-per-container", "start-50", "bare-run-cpu", "api-run-cpu"}
 	if _, err := exec.LookPath("dockerd"); err == nil {
-		ops = append(ops, "dockerd-cli-run")
+		ops = append(ops, "dockerd-cli-run", "dockerd-nonet-cli-run")
 	} else if !strings.Contains(strings.Join(res.Notes, "\n"), "dockerd-cli-run (the dockerd peer) not measured") {
 		t.Errorf("no dockerd here, and no note says the peer is missing: %v", res.Notes)
 	}
@@ -120,7 +126,7 @@ func TestLifecycle(t *testing.T) {
 	if !strings.Contains(strings.Join(res.Notes, "\n"), "api-run goes through layerlabd's Docker API") {
 		t.Errorf("no note says what the lifecycle ops include: %v", res.Notes)
 	}
-	if after := hostState(t); !slices.Equal(before, after) {
+	if after := hostState(t, scratch); !slices.Equal(before, after) {
 		t.Errorf("left behind or removed:\nbefore %v\nafter  %v", before, after)
 	}
 }

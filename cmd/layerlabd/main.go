@@ -73,6 +73,7 @@ func newRoot() *cobra.Command {
 	f.StringSliceVar(&enabled, "storage-drivers", nil, "storage drivers to open, each in DATA-ROOT/NAME (the default driver is always opened)")
 	f.StringArrayVar(&optFlags, "storage-opt", nil, "driver option as DRIVER.KEY=VALUE (repeatable), e.g. overlay2.size=10G or btrfs.home=/mnt/btrfs")
 	f.BoolVarP(&cfg.Debug, "debug", "D", false, "log every request")
+	f.StringVar(&cfg.CgroupParent, "cgroup-parent", "/layerlab", "parent cgroup of the containers' cgroups, in every hierarchy")
 	f.StringVar(&cfg.Runtime, "runtime", "libcontainer", "how containers run: libcontainer (in process) or runc (the runc binary)")
 	return cmd
 }

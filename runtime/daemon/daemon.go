@@ -47,6 +47,7 @@ type Config struct {
 	Commit        string
 	Debug         bool
 	Runtime       string       // "libcontainer" (the default) or "runc"
+	CgroupParent  string       // where containers' cgroups go; "" for /layerlab
 	Log           *slog.Logger // what the daemon does on its own (nil: slog's default)
 }
 
@@ -83,6 +84,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if p := cfg.CgroupParent; p != "" && (!filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/") {
+		return nil, fmt.Errorf("--cgroup-parent %q: want a clean absolute path below the cgroup roots, e.g. /layerlab: %w", p, drivers.ErrInvalidArgument)
 	}
 	switch cfg.Runtime {
 	case "":
@@ -150,9 +154,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 func newExecutor(cfg Config) (executor.Executor, error) {
 	switch cfg.Runtime {
 	case "libcontainer":
-		return executor.NewLibcontainer(filepath.Join(cfg.ExecRoot, "libcontainer"), "")
+		return executor.NewLibcontainer(filepath.Join(cfg.ExecRoot, "libcontainer"), cfg.CgroupParent)
 	case "runc":
-		return executor.NewRunc("runc", filepath.Join(cfg.ExecRoot, "runc"), "")
+		return executor.NewRunc("runc", filepath.Join(cfg.ExecRoot, "runc"), cfg.CgroupParent)
 	}
 	return nil, fmt.Errorf("--runtime %q: %w", cfg.Runtime, drivers.ErrInvalidArgument)
 }
