@@ -98,3 +98,12 @@ func (g *group) count() {
 	g.commits++
 	g.mu.Unlock()
 }
+
+// Group is group commit for any bbolt file (layerlabd's container records
+// use it); the zero value is ready, and it must not be copied.
+type Group struct{ g group }
+
+// Update runs fn in a durable transaction of db, perhaps together with
+// other callers' fns: fn may run more than once, so it must have no effect
+// outside tx.
+func (g *Group) Update(db *bolt.DB, fn func(*bolt.Tx) error) error { return g.g.update(db, fn) }

@@ -23,6 +23,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/storage"
 )
 
 // The states a container is in, as Docker's State.Status names them.
@@ -114,7 +115,12 @@ var (
 )
 
 // Store keeps the records in db, which its caller owns.
-type Store struct{ db *bolt.DB }
+type Store struct {
+	db *bolt.DB
+	// Concurrent writes share a commit (two fsyncs): 50 containers
+	// started at once otherwise queue behind 50 commits.
+	group *storage.Group
+}
 
 // New makes the store's buckets in db.
 func New(db *bolt.DB) (*Store, error) {
@@ -129,7 +135,7 @@ func New(db *bolt.DB) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("container store: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, group: &storage.Group{}}, nil
 }
 
 // NewID returns a random 64-hex container ID.
@@ -147,7 +153,7 @@ func (s *Store) Add(r *Record) error {
 	}
 	r.Name = strings.TrimPrefix(r.Name, "/")
 	r.State = State{Status: Created}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.group.Update(s.db, func(tx *bolt.Tx) error {
 		names := tx.Bucket(bucketNames)
 		if r.Name == "" {
 			for retry := 0; ; retry++ {
@@ -230,7 +236,7 @@ func (s *Store) List() ([]Record, error) {
 // result. f changes the state through SetState to have it checked.
 func (s *Store) Update(id string, f func(*Record) error) (Record, error) {
 	var r Record
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.group.Update(s.db, func(tx *bolt.Tx) error {
 		var err error
 		if r, err = get(tx, id); err != nil {
 			return err
@@ -254,7 +260,7 @@ func (r *Record) SetState(st State) error {
 
 // Delete removes the record and frees its name.
 func (s *Store) Delete(id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.group.Update(s.db, func(tx *bolt.Tx) error {
 		r, err := get(tx, id)
 		if err != nil {
 			return err

@@ -21,7 +21,7 @@ func (s *Store) Rename(id, newName string) error {
 		return fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed: %w", newName, drivers.ErrInvalidArgument)
 	}
 	newName = strings.TrimPrefix(newName, "/")
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.group.Update(s.db, func(tx *bolt.Tx) error {
 		r, err := get(tx, id)
 		if err != nil {
 			return err
