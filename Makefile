@@ -47,18 +47,11 @@ host-test: setup lint
 	LAYERLAB_REQUIRE=$(HOST_REQUIRE) bash scripts/leakcheck.sh $(GO) test $(TESTFLAGS) ./...
 	bash scripts/leakcheck.sh $(MAKE) --no-print-directory fuzz
 
-# A short fuzz run of each target (go test runs only one per invocation);
-# the seeds, including drivers/layer/testdata/fuzz, already ran above as
-# plain tests. FUZZTIME=1m fuzzes longer.
-FUZZTIME ?= 5s
+# A short fuzz run of each target (scripts/fuzz.sh: a fixed count of
+# executions each); the seeds, including drivers/layer/testdata/fuzz,
+# already ran above as plain tests. FUZZTIME=1m fuzzes each that long.
 fuzz:
-	$(GO) test ./drivers/layer/ -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./drivers/layer/ -run '^$$' -fuzz '^FuzzEntryName$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./drivers/btrfs/ -run '^$$' -fuzz '^FuzzParseSend$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./runtime/logs/ -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./runtime/logs/ -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./runtime/images/ -run '^$$' -fuzz '^FuzzParseChanges$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./runtime/api/ -run '^$$' -fuzz '^FuzzParseDetachKeys$$' -fuzztime $(FUZZTIME)
+	GO=$(GO) bash scripts/fuzz.sh
 
 # devicemapper, overlay2 with xfs project quota and a cgroup v2 check, in a
 # qemu guest running Debian's 6.1 kernel (scripts/vm; the guest is built
