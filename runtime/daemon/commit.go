@@ -139,12 +139,12 @@ func overlayConfig(cfg *ocispec.ImageConfig, c *container.Config) {
 	}
 }
 
-// runtimeMountPoints are the directories the runtime makes in a rootfs
+// runtimeMountPoint reports the directories the runtime makes in a rootfs
 // that lacks them, to mount /proc, /dev and /sys on. dockerd keeps them in
 // an "init" layer below the container's, so its diff never lists them;
 // here they are in the container's snapshot, and the diff leaves them out
 // when they were added.
-var runtimeMountPoints = map[string]bool{"/dev": true, "/proc": true, "/sys": true}
+func runtimeMountPoint(p string) bool { return p == "/dev" || p == "/proc" || p == "/sys" }
 
 // ContainerChanges answers GET /containers/{id}/changes: the layer a
 // commit would make, read as changes against the image's tree (a path
@@ -213,7 +213,7 @@ func (d *Daemon) ContainerChanges(ctx context.Context, ref string) ([]container.
 	}
 	out := make([]container.FilesystemChange, 0, len(kinds))
 	for p, k := range kinds {
-		if k == container.ChangeAdd && runtimeMountPoints[p] {
+		if k == container.ChangeAdd && runtimeMountPoint(p) {
 			continue
 		}
 		out = append(out, container.FilesystemChange{Path: p, Kind: k})
