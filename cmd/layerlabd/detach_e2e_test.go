@@ -22,9 +22,11 @@ func TestEndToEndDetachKeys(t *testing.T) {
 	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
 	c.expect(0, "", "run", "-dit", "--name", "dk", "busybox", "sh")
 
-	attach := func(keysFlag, input string) {
+	// detach runs the CLI command (attach or exec -it) in a terminal,
+	// types input slowly and wants the CLI to detach.
+	detach := func(command, input string) {
 		t.Helper()
-		cmd := exec.Command("script", "-qec", fmt.Sprintf("%s -H unix://%s attach %s dk", dockerCLI, e.sock, keysFlag), "/dev/null")
+		cmd := exec.Command("script", "-qec", fmt.Sprintf("%s -H unix://%s %s", dockerCLI, e.sock, command), "/dev/null")
 		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.tmp, "docker-config"), "DOCKER_HOST=", "DOCKER_CONTEXT=")
 		// Typed slowly, as a user would: the attach must be up first.
 		r, w, err := os.Pipe()
@@ -51,22 +53,28 @@ func TestEndToEndDetachKeys(t *testing.T) {
 		case <-time.After(8 * time.Second):
 			_ = cmd.Process.Kill()
 			<-done
-			t.Fatalf("docker attach %s did not detach:\n%s\n%s", keysFlag, out, e.d.logText())
+			t.Fatalf("docker %s did not detach:\n%s\n%s", command, out, e.d.logText())
 		}
 		r.Close()
 		// The CLI exits 1 after a detach, as with dockerd.
 		if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "read escape sequence") {
-			t.Fatalf("docker attach %s: exit %d, %q; want 1 and \"read escape sequence\"", keysFlag, code, out)
+			t.Fatalf("docker %s: exit %d, %q; want 1 and \"read escape sequence\"", command, code, out)
 		}
 	}
-	attach("", "echo typed > /tmp/t\n\x10\x11")
+	detach("attach dk", "echo typed > /tmp/t\n\x10\x11")
 	c.expect(0, "running", "inspect", "-f", "{{.State.Status}}", "dk")
 	c.expect(0, "typed\n", "exec", "dk", "cat", "/tmp/t")
 
 	// A custom sequence; ctrl-p alone is input now.
-	attach("--detach-keys=ctrl-x,x", "echo again > /tmp/t\n\x18x")
+	detach("attach --detach-keys=ctrl-x,x dk", "echo again > /tmp/t\n\x18x")
 	c.expect(0, "running", "inspect", "-f", "{{.State.Status}}", "dk")
 	c.expect(0, "again\n", "exec", "dk", "cat", "/tmp/t")
+
+	// exec -it detaches the same way; the exec'd shell runs on.
+	detach("exec -it dk sh -c 'echo $$ > /tmp/pid; exec sh'", "echo in exec > /tmp/e\n\x10\x11")
+	c.expect(0, "in exec\n", "exec", "dk", "cat", "/tmp/e")
+	c.expect(0, "", "exec", "dk", "sh", "-c", "kill -0 $(cat /tmp/pid)")
+	c.expect(1, "invalid detach keys", "exec", "--detach-keys=ctrl-1", "dk", "true")
 
 	// Bad keys: dockerd's 400, from the raw API too.
 	conn, err := net.Dial("unix", e.sock)

@@ -143,7 +143,8 @@ func (rt router) startExec(w http.ResponseWriter, r *http.Request, id string) er
 	if err := json.NewDecoder(r.Body).Decode(&o); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("invalid JSON: %w: %w", err, drivers.ErrInvalidArgument)
 	}
-	if _, err := rt.b.InspectExec(r.Context(), id); err != nil {
+	insp, err := rt.b.InspectExec(r.Context(), id)
+	if err != nil {
 		return err
 	}
 	if o.Detach {
@@ -163,7 +164,15 @@ func (rt router) startExec(w http.ResponseWriter, r *http.Request, id string) er
 		status = "101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp"
 	}
 	answered := false
-	err = rt.b.StartExec(context.Background(), id, false, buf, conn, func() {
+	ctx, detach := context.WithCancel(context.Background())
+	defer detach()
+	var stdin io.Reader = buf
+	if insp.OpenStdin && insp.ProcessConfig != nil && insp.ProcessConfig.Tty && len(insp.DetachKeys) > 0 {
+		// As attach: the detach keys on a terminal's input end the
+		// stream, not the process.
+		stdin = &escapeReader{r: buf, keys: insp.DetachKeys, onDetach: detach}
+	}
+	err = rt.b.StartExec(ctx, id, false, stdin, conn, func() {
 		answered = true
 		_, _ = io.WriteString(conn, "HTTP/1.1 "+status+"\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n")
 	})

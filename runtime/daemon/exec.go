@@ -31,6 +31,7 @@ type execStore struct {
 type execInstance struct {
 	id, containerID string
 	opts            container.ExecOptions
+	detachKeys      []byte // the keys that end an attached TTY exec's stream
 
 	mu       sync.Mutex
 	started  chan struct{} // closed once the process started or failed to
@@ -92,6 +93,10 @@ func (d *Daemon) CreateExec(_ context.Context, ref string, o container.ExecOptio
 	if o.Privileged {
 		return "", fmt.Errorf("privileged exec is not supported by layerlabd: %w", drivers.ErrInvalidArgument)
 	}
+	keys, err := api.ParseDetachKeys(o.DetachKeys)
+	if err != nil {
+		return "", err
+	}
 	r, l, err := d.locked(ref)
 	if err != nil {
 		return "", err
@@ -101,7 +106,7 @@ func (d *Daemon) CreateExec(_ context.Context, ref string, o container.ExecOptio
 	if err != nil {
 		return "", err
 	}
-	e := &execInstance{id: containers.NewID(), containerID: r.ID, opts: o, started: make(chan struct{})}
+	e := &execInstance{id: containers.NewID(), containerID: r.ID, opts: o, detachKeys: keys, started: make(chan struct{})}
 	d.execs.add(e)
 	return e.id, nil
 }
@@ -120,7 +125,7 @@ func (d *Daemon) InspectExec(_ context.Context, id string) (api.ExecInspect, err
 			Tty: e.opts.Tty, Entrypoint: e.opts.Cmd[0], Arguments: slices.Clone(e.opts.Cmd[1:]), Privileged: &privileged, User: e.opts.User,
 		},
 		OpenStdin: e.opts.AttachStdin, OpenStdout: e.opts.AttachStdout, OpenStderr: e.opts.AttachStderr,
-		ContainerID: e.containerID, Pid: e.pid,
+		ContainerID: e.containerID, Pid: e.pid, DetachKeys: e.detachKeys,
 	}
 	if out.ProcessConfig.Arguments == nil {
 		out.ProcessConfig.Arguments = []string{}
@@ -214,7 +219,14 @@ func (d *Daemon) StartExec(ctx context.Context, id string, detach bool, stdin io
 		go e.wait(p, copied)
 		return nil
 	}
-	e.wait(p, copied)
+	// A detach (the API cancels ctx when the client typed the detach
+	// keys) ends the stream; the process runs on, its output drained.
+	waited := make(chan struct{})
+	go func() { e.wait(p, copied); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+	}
 	return nil
 }
 
