@@ -25,8 +25,17 @@ import (
 	"github.com/layerlab/layerlab/runtime/images/imagetest"
 )
 
-// dockerCLI is the docker CLI the end-to-end test drives layerlabd with.
-const dockerCLI = "/usr/local/bin/docker"
+// dockerCLI is the docker CLI the end-to-end test drives layerlabd with;
+// LAYERLAB_DOCKER_CLI moves it (the qemu guest has it in its share).
+var dockerCLI = envOr("LAYERLAB_DOCKER_CLI", "/usr/local/bin/docker")
+
+// envOr is the environment variable name's value, or def when unset.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
 
 // daemonProc is a layerlabd the test started, in its own mount namespace.
 type daemonProc struct {
@@ -168,8 +177,14 @@ func (e *testEnv) start(t *testing.T, logName string) {
 	e.d.waitSocket(t, e.sock)
 }
 
+// buildDaemon builds layerlabd for the test, or takes the one
+// LAYERLAB_LAYERLABD names (the qemu guest has no Go toolchain: its
+// layerlabd is built statically on the host).
 func buildDaemon(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("LAYERLAB_LAYERLABD"); bin != "" {
+		return bin
+	}
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	bin := filepath.Join(t.TempDir(), "layerlabd")
 	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {

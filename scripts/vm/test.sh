@@ -21,6 +21,16 @@ for s in "${suites[@]}"; do
   CGO_ENABLED=0 go test -c -o "$share/bin/$name.test" "$pkg"
   echo "$pattern" > "$share/bin/$name.test.run"
 done
+# layerlabd on devicemapper, driven by the docker CLI: libcontainer needs
+# cgo (nsenter) and libseccomp, and the guest has neither a Go toolchain
+# nor the host's libraries, so the daemon and the test binary are static;
+# the CLI (static already) and busybox (for the test image) go along.
+static=(-tags 'seccomp,osusergo,netgo' -ldflags '-linkmode external -extldflags -static')
+CGO_ENABLED=1 go build "${static[@]}" -o "$share/layerlabd" ./cmd/layerlabd
+CGO_ENABLED=1 go test -c "${static[@]}" -o "$share/bin/cmd-layerlabd.test" ./cmd/layerlabd
+echo '^TestEndToEndDevicemapper$' > "$share/bin/cmd-layerlabd.test.run"
+cp /usr/local/bin/docker "$share/docker"
+cp /bin/busybox "$share/busybox"
 # What the guest's kernel must run: a test that skips for one of these
 # fails instead (drivers/feature; cgroup v2 is the job's own shell check).
 echo "${LAYERLAB_VM_REQUIRE:-root,ext4,xfs,xfs-quota,overlay,overlay2,devicemapper}" > "$share/require"

@@ -75,6 +75,10 @@ cgroup_v2() {
 }
 
 run "cgroup v2" cgroup_v2
+# For cmd/layerlabd's devicemapper test: the daemon and the docker CLI
+# from the share, busybox where the test image builder looks for it.
+export LAYERLAB_LAYERLABD="$PWD/layerlabd" LAYERLAB_DOCKER_CLI="$PWD/docker"
+[ -e /bin/busybox ] || cp busybox /bin/busybox
 for t in bin/*.test; do
   [ -x "$t" ] || continue
   # $t.run: a -test.run pattern, optionally followed by ::BENCH and
