@@ -31,6 +31,7 @@ const DefaultCgroupParent = "/layerlab"
 type Libcontainer struct {
 	root         string
 	cgroupParent string
+	noPivot      bool // see rootIsInitramfs
 }
 
 // NewLibcontainer returns an executor that keeps container state under
@@ -47,7 +48,7 @@ func NewLibcontainer(root, cgroupParent string) (*Libcontainer, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("libcontainer root: %w", err)
 	}
-	return &Libcontainer{root: root, cgroupParent: cgroupParent}, nil
+	return &Libcontainer{root: root, cgroupParent: cgroupParent, noPivot: rootIsInitramfs()}, nil
 }
 
 // Close implements Executor: it removes the parent cgroup from every
@@ -55,6 +56,16 @@ func NewLibcontainer(root, cgroupParent string) (*Libcontainer, error) {
 // only each container's own), so a stopped daemon leaves the cgroup trees
 // as it found them.
 func (e *Libcontainer) Close() error { return removeParentCgroups(e.cgroupParent) }
+
+// rootIsInitramfs reports whether this process's root is the kernel's
+// initial rootfs (a system run from its initramfs, as the qemu test
+// guest): pivot_root(2) cannot move away from it (EINVAL), so containers
+// enter their root with a move mount and chroot instead, as dockerd does
+// with DOCKER_RAMDISK.
+func rootIsInitramfs() bool {
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) { return m.Mountpoint != "/", false })
+	return err == nil && len(mounts) > 0 && mounts[len(mounts)-1].FSType == "rootfs"
+}
 
 // removeParentCgroups removes the cgroup parent from every hierarchy
 // where it is empty.
@@ -104,7 +115,7 @@ func (e *Libcontainer) Create(ctx context.Context, id string, spec *specs.Spec, 
 	if s.Linux.CgroupsPath == "" {
 		s.Linux.CgroupsPath = path.Join(e.cgroupParent, id)
 	}
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: &s, NoNewKeyring: true})
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: &s, NoNewKeyring: true, NoPivotRoot: e.noPivot})
 	if err != nil {
 		return nil, fmt.Errorf("container %s: spec: %w: %w", id, err, drivers.ErrInvalidArgument)
 	}

@@ -36,6 +36,7 @@ type Runc struct {
 	state        string // runc --root
 	bundles      string // one directory per container: config.json, pid, console socket
 	cgroupParent string
+	noPivot      bool // see rootIsInitramfs
 }
 
 // NewRunc returns an executor that runs binary (a name looked up in PATH,
@@ -53,7 +54,7 @@ func NewRunc(binary, root, cgroupParent string) (*Runc, error) {
 	if cgroupParent == "" {
 		cgroupParent = DefaultCgroupParent
 	}
-	e := &Runc{binary: bin, state: filepath.Join(root, "state"), bundles: filepath.Join(root, "bundles"), cgroupParent: cgroupParent}
+	e := &Runc{binary: bin, state: filepath.Join(root, "state"), bundles: filepath.Join(root, "bundles"), cgroupParent: cgroupParent, noPivot: rootIsInitramfs()}
 	for _, d := range []string{e.state, e.bundles} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("runc root: %w", err)
@@ -151,7 +152,11 @@ func (e *Runc) Create(ctx context.Context, id string, spec *specs.Spec, stdio St
 		return nil, fmt.Errorf("container %s: bundle: %w", id, err)
 	}
 	pidFile := filepath.Join(bundle, "init.pid")
-	p, err := e.startRunc(ctx, "container "+id, bundle, stdio, "create", "--bundle", bundle, "--pid-file", pidFile, id)
+	args := []string{"create", "--bundle", bundle, "--pid-file", pidFile}
+	if e.noPivot {
+		args = append(args, "--no-pivot")
+	}
+	p, err := e.startRunc(ctx, "container "+id, bundle, stdio, append(args, id)...)
 	if err != nil {
 		return nil, err
 	}
