@@ -359,31 +359,19 @@ func hostileArchive(t *testing.T, dir string) string {
 	return p
 }
 
-// checkRawAPI sends what the CLI does not: malformed JSON, an unknown
-// route, a version out of range, a hostile load; each must answer with
-// dockerd's JSON error shape and status.
-func checkRawAPI(t *testing.T, sock, evil string) {
+// apiError is a raw request and the error it must get.
+type apiError struct {
+	method, path string
+	body         []byte
+	status       int
+	want         string
+}
+
+// checkAPIErrors sends each request and wants dockerd's answer: the
+// status, a JSON {"message"} that says want, and dockerd's headers.
+func checkAPIErrors(t *testing.T, client *http.Client, cases []apiError) {
 	t.Helper()
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
-	evilBody, err := os.ReadFile(evil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		method, path string
-		body         []byte
-		status       int
-		want         string
-	}{
-		{"GET", "/v1.41/images/json?filters=%7Bnot-json", nil, 400, "invalid"},
-		{"GET", "/v1.41/no/such/route", nil, 404, "page not found"},
-		{"GET", "/v1.99/version", nil, 400, "too new"},
-		{"GET", "/images/nosuch/json", nil, 404, "No such image"},
-		{"POST", "/v1.41/images/load", evilBody, 400, "leaves the archive"},
-		{"POST", "/v1.30/images/busybox/tag", nil, 400, "repo is required"},
-	} {
+	for _, c := range cases {
 		req, err := http.NewRequest(c.method, "http://layerlabd"+c.path, bytes.NewReader(c.body))
 		if err != nil {
 			t.Fatal(err)
@@ -400,6 +388,26 @@ func checkRawAPI(t *testing.T, sock, evil string) {
 			t.Errorf("%s %s: %d %q (%v), headers %v; want %d with a JSON message saying %q", c.method, c.path, resp.StatusCode, e.Message, decodeErr, resp.Header, c.status, c.want)
 		}
 	}
+}
+
+// checkRawAPI sends what the CLI does not: malformed JSON, an unknown
+// route, a version out of range, a hostile load; each must answer with
+// dockerd's JSON error shape and status.
+func checkRawAPI(t *testing.T, sock, evil string) {
+	t.Helper()
+	client := apiClient(sock)
+	evilBody, err := os.ReadFile(evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAPIErrors(t, client, []apiError{
+		{"GET", "/v1.41/images/json?filters=%7Bnot-json", nil, 400, "invalid"},
+		{"GET", "/v1.41/no/such/route", nil, 404, "page not found"},
+		{"GET", "/v1.99/version", nil, 400, "too new"},
+		{"GET", "/images/nosuch/json", nil, 404, "No such image"},
+		{"POST", "/v1.41/images/load", evilBody, 400, "leaves the archive"},
+		{"POST", "/v1.30/images/busybox/tag", nil, 400, "repo is required"},
+	})
 	resp, err := client.Head("http://layerlabd/_ping")
 	if err != nil {
 		t.Fatal(err)

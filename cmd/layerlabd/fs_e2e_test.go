@@ -4,19 +4,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/layerlab/layerlab/drivers/feature"
 )
 
 // TestEndToEndFilesystem drives the filesystem operations with the real
@@ -243,9 +237,7 @@ func checkCopy(t *testing.T, c cli) {
 // checkArchiveAPI sends what the CLI would not: a tar with an entry that
 // leaves the target, a missing path, no path.
 func checkArchiveAPI(t *testing.T, sock, dir string) {
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
+	client := apiClient(sock)
 	host := t.TempDir()
 	mkTar := func(entries ...*tar.Header) []byte {
 		var b bytes.Buffer
@@ -265,12 +257,7 @@ func checkArchiveAPI(t *testing.T, sock, dir string) {
 		return b.Bytes()
 	}
 	reg := func(n string) *tar.Header { return &tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644} }
-	for _, c := range []struct {
-		method, path string
-		body         []byte
-		status       int
-		want         string
-	}{
+	checkAPIErrors(t, client, []apiError{
 		{"PUT", "/v1.41/containers/r1/archive?path=/tmp", mkTar(reg("ok-before"), reg("../escape")), 400, "leaves the directory"},
 		{"PUT", "/v1.41/containers/r1/archive?path=/tmp", mkTar(reg("/abs")), 400, "leaves the directory"},
 		{"PUT", "/v1.41/containers/r1/archive?path=/tmp", mkTar(&tar.Header{Name: "hl", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}), 400, "outside the directory"},
@@ -285,22 +272,7 @@ func checkArchiveAPI(t *testing.T, sock, dir string) {
 		{"POST", "/v1.41/images/create?fromSrc=http://example.com/x.tar", nil, 501, "only from the request body"},
 		{"POST", "/v1.41/images/create?fromImage=alpine&tag=3", nil, 404, "does not pull"},
 		{"POST", "/v1.41/containers/prune?filters=%7B%22color%22%3A%7B%22red%22%3Atrue%7D%7D", nil, 400, "invalid filter"},
-	} {
-		req, err := http.NewRequest(c.method, "http://layerlabd"+c.path, bytes.NewReader(c.body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var e struct{ Message string }
-		decodeErr := json.NewDecoder(resp.Body).Decode(&e)
-		resp.Body.Close()
-		if resp.StatusCode != c.status || decodeErr != nil || !strings.Contains(e.Message, c.want) {
-			t.Errorf("%s %s: %d %q (%v); want %d saying %q", c.method, c.path, resp.StatusCode, e.Message, decodeErr, c.status, c.want)
-		}
-	}
+	})
 	if entries, _ := os.ReadDir(host); len(entries) != 0 {
 		t.Fatalf("a PUT archive wrote on the host: %v", entries)
 	}
@@ -330,20 +302,5 @@ func checkArchiveAPI(t *testing.T, sock, dir string) {
 // docker-py (testdata/dockerpy_fs_e2e.py): diff, commit, get_archive,
 // put_archive, export, import_image_from_data, list filters and prune.
 func TestEndToEndFilesystemDockerPy(t *testing.T) {
-	if err := exec.Command(python3, "-c", "import docker").Run(); err != nil {
-		feature.Skip(t, feature.DockerPy, "%s cannot import docker (make setup installs python3-docker): %v", python3, err)
-	}
-	t.Cleanup(func() { killLeftovers(t) })
-	e := startTestDaemon(t)
-	script, err := filepath.Abs("testdata/dockerpy_fs_e2e.py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(python3, script, e.sock, e.archive).CombinedOutput()
-	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "OK") {
-		t.Fatalf("docker-py: %v\n%s\ndaemon log:\n%s", err, out, e.d.logText())
-	}
-	t.Logf("docker-py:\n%s", out)
-	e.d.terminate(t)
-	checkNoLeftovers(t)
+	runDockerPy(t, "dockerpy_fs_e2e.py")
 }

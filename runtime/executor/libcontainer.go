@@ -86,17 +86,8 @@ func removeParentCgroups(parent string) error {
 
 // Create implements Executor.
 func (e *Libcontainer) Create(ctx context.Context, id string, spec *specs.Spec, stdio Stdio) (_ Container, err error) {
-	if err := ctx.Err(); err != nil {
+	if err := checkCreate(ctx, id, spec); err != nil {
 		return nil, err
-	}
-	if err := validID(id); err != nil {
-		return nil, err
-	}
-	if spec == nil || spec.Process == nil || spec.Root == nil || spec.Linux == nil {
-		return nil, fmt.Errorf("container %s: the spec needs process, root and linux sections: %w", id, drivers.ErrInvalidArgument)
-	}
-	if !filepath.IsAbs(spec.Root.Path) {
-		return nil, fmt.Errorf("container %s: root %q: want an absolute path: %w", id, spec.Root.Path, drivers.ErrInvalidArgument)
 	}
 	initProc, err := newProcess("container "+id, spec.Process, stdio, true)
 	if err != nil {
@@ -107,15 +98,8 @@ func (e *Libcontainer) Create(ctx context.Context, id string, spec *specs.Spec, 
 			initProc.discard()
 		}
 	}()
-	// Work on a copy: filling in the cgroups path must not change the
-	// caller's spec.
-	s := *spec
-	linux := *spec.Linux
-	s.Linux = &linux
-	if s.Linux.CgroupsPath == "" {
-		s.Linux.CgroupsPath = path.Join(e.cgroupParent, id)
-	}
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: &s, NoNewKeyring: true, NoPivotRoot: e.noPivot})
+	s := withCgroup(spec, e.cgroupParent, id)
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: s, NoNewKeyring: true, NoPivotRoot: e.noPivot})
 	if err != nil {
 		return nil, fmt.Errorf("container %s: spec: %w: %w", id, err, drivers.ErrInvalidArgument)
 	}
@@ -177,6 +161,35 @@ func (e *Libcontainer) Purge(ctx context.Context, id string) error {
 		return fmt.Errorf("container %s: destroy: %w", id, err)
 	}
 	return nil
+}
+
+// checkCreate is what both executors check before creating id from spec.
+func checkCreate(ctx context.Context, id string, spec *specs.Spec) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := validID(id); err != nil {
+		return err
+	}
+	if spec == nil || spec.Process == nil || spec.Root == nil || spec.Linux == nil {
+		return fmt.Errorf("container %s: the spec needs process, root and linux sections: %w", id, drivers.ErrInvalidArgument)
+	}
+	if !filepath.IsAbs(spec.Root.Path) {
+		return fmt.Errorf("container %s: root %q: want an absolute path: %w", id, spec.Root.Path, drivers.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// withCgroup returns a copy of spec whose cgroups path is parent/id when
+// it names none: filling it in must not change the caller's spec.
+func withCgroup(spec *specs.Spec, parent, id string) *specs.Spec {
+	s := *spec
+	linux := *spec.Linux
+	s.Linux = &linux
+	if s.Linux.CgroupsPath == "" {
+		s.Linux.CgroupsPath = path.Join(parent, id)
+	}
+	return &s
 }
 
 // validID checks id as libcontainer will, and before the id becomes part of

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -108,17 +107,8 @@ func (r runcError) Is(target error) bool {
 
 // Create implements Executor.
 func (e *Runc) Create(ctx context.Context, id string, spec *specs.Spec, stdio Stdio) (_ Container, err error) {
-	if err := ctx.Err(); err != nil {
+	if err := checkCreate(ctx, id, spec); err != nil {
 		return nil, err
-	}
-	if err := validID(id); err != nil {
-		return nil, err
-	}
-	if spec == nil || spec.Process == nil || spec.Root == nil || spec.Linux == nil {
-		return nil, fmt.Errorf("container %s: the spec needs process, root and linux sections: %w", id, drivers.ErrInvalidArgument)
-	}
-	if !filepath.IsAbs(spec.Root.Path) {
-		return nil, fmt.Errorf("container %s: root %q: want an absolute path: %w", id, spec.Root.Path, drivers.ErrInvalidArgument)
 	}
 	if len(spec.Process.Args) == 0 {
 		return nil, fmt.Errorf("container %s: no command to run: %w", id, drivers.ErrInvalidArgument)
@@ -126,12 +116,7 @@ func (e *Runc) Create(ctx context.Context, id string, spec *specs.Spec, stdio St
 	if stdio.Terminal != spec.Process.Terminal {
 		return nil, fmt.Errorf("container %s: stdio.Terminal=%v but the spec's process.terminal=%v: %w", id, stdio.Terminal, spec.Process.Terminal, drivers.ErrInvalidArgument)
 	}
-	s := *spec
-	linux := *spec.Linux
-	s.Linux = &linux
-	if s.Linux.CgroupsPath == "" {
-		s.Linux.CgroupsPath = path.Join(e.cgroupParent, id)
-	}
+	s := withCgroup(spec, e.cgroupParent, id)
 	bundle := filepath.Join(e.bundles, id)
 	if err := os.Mkdir(bundle, 0o700); errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("container %s: %w", id, drivers.ErrAlreadyExists)
@@ -144,7 +129,7 @@ func (e *Runc) Create(ctx context.Context, id string, spec *specs.Spec, stdio St
 			_ = os.RemoveAll(bundle)
 		}
 	}()
-	cfg, err := json.Marshal(&s)
+	cfg, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: spec: %w: %w", id, err, drivers.ErrInvalidArgument)
 	}
