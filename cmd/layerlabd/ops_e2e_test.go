@@ -285,6 +285,12 @@ func TestEndToEndOps(t *testing.T) {
 
 	// restart: a new run of the same container.
 	c.expect(0, "", "run", "-d", "--name", "again", "busybox", "sh", "-c", "echo run; exec sleep 300")
+	// The first run's line must be out before the restart kills it (a
+	// loaded machine may not have run the echo yet).
+	eventually(t, 10*time.Second, "the first run's line in the logs", func() bool {
+		out, _ := c.run("logs", "again")
+		return out == "run\n"
+	})
 	c.expect(0, "again", "restart", "-t", "0", "again")
 	eventually(t, 10*time.Second, "two runs in the logs of the restarted container", func() bool {
 		out, _ := c.run("logs", "again")
