@@ -31,6 +31,7 @@ import (
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/api"
 	"github.com/layerlab/layerlab/runtime/containers"
+	"github.com/layerlab/layerlab/runtime/events"
 	"github.com/layerlab/layerlab/runtime/executor"
 	"github.com/layerlab/layerlab/runtime/images"
 )
@@ -61,6 +62,7 @@ type Daemon struct {
 	images  *images.Store
 	ctrs    *containers.Store
 	exec    executor.Executor
+	events  *events.Bus // every state change, for GET /events (events.go)
 
 	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
 	lives map[string]*live // by container ID
@@ -111,7 +113,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 	}
-	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}, lives: map[string]*live{}, imageUse: map[digest.Digest]int{}}
+	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}, lives: map[string]*live{}, imageUse: map[digest.Digest]int{}, events: events.New(0)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, d.Close())
