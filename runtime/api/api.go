@@ -46,6 +46,7 @@ type Backend interface {
 	ContainerBackend
 	FilesystemBackend
 	OpsBackend
+	SystemBackend
 }
 
 // Handler returns the API's http.Handler over b.
@@ -136,6 +137,9 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 		return only(r.Method == http.MethodPost, func() error { return rt.loadImages(w, r) })
 	case "/images/get":
 		return only(get, func() error { return rt.saveImages(w, r, r.URL.Query()["names"]) })
+	}
+	if ok, err := rt.systemRoute(w, r, p); ok {
+		return err
 	}
 	if strings.HasPrefix(p, "/containers/") {
 		return rt.containerRoute(w, r, p)

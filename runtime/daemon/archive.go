@@ -9,6 +9,7 @@ import (
 	"path"
 
 	"github.com/docker/docker/api/types/container"
+	eventtypes "github.com/docker/docker/api/types/events"
 	"golang.org/x/sys/unix"
 
 	"github.com/layerlab/layerlab/drivers"
@@ -98,12 +99,13 @@ func (d *Daemon) StatContainerPath(ctx context.Context, ref, p string) (containe
 // path, named by its base name as dockerd names it; ready gets the stat
 // before the first byte is written.
 func (d *Daemon) ArchiveContainerPath(ctx context.Context, ref, p string, w io.Writer, ready func(container.PathStat)) error {
-	return d.withRootfs(ctx, ref, func(_ containers.Record, rootfs string) error {
+	return d.withRootfs(ctx, ref, func(r containers.Record, rootfs string) error {
 		root, err := openInRoot(rootfs)
 		if err != nil {
 			return err
 		}
 		defer root.close()
+		d.containerEvent(r, eventtypes.ActionArchivePath, map[string]string{"path": p})
 		e, done, err := root.lookup(p)
 		if err != nil {
 			return err
@@ -123,12 +125,13 @@ func (d *Daemon) ArchiveContainerPath(ctx context.Context, ref, p string, w io.W
 // ExportContainer answers GET /containers/{id}/export: the whole rootfs
 // as a tar, names relative to it.
 func (d *Daemon) ExportContainer(ctx context.Context, ref string, w io.Writer) error {
-	return d.withRootfs(ctx, ref, func(_ containers.Record, rootfs string) error {
+	return d.withRootfs(ctx, ref, func(r containers.Record, rootfs string) error {
 		root, err := openInRoot(rootfs)
 		if err != nil {
 			return err
 		}
 		defer root.close()
+		d.containerEvent(r, eventtypes.ActionExport, nil)
 		var st unix.Stat_t
 		if err := unix.Fstat(root.fd, &st); err != nil {
 			return err
@@ -174,6 +177,10 @@ func (d *Daemon) ExtractToContainer(ctx context.Context, ref, p string, o api.Ex
 		if _, err := spool.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		return extract(ctx, dst, spool, extractOptions{noOverwriteDirNonDir: o.NoOverwriteDirNonDir, copyUIDGID: o.CopyUIDGID})
+		if err := extract(ctx, dst, spool, extractOptions{noOverwriteDirNonDir: o.NoOverwriteDirNonDir, copyUIDGID: o.CopyUIDGID}); err != nil {
+			return err
+		}
+		d.containerEvent(r, eventtypes.ActionExtractToDir, map[string]string{"path": p})
+		return nil
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/docker/docker/api/types/container"
+	eventtypes "github.com/docker/docker/api/types/events"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerlab/layerlab/drivers/layer"
@@ -72,7 +73,11 @@ func (d *Daemon) CommitContainer(ctx context.Context, ref string, o container.Co
 		Author: o.Author, Comment: o.Comment, CreatedBy: strings.Join(append([]string{r.Path}, r.Args...), " "),
 		Ref: o.Reference,
 	})
-	return id.String(), err
+	if err != nil {
+		return "", err
+	}
+	d.containerEvent(r, eventtypes.ActionCommit, map[string]string{"comment": o.Comment, "imageID": id.String(), "imageRef": o.Reference})
+	return id.String(), nil
 }
 
 // pauseFor freezes a running container while its snapshot is read, as
@@ -239,5 +244,9 @@ func (d *Daemon) ImportImage(ctx context.Context, r io.Reader, o api.ImportOptio
 		message = "Imported from -" // as dockerd records it
 	}
 	id, err := d.images.Import(ctx, r, images.NewImage{Config: cfg, Comment: message, Ref: o.Ref})
-	return id.String(), err
+	if err != nil {
+		return "", err
+	}
+	d.imageEvent(eventtypes.ActionImport, id.String(), o.Ref)
+	return id.String(), nil
 }

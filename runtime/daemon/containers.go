@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	eventtypes "github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/storage"
 	"github.com/docker/go-units"
 
@@ -121,6 +122,7 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 		return out, errors.Join(err, d.ctrs.Delete(rec.ID))
 	}
 	d.live(rec.ID)
+	d.containerEvent(*rec, eventtypes.ActionCreate, nil)
 	return container.CreateResponse{ID: rec.ID, Warnings: []string{}}, nil
 }
 
@@ -332,6 +334,7 @@ func (d *Daemon) remove(ctx context.Context, id string) error {
 	}
 	d.useImage(r.ImageID, -1)
 	d.execs.drop(r.ID)
+	d.containerEvent(r, eventtypes.ActionDestroy, nil)
 	d.mu.Lock()
 	l := d.lives[r.ID]
 	delete(d.lives, r.ID)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types"
+	eventtypes "github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/system"
@@ -360,11 +361,23 @@ func fsName(magic int64) string {
 // The image calls delegate to the store.
 
 func (d *Daemon) LoadImages(ctx context.Context, r io.Reader) ([]images.Loaded, error) {
-	return d.images.Load(ctx, r)
+	loaded, err := d.images.Load(ctx, r)
+	for _, l := range loaded {
+		d.imageEvent(eventtypes.ActionLoad, l.ID.String(), l.Ref)
+	}
+	return loaded, err
 }
 
 func (d *Daemon) SaveImages(ctx context.Context, w io.Writer, names []string) error {
-	return d.images.Save(ctx, w, names)
+	if err := d.images.Save(ctx, w, names); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if id, err := d.images.Resolve(n); err == nil {
+			d.imageEvent(eventtypes.ActionSave, id.String(), n)
+		}
+	}
+	return nil
 }
 
 func (d *Daemon) ListImages(_ context.Context, f filters.Args) ([]image.Summary, error) {
@@ -379,15 +392,32 @@ func (d *Daemon) ImageHistory(_ context.Context, name string) ([]image.HistoryRe
 	return d.images.History(name)
 }
 
-func (d *Daemon) TagImage(_ context.Context, name, ref string) error { return d.images.Tag(name, ref) }
+func (d *Daemon) TagImage(_ context.Context, name, ref string) error {
+	if err := d.images.Tag(name, ref); err != nil {
+		return err
+	}
+	id, err := d.images.Resolve(ref)
+	if err == nil {
+		norm, _ := images.NormalizeRef(ref)
+		d.imageEvent(eventtypes.ActionTag, id.String(), norm)
+	}
+	return nil
+}
 
 // DeleteImage removes name; prune has no effect yet: images have no
 // parent images to prune until commit exists.
 func (d *Daemon) DeleteImage(_ context.Context, name string, force, _ bool) ([]image.DeleteResponse, error) {
+	id, _ := d.images.Resolve(name) // for the untag events, before the name goes
 	steps, err := d.images.Delete(name, force)
 	var out []image.DeleteResponse
 	for _, s := range steps {
 		out = append(out, image.DeleteResponse{Untagged: s.Untagged, Deleted: s.Deleted.String()})
+		switch {
+		case s.Untagged != "":
+			d.imageEvent(eventtypes.ActionUnTag, id.String(), s.Untagged)
+		case s.Deleted != "":
+			d.imageEvent(eventtypes.ActionDelete, s.Deleted.String(), "")
+		}
 	}
 	return out, err
 }

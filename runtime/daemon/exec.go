@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	eventtypes "github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/pkg/stdcopy"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -108,6 +110,7 @@ func (d *Daemon) CreateExec(_ context.Context, ref string, o container.ExecOptio
 	}
 	e := &execInstance{id: containers.NewID(), containerID: r.ID, opts: o, detachKeys: keys, started: make(chan struct{})}
 	d.execs.add(e)
+	d.containerEvent(r, eventtypes.Action(string(eventtypes.ActionExecCreate)+": "+strings.Join(o.Cmd, " ")), map[string]string{"execID": e.id})
 	return e.id, nil
 }
 
@@ -203,6 +206,7 @@ func (d *Daemon) StartExec(ctx context.Context, id string, detach bool, stdin io
 	e.proc, e.pid, e.running = p, p.Pid(), true
 	e.mu.Unlock()
 	close(e.started)
+	d.containerEvent(r, eventtypes.Action(string(eventtypes.ActionExecStart)+": "+strings.Join(e.opts.Cmd, " ")), map[string]string{"execID": e.id})
 	var copied chan struct{}
 	if con := p.Console(); con != nil {
 		copied = make(chan struct{})
@@ -215,14 +219,24 @@ func (d *Daemon) StartExec(ctx context.Context, id string, detach bool, stdin io
 			go func() { _, _ = io.Copy(con, stdin) }()
 		}
 	}
+	wait := func() {
+		e.wait(p, copied)
+		e.mu.Lock()
+		code := -1
+		if e.exitCode != nil {
+			code = *e.exitCode
+		}
+		e.mu.Unlock()
+		d.containerEvent(r, eventtypes.ActionExecDie, map[string]string{"execID": e.id, "exitCode": strconv.Itoa(code)})
+	}
 	if detach {
-		go e.wait(p, copied)
+		go wait()
 		return nil
 	}
 	// A detach (the API cancels ctx when the client typed the detach
 	// keys) ends the stream; the process runs on, its output drained.
 	waited := make(chan struct{})
-	go func() { e.wait(p, copied); close(waited) }()
+	go func() { wait(); close(waited) }()
 	select {
 	case <-waited:
 	case <-ctx.Done():

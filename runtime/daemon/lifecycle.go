@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	eventtypes "github.com/docker/docker/api/types/events"
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -171,6 +172,7 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 	}
 	finished := make(chan struct{})
 	l.c, l.finished = c, finished
+	d.containerEvent(r, eventtypes.ActionStart, nil)
 	go d.finish(r.ID, l, c, log, copied, finished)
 	return nil
 }
@@ -285,6 +287,12 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writ
 		}
 		return r.SetState(st)
 	})
+	if err == nil {
+		if exit.OOMKilled {
+			d.containerEvent(r, eventtypes.ActionOOM, nil)
+		}
+		d.containerEvent(r, eventtypes.ActionDie, exitAttrs(exit.Code, r.State.FinishedAt.Sub(r.State.StartedAt)))
+	}
 	l.mu.Lock()
 	if l.stdinW != nil {
 		// Ends the copy into the container; a next start gets a new pipe.
@@ -369,7 +377,7 @@ func (d *Daemon) WaitContainer(ctx context.Context, ref string, cond container.W
 // StopContainer answers POST /containers/{id}/stop: the stop signal
 // (SIGTERM unless the config names another), then SIGKILL after timeout
 // seconds (default 10; -1 waits for ever).
-func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout *int) error {
+func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout *int) (err error) {
 	r, err := d.ctrs.Get(ref)
 	if err != nil {
 		return err
@@ -402,7 +410,13 @@ func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout 
 	if err := c.Kill(ctx, sig); err != nil && !errors.Is(err, executor.ErrNotRunning) {
 		return err
 	}
+	d.containerEvent(r, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	d.thawAfterKill(ctx, r.ID, l)
+	defer func() {
+		if err == nil {
+			d.containerEvent(r, eventtypes.ActionStop, nil)
+		}
+	}()
 	var grace <-chan time.Time
 	if secs >= 0 {
 		grace = time.After(time.Duration(secs) * time.Second)
@@ -414,6 +428,7 @@ func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout 
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	d.containerEvent(r, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(unix.SIGKILL))})
 	return d.killAndWait(ctx, l)
 }
 
@@ -459,6 +474,7 @@ func (d *Daemon) KillContainer(ctx context.Context, ref, signal string) error {
 	if err := c.Kill(ctx, sig); err != nil {
 		return err
 	}
+	d.containerEvent(r, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	d.thawAfterKill(ctx, r.ID, l)
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	eventtypes "github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/layerlab/layerlab/drivers"
@@ -118,6 +119,7 @@ func (d *Daemon) AttachContainer(ctx context.Context, ref string, stdin io.Reade
 		l.streams = &fanout{}
 	}
 	l.streams.add(s, ready)
+	d.containerEvent(r, eventtypes.ActionAttach, nil)
 	if stdin != nil && r.Config.OpenStdin {
 		_, w := l.stdin()
 		go func() {

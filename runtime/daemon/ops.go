@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/docker/docker/api/types/container"
+	eventtypes "github.com/docker/docker/api/types/events"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/command"
@@ -34,6 +35,7 @@ func (d *Daemon) TopContainer(ctx context.Context, ref, psArgs string) (containe
 	if err != nil {
 		return out, err
 	}
+	d.containerEvent(r, eventtypes.ActionTop, nil)
 	if psArgs == "" {
 		psArgs = "-ef"
 	}
@@ -85,7 +87,11 @@ func (d *Daemon) RenameContainer(_ context.Context, ref, name string) error {
 	if err != nil {
 		return err
 	}
-	return d.ctrs.Rename(r.ID, name)
+	if err := d.ctrs.Rename(r.ID, name); err != nil {
+		return err
+	}
+	d.containerEventByID(r.ID, eventtypes.ActionRename, map[string]string{"oldName": "/" + r.Name})
+	return nil
 }
 
 // ResizeContainer answers POST /containers/{id}/resize: the size of a
@@ -100,7 +106,11 @@ func (d *Daemon) ResizeContainer(ctx context.Context, ref string, width, height 
 	if err != nil {
 		return err
 	}
-	return c.Resize(ctx, width, height)
+	if err := c.Resize(ctx, width, height); err != nil {
+		return err
+	}
+	d.containerEvent(r, eventtypes.ActionResize, map[string]string{"height": strconv.Itoa(int(height)), "width": strconv.Itoa(int(width))})
+	return nil
 }
 
 // RestartContainer answers POST /containers/{id}/restart: a stop (as
@@ -109,5 +119,9 @@ func (d *Daemon) RestartContainer(ctx context.Context, ref string, timeout *int)
 	if err := d.StopContainer(ctx, ref, "", timeout); err != nil && !errors.Is(err, api.ErrNotModified) {
 		return err
 	}
-	return d.StartContainer(ctx, ref)
+	if err := d.StartContainer(ctx, ref); err != nil {
+		return err
+	}
+	d.containerEventByID(ref, eventtypes.ActionRestart, nil)
+	return nil
 }

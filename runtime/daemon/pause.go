@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	eventtypes "github.com/docker/docker/api/types/events"
+
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/containers"
 	"github.com/layerlab/layerlab/runtime/executor"
@@ -66,6 +68,7 @@ func (d *Daemon) PauseContainer(ctx context.Context, ref string) error {
 	if err := c.Pause(ctx); err != nil {
 		return err
 	}
+	d.containerEvent(r, eventtypes.ActionPause, nil)
 	return d.setStatus(r.ID, containers.Paused)
 }
 
@@ -82,6 +85,7 @@ func (d *Daemon) UnpauseContainer(ctx context.Context, ref string) error {
 	if err := l.c.Resume(ctx); err != nil {
 		return err
 	}
+	d.containerEvent(r, eventtypes.ActionUnPause, nil)
 	return d.setStatus(r.ID, containers.Running)
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	eventtypes "github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 
@@ -192,6 +193,7 @@ func (d *Daemon) PruneContainers(ctx context.Context, f filters.Args) (container
 		rep.ContainersDeleted = append(rep.ContainersDeleted, r.ID)
 		rep.SpaceReclaimed += uint64(max(rw, 0))
 	}
+	d.emit(eventtypes.ContainerEventType, eventtypes.ActionPrune, "", map[string]string{"reclaimed": strconv.FormatUint(rep.SpaceReclaimed, 10)})
 	return rep, errors.Join(errs...)
 }
 
@@ -237,6 +239,7 @@ func (d *Daemon) PruneImages(ctx context.Context, f filters.Args) (image.PruneRe
 	if after := d.images.BlobBytes(); after < before {
 		rep.SpaceReclaimed = uint64(before - after)
 	}
+	d.emit(eventtypes.ImageEventType, eventtypes.ActionPrune, "", map[string]string{"reclaimed": strconv.FormatUint(rep.SpaceReclaimed, 10)})
 	return rep, errors.Join(errs...)
 }
 

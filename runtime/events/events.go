@@ -127,11 +127,13 @@ func (b *Bus) Subscribe(since time.Time, f Filter) ([]events.Message, *Subscript
 	return replay, s
 }
 
-// Stream writes the replay and then every event until until (zero: no
+// Stream subscribes, calls ready (nothing published from then on is
+// missed), then writes the replay and every event until until (zero: no
 // end), ctx is done or the subscription is dropped, through emit.
-func (b *Bus) Stream(ctx context.Context, since, until time.Time, f Filter, emit func(events.Message) error) error {
+func (b *Bus) Stream(ctx context.Context, since, until time.Time, f Filter, ready func(), emit func(events.Message) error) error {
 	replay, sub := b.Subscribe(since, f)
 	defer sub.Close()
+	ready()
 	for _, m := range replay {
 		if !until.IsZero() && m.TimeNano > until.UnixNano() {
 			return nil
