@@ -24,6 +24,12 @@ func TestEndToEndDaemonKilled(t *testing.T) {
 	c.expect(3, "finished", "run", "--name", "done", "busybox", "sh", "-c", "echo finished; exit 3")
 	c.expect(0, "", "run", "-d", "--name", "runner", "busybox", "sh", "-c", "echo started; exec sleep 1000")
 	pid := containerPid(t, c, "runner")
+	// Its line must be out before the kill (a loaded machine may not have
+	// run the echo yet): the logs are checked after the restart.
+	eventually(t, 10*time.Second, "the runner's line in its logs", func() bool {
+		out, _ := c.run("logs", "runner")
+		return out == "started\n"
+	})
 
 	if err := e.d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

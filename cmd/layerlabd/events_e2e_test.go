@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// apiTime is t as the docker CLI sends since and until.
+func apiTime(t time.Time) string { return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond()) }
+
+// TestEndToEndEvents drives GET /events and the system routes with the
+// real docker CLI: a live `docker events --filter type=container --filter
+// event=start` sees exactly the start of the container run meanwhile;
+// --since/--until replay a container's life, image tag/untag and exec
+// events; a bad filter is refused; `docker system df` reports the
+// containers' writable layers and the image layers; `docker system prune`
+// removes the stopped containers.
+func TestEndToEndEvents(t *testing.T) {
+	t.Cleanup(func() { killLeftovers(t) })
+	e := startTestDaemon(t)
+	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
+	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c.expect(0, "", "run", "--name", "before", "busybox", "true")
+
+	// Live: the stream runs from t0 until t0+10s; --since t0 covers the
+	// moment between the CLI's start and the daemon's subscription.
+	t0 := time.Now()
+	var live bytes.Buffer
+	ev := exec.Command(dockerCLI, "-H", "unix://"+e.sock, "events", "--since", apiTime(t0), "--until", apiTime(t0.Add(10*time.Second)),
+		"--filter", "type=container", "--filter", "event=start", "--format", "{{.Actor.Attributes.name}} {{.Action}} {{.Type}}")
+	ev.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.tmp, "docker-config"), "DOCKER_HOST=", "DOCKER_CONTEXT=")
+	ev.Stdout, ev.Stderr = &live, &live
+	if err := ev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	evDone := make(chan error, 1)
+	go func() { evDone <- ev.Wait() }()
+	t.Cleanup(func() { _ = ev.Process.Kill() })
+	c.expect(0, "hi", "run", "--name", "ev1", "--label", "tier=front", "busybox", "echo", "hi")
+	c.expect(0, "", "create", "--name", "ev2", "busybox", "true") // created, never started
+	c.expect(0, "before", "rm", "before")
+	// Image and exec events, for the replay below.
+	c.expect(0, "", "tag", "busybox", "evtag:1")
+	c.expect(0, "Untagged: evtag:1", "rmi", "evtag:1")
+	c.expect(0, "", "run", "-d", "--name", "ex", "busybox", "sleep", "300")
+	c.expect(0, "", "exec", "ex", "true")
+	select {
+	case err := <-evDone:
+		t.Fatalf("docker events ended early (%v):\n%s", err, live.String())
+	default:
+	}
+	if err := <-evDone; err != nil {
+		t.Fatalf("docker events: %v\n%s", err, live.String())
+	}
+	if got := strings.TrimSpace(live.String()); got != "ev1 start container\nex start container" {
+		t.Fatalf("docker events --filter type=container --filter event=start printed:\n%s\nwant ev1's and ex's starts only", got)
+	}
+
+	// Replay of ev1's life, by name and by label.
+	until := apiTime(time.Now())
+	out := c.expect(0, "", "events", "--since", apiTime(t0), "--until", until, "--filter", "container=ev1", "--format", "{{.Action}}")
+	if got := strings.Fields(out); strings.Join(got, " ") != "create attach start die" {
+		t.Fatalf("ev1's events: %q, want create attach start die", got)
+	}
+	out = c.expect(0, "", "events", "--since", apiTime(t0), "--until", until, "--filter", "label=tier=front", "--filter", "event=die",
+		"--format", "{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
+	if strings.TrimSpace(out) != "ev1 0" {
+		t.Fatalf("die events of tier=front: %q, want ev1's with exit code 0", out)
+	}
+	out = c.expect(0, "", "events", "--since", apiTime(t0), "--until", until, "--filter", "type=image", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+	if got := strings.TrimSpace(out); got != "tag evtag:1\nuntag evtag:1" {
+		t.Fatalf("image events: %q, want tag and untag of evtag:1", got)
+	}
+	out = c.expect(0, "", "events", "--since", apiTime(t0), "--until", until, "--filter", "container=ex", "--format", "{{.Action}}")
+	for _, want := range []string{"exec_create: true", "exec_start: true", "exec_die"} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("ex's events lack %q:\n%s", want, out)
+		}
+	}
+	out = c.expect(0, "", "events", "--since", apiTime(t0), "--until", until, "--filter", "event=destroy", "--format", "{{.Actor.Attributes.name}}")
+	if strings.TrimSpace(out) != "before" {
+		t.Errorf("destroy events: %q, want before's", out)
+	}
+	c.expect(1, "bogus", "events", "--since", apiTime(t0), "--until", until, "--filter", "bogus=1")
+
+	// docker system df: the image's layers and a container's 3 MiB.
+	c.expect(0, "", "run", "--name", "writer", "busybox", "dd", "if=/dev/zero", "of=/data", "bs=1M", "count=3")
+	var du struct {
+		LayersSize int64
+		Containers []struct {
+			Names  []string
+			SizeRw int64
+		}
+		Images []struct{ Containers int64 }
+	}
+	if st := call(t, apiClient(e.sock), "GET", "/system/df", nil, &du); st != 200 {
+		t.Fatalf("GET /system/df: %d", st)
+	}
+	var writerRw int64
+	for _, ct := range du.Containers {
+		if ct.Names[0] == "/writer" {
+			writerRw = ct.SizeRw
+		}
+	}
+	// The archive holds busybox:latest and busybox:two (unused).
+	used := 0
+	for _, img := range du.Images {
+		used += int(img.Containers)
+	}
+	if du.LayersSize < 1<<20 || writerRw < 3<<20 || writerRw > 4<<20 || len(du.Images) != 2 || used != 4 {
+		t.Fatalf("system df: %+v, want busybox's layers, writer's 3 MiB and busybox used by 4 containers", du)
+	}
+	out = c.expect(0, "", "system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}")
+	for _, want := range []string{"Images 2 1", "Containers 4 1", "Local Volumes 0 0", "Build Cache 0 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("docker system df lacks %q:\n%s", want, out)
+		}
+	}
+	c.expect(0, "writer", "system", "df", "-v")
+
+	// docker system prune: the stopped containers go, the running one stays.
+	out = c.expect(0, "Total reclaimed space", "system", "prune", "-f")
+	c.expect(0, "ex\n", "ps", "-a", "--format", "{{.Names}}")
+	if got, _ := c.run("ps", "-aq"); len(strings.Fields(got)) != 1 {
+		t.Fatalf("after system prune: %q, want only ex (prune said:\n%s)", got, out)
+	}
+	c.expect(0, "ex", "rm", "-f", "ex")
+	e.d.terminate(t)
+	checkNoLeftovers(t)
+}
