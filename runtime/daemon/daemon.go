@@ -47,9 +47,11 @@ type Config struct {
 	Version       string                     // layerlabd's own version
 	Commit        string
 	Debug         bool
-	Runtime       string       // "libcontainer" (the default) or "runc"
-	CgroupParent  string       // where containers' cgroups go; "" for /layerlab
-	Log           *slog.Logger // what the daemon does on its own (nil: slog's default)
+	Runtime       string            // "libcontainer" (the default) or "runc"
+	CgroupParent  string            // where containers' cgroups go; "" for /layerlab
+	LogDriver     string            // --log-driver: new containers' default; "" for json-file
+	LogOpts       map[string]string // --log-opt: the default driver's options
+	Log           *slog.Logger      // what the daemon does on its own (nil: slog's default)
 }
 
 // Daemon holds what layerlabd opened. Its methods are the API's Backend.
@@ -96,6 +98,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	case "libcontainer", "runc":
 	default:
 		return nil, fmt.Errorf("--runtime %q: want libcontainer (in process) or runc (the runc binary): %w", cfg.Runtime, drivers.ErrInvalidArgument)
+	}
+	if err := checkLogDefaults(&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.DefaultDriver == "" {
 		return nil, fmt.Errorf("no default storage driver: %w", drivers.ErrInvalidArgument)

@@ -13,7 +13,7 @@ import (
 )
 
 // clockWriter opens a log whose entries are one second apart from t0.
-func clockWriter(t *testing.T, path string, o Options, t0 time.Time) *Writer {
+func clockWriter(t *testing.T, path string, o FileOptions, t0 time.Time) *Writer {
 	t.Helper()
 	w, err := Open(path, o)
 	if err != nil {
@@ -39,7 +39,7 @@ func TestWriteRotateRead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
 	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	// Each entry is about 80 bytes: 200 bytes hold two.
-	w := clockWriter(t, path, Options{MaxSize: 200, MaxFile: 3}, t0)
+	w := clockWriter(t, path, FileOptions{MaxSize: 200, MaxFile: 3}, t0)
 	for i := 1; i <= 9; i++ {
 		w.Write("stdout", []byte(fmt.Sprintf("line %d\n", i)))
 	}
@@ -73,7 +73,7 @@ func TestWriteRotateRead(t *testing.T) {
 	if got := readAll(t, path, ReadOptions{Tail: -1, Since: t0.Add(7 * time.Second), Until: t0.Add(8 * time.Second)}); strings.Join(got, "|") != "stdout:line 7\n|stdout:line 8\n" {
 		t.Errorf("since t0+7s until t0+8s: %q", got)
 	}
-	if err := Remove(path); err != nil {
+	if err := removeFiles(path); err != nil {
 		t.Fatal(err)
 	}
 	if left, _ := filepath.Glob(path + "*"); len(left) != 0 {
@@ -85,7 +85,7 @@ func TestWriteRotateRead(t *testing.T) {
 // writes, streams kept apart, an unended line written at Close.
 func TestLinesAcrossWrites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
-	w, err := Open(path, Options{})
+	w, err := Open(path, FileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestLinesAcrossWrites(t *testing.T) {
 
 func TestMaxFileOneTruncates(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
-	w := clockWriter(t, path, Options{MaxSize: 100}, time.Now())
+	w := clockWriter(t, path, FileOptions{MaxSize: 100}, time.Now())
 	for i := 0; i < 5; i++ {
 		w.Write("stdout", []byte("0123456789\n"))
 	}
@@ -119,7 +119,7 @@ func TestMaxFileOneTruncates(t *testing.T) {
 
 func TestFollowAcrossRotation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
-	w := clockWriter(t, path, Options{MaxSize: 200, MaxFile: 2}, time.Now())
+	w := clockWriter(t, path, FileOptions{MaxSize: 200, MaxFile: 2}, time.Now())
 	w.Write("stdout", []byte("first\n"))
 	var got []string
 	emit := func(e Entry) error { got = append(got, e.Log); return nil }
@@ -146,16 +146,20 @@ func TestFollowAcrossRotation(t *testing.T) {
 	}
 }
 
-func TestParseOptions(t *testing.T) {
-	o, err := ParseOptions(map[string]string{"max-size": "10k", "max-file": "3", "tag": "x"})
-	if err != nil || o.MaxSize != 10<<10 || o.MaxFile != 3 {
-		t.Fatalf("ParseOptions: %+v, %v", o, err)
+func TestParseFileOptions(t *testing.T) {
+	in := map[string]string{"max-size": "10k", "max-file": "3", "compress": "true"}
+	o, err := parseFileOptions(JSONFileDriver, "", in, FileOptions{})
+	if err != nil || o.MaxSize != 10<<10 || o.MaxFile != 3 || !o.Compress {
+		t.Fatalf("parseFileOptions: %+v, %v", o, err)
+	}
+	if err := Validate(JSONFileDriver, map[string]string{"max-size": "10k", "tag": "x"}); err != nil {
+		t.Fatal(err)
 	}
 	for _, bad := range []map[string]string{
-		{"max-size": "-1"}, {"max-size": "lots"}, {"max-file": "0"}, {"max-file": "3"}, {"compress": "true"}, {"syslog-address": "udp://x"},
+		{"max-size": "-2"}, {"max-size": "lots"}, {"max-file": "0"}, {"max-file": "3"}, {"compress": "maybe"}, {"syslog-address": "udp://x"},
 	} {
-		if _, err := ParseOptions(bad); !errors.Is(err, drivers.ErrInvalidArgument) {
-			t.Errorf("ParseOptions(%v): %v, want an invalid argument", bad, err)
+		if err := Validate(JSONFileDriver, bad); !errors.Is(err, drivers.ErrInvalidArgument) {
+			t.Errorf("Validate(json-file, %v): %v, want an invalid argument", bad, err)
 		}
 	}
 }
