@@ -250,13 +250,16 @@ func (s *Syslog) dial() (net.Conn, error) {
 	return c, nil
 }
 
-// frame renders m as the bytes sent for it.
-func (s *Syslog) frame(m *Message) []byte {
+// frame renders m as the bytes sent for it, with m's time in the
+// daemon's zone.
+func (s *Syslog) frame(m *Message) []byte { return s.frameAt(m, m.Time.Local()) }
+
+func (s *Syslog) frameAt(m *Message, t time.Time) []byte {
 	sev := severityInfo
 	if m.Stream == "stderr" {
 		sev = severityErr
 	}
-	msg := s.o.format(s.o.facility<<3|sev, s.hostname, s.tag, string(m.Line), m.Time.Local(), s.pid)
+	msg := s.o.format(s.o.facility<<3|sev, s.hostname, s.tag, string(m.Line), t, s.pid)
 	if !strings.HasSuffix(msg, "\n") {
 		msg += "\n"
 	}
