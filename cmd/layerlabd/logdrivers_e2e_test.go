@@ -220,9 +220,22 @@ template(name="plain" type="string" string="%%syslogfacility-text%%.%%syslogseve
 func checkSyslogDriver(t *testing.T, c cli, pid int) {
 	t.Helper()
 	// unshare --net leaves lo down; the daemon reaches rsyslogd on it.
-	if out, err := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", pid), "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("ip link set lo up: %v: %s", err, out)
-	}
+	inNetns(t, pid, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		ifr, err := unix.NewIfreq("lo")
+		if err != nil {
+			return err
+		}
+		ifr.SetUint16(unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING)
+		if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+			return fmt.Errorf("setting lo up in the daemon's namespace: %w", err)
+		}
+		return nil
+	})
 	const port = 5514
 	messages := startRsyslog(t, pid, port)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)

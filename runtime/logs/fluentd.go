@@ -110,6 +110,10 @@ func parseFluentdOptions(opts map[string]string) (fluent.Config, error) {
 		}
 		c.MaxRetry = int(n)
 	}
+	// As dockerd: an async client's Close drops what it could not send
+	// instead of retrying for ever, so a container's end never hangs on
+	// a fluentd that is gone.
+	c.ForceStopAsyncSend = c.Async
 	if t := opts["tag"]; t != "" {
 		if _, err := Tag(t, Info{}); err != nil {
 			return c, err

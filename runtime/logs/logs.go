@@ -90,16 +90,15 @@ func (w *Writer) Write(stream string, p []byte) {
 	defer w.mu.Unlock()
 	buf := append(w.partial[stream], p...)
 	for {
-		i := bytes.IndexByte(buf, '\n')
-		if i < 0 {
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 && i <= maxLine {
+			w.log(stream, buf[:i], false)
+			buf = buf[i+1:]
+		} else if len(buf) > maxLine {
+			w.log(stream, buf[:maxLine], true)
+			buf = buf[maxLine:]
+		} else {
 			break
 		}
-		w.log(stream, buf[:i], false)
-		buf = buf[i+1:]
-	}
-	for len(buf) >= maxLine {
-		w.log(stream, buf[:maxLine], true)
-		buf = buf[maxLine:]
 	}
 	w.partial[stream] = append([]byte(nil), buf...)
 }

@@ -216,3 +216,24 @@ func FuzzParseTime(f *testing.F) {
 		}
 	})
 }
+
+// TestLongLineCut: a line without a newline is cut into partial entries
+// at maxLine, so it cannot grow the daemon's memory, and read back whole.
+func TestLongLineCut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-json.log")
+	w, err := Open(path, FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 2*maxLine+10)
+	w.Write("stdout", []byte(long[:maxLine-1]))
+	w.Write("stdout", []byte(long[maxLine-1:]+"\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, path, ReadOptions{Tail: -1})
+	if len(got) != 3 || len(got[0]) != len("stdout:")+maxLine || strings.HasSuffix(got[0], "\n") || !strings.HasSuffix(got[2], "x\n") ||
+		strings.Join(got, "") != "stdout:"+long[:maxLine]+"stdout:"+long[maxLine:2*maxLine]+"stdout:"+long[2*maxLine:]+"\n" {
+		t.Errorf("a %d-byte line read back as %d entries", len(long), len(got))
+	}
+}
