@@ -24,53 +24,6 @@ func readSource(t *testing.T, s Source, o ReadOptions) []string {
 	return got
 }
 
-// TestLocalRotateCompressRead: the local format rotates by size into
-// gzip-compressed files, keeps max-file files and reads back across
-// them, with tail, since and a partial last line.
-func TestLocalRotateCompressRead(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "container.log")
-	l, err := OpenLocal(path, FileOptions{MaxSize: 100, MaxFile: 3, Compress: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := NewWriter(l)
-	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	n := 0
-	w.now = func() time.Time { n++; return t0.Add(time.Duration(n) * time.Second) }
-	for i := 0; i < 20; i++ { // 9+4+7 bytes a record: 5 a file
-		w.Write("stdout", []byte(fmt.Sprintf("line %02d\n", i)))
-	}
-	w.Write("stderr", []byte("cut"))
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	files := Files(path)
-	if len(files) != 3 || !strings.HasSuffix(files[0], ".2.gz") || !strings.HasSuffix(files[1], ".1.gz") {
-		t.Fatalf("files %v, want path.2.gz, path.1.gz, path", files)
-	}
-	got := readSource(t, LocalSource(path), ReadOptions{Tail: -1})
-	if len(got) < 11 || got[len(got)-1] != "stderr:cut" || got[len(got)-2] != "stdout:line 19\n" {
-		t.Fatalf("read %q", got)
-	}
-	for i := 1; i < len(got)-1; i++ {
-		if got[i] <= got[i-1] {
-			t.Errorf("out of order at %d: %q", i, got)
-		}
-	}
-	if got := readSource(t, LocalSource(path), ReadOptions{Tail: 2}); strings.Join(got, "|") != "stdout:line 19\n|stderr:cut" {
-		t.Errorf("tail 2: %q", got)
-	}
-	if got := readSource(t, LocalSource(path), ReadOptions{Tail: -1, Since: t0.Add(19 * time.Second), Until: t0.Add(20 * time.Second)}); strings.Join(got, "|") != "stdout:line 18\n|stdout:line 19\n" {
-		t.Errorf("since/until: %q", got)
-	}
-	if err := removeFiles(path); err != nil {
-		t.Fatal(err)
-	}
-	if left, _ := filepath.Glob(path + "*"); len(left) != 0 {
-		t.Errorf("removeFiles left %v", left)
-	}
-}
-
 // TestLocalFollowAndRepair: a follower sees every line across a
 // compressing rotation; a record torn by a crash is cut off at the next
 // open so later records stay readable.
