@@ -33,6 +33,7 @@ func TestEndToEndLogDrivers(t *testing.T) {
 	e.start(t, "layerlabd.log")
 	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
 	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c.expect(0, "local [fluentd json-file local none syslog]", "info", "--format", "{{.LoggingDriver}} {{.Plugins.Log}}")
 	dir := func(name string) string {
 		id := strings.TrimSpace(c.expect(0, "", "inspect", "-f", "{{.Id}}", name))
 		return filepath.Join(e.dataRoot, "containers", id)
@@ -90,7 +91,7 @@ func TestEndToEndLogDrivers(t *testing.T) {
 	checkSyslogDriver(t, c, e.d.cmd.Process.Pid)
 	checkFluentdDriver(t, c, e.d.cmd.Process.Pid, dir)
 
-	c.expect(0, "", "rm", "loc", "js", "rot", "lf", "nl", "sl", "st", "fl", "fa")
+	c.expect(0, "", "rm", "loc", "js", "rot", "lf", "nl", "sl", "st", "fl", "fa", "fu")
 	if left, _ := os.ReadDir(filepath.Join(e.dataRoot, "containers")); len(left) != 0 {
 		t.Errorf("rm left container directories %v", left)
 	}
@@ -381,5 +382,19 @@ func checkFluentdDriver(t *testing.T, c cli, pid int, dir func(string) string) {
 	id = strings.TrimSpace(c.expect(0, "", "inspect", "-f", "{{.Id}}", "fa"))
 	if ev := next(); ev.tag != id[:12] || ev.record["log"] != "async line" || !ev.eventTime {
 		t.Errorf("async fluentd event %+v, want the default tag %s and an EventTime", ev, id[:12])
+	}
+
+	// A unix socket, reached through the file system.
+	sock := filepath.Join(t.TempDir(), "fluentd.sock")
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	events = receiveForward(ul)
+	c.expect(0, "", "run", "--name", "fu", "--log-driver", "fluentd", "--log-opt", "fluentd-address=unix://"+sock,
+		"--log-opt", "tag={{.DaemonName}}.{{.Name}}", "busybox", "echo", "over unix")
+	if ev := next(); ev.tag != "layerlabd.fu" || ev.record["log"] != "over unix" || ev.record["container_name"] != "/fu" {
+		t.Errorf("fluentd event over unix %+v", ev)
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/events"
 	"github.com/layerlab/layerlab/runtime/executor"
 	"github.com/layerlab/layerlab/runtime/images"
+	"github.com/layerlab/layerlab/runtime/logs"
 )
 
 // Config is what layerlabd was asked to run with.
@@ -303,7 +304,7 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 		Name: host, ServerVersion: d.cfg.Version, OperatingSystem: "layerlab", OSType: runtime.GOOS,
 		Architecture: runtime.GOARCH, KernelVersion: unix.ByteSliceToString(uts.Release[:]),
 		NCPU: runtime.NumCPU(), MemTotal: int64(si.Totalram) * int64(si.Unit), DockerRootDir: d.cfg.DataRoot, Debug: d.cfg.Debug,
-		LoggingDriver: "json-file", CgroupDriver: "cgroupfs", DefaultRuntime: d.cfg.Runtime,
+		LoggingDriver: d.cfg.LogDriver, Plugins: system.PluginsInfo{Log: logs.Drivers()}, CgroupDriver: "cgroupfs", DefaultRuntime: d.cfg.Runtime,
 		IndexServerAddress: "https://index.docker.io/v1/",
 		// Both executors are built in; --runtime picks the one used.
 		Runtimes: map[string]system.RuntimeWithStatus{
