@@ -22,15 +22,6 @@ func OpenJSONFile(path string, o FileOptions) (*JSONFile, error) {
 	return &JSONFile{out: out}, nil
 }
 
-// Open opens the json-file log at path behind a Writer.
-func Open(path string, o FileOptions) (*Writer, error) {
-	l, err := OpenJSONFile(path, o)
-	if err != nil {
-		return nil, err
-	}
-	return NewWriter(l), nil
-}
-
 // Log appends m as one JSON line; its log field keeps the newline unless
 // m is partial, as dockerd writes it.
 func (j *JSONFile) Log(m *Message) error {

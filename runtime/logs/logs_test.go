@@ -104,10 +104,7 @@ func TestWriteRotateRead(t *testing.T) {
 // writes, streams kept apart, an unended line written at Close.
 func TestLinesAcrossWrites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
-	w, err := Open(path, FileOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := jsonClockWriter(t, path, FileOptions{}, time.Now())
 	w.Write("stdout", []byte("hel"))
 	w.Write("stderr", []byte("oops\n"))
 	w.Write("stdout", []byte("lo\nwor"))
@@ -142,7 +139,7 @@ func TestFollowAcrossRotation(t *testing.T) {
 	w.Write("stdout", []byte("first\n"))
 	var got []string
 	emit := func(e Entry) error { got = append(got, e.Log); return nil }
-	fl, err := Read(path, ReadOptions{Tail: -1}, emit)
+	fl, err := JSONSource(path).Read(ReadOptions{Tail: -1}, emit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +210,7 @@ func FuzzRead(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		fl, err := Read(path, ReadOptions{Tail: 3}, func(Entry) error { return nil })
+		fl, err := JSONSource(path).Read(ReadOptions{Tail: 3}, func(Entry) error { return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,10 +237,7 @@ func FuzzParseTime(f *testing.F) {
 // at maxLine, so it cannot grow the daemon's memory, and read back whole.
 func TestLongLineCut(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
-	w, err := Open(path, FileOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := jsonClockWriter(t, path, FileOptions{}, time.Now())
 	long := strings.Repeat("x", 2*maxLine+10)
 	w.Write("stdout", []byte(long[:maxLine-1]))
 	w.Write("stdout", []byte(long[maxLine-1:]+"\n"))

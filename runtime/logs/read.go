@@ -49,11 +49,6 @@ func LocalSource(path string) Source {
 	return Source{Path: path, decode: func(br *bufio.Reader) decoder { return &recordReader{br: br} }}
 }
 
-// Read emits the entries of the json-file log at path; see Source.Read.
-func Read(path string, o ReadOptions, emit func(Entry) error) (*Follower, error) {
-	return JSONSource(path).Read(o, emit)
-}
-
 // Read emits the entries of the log that match o, oldest first, across
 // its rotated (possibly gzip-compressed) files. It returns a Follower that
 // goes on from the end of the live file (close it), or nil when there is
