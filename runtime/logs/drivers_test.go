@@ -246,3 +246,43 @@ func FuzzReadLocal(f *testing.F) {
 		}
 	})
 }
+
+// TestFollowMaxFileOne: with max-file 1 a follower of a local log goes on
+// into the new live file from its start, never mid-record.
+func TestFollowMaxFileOne(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "container.log")
+	l, err := OpenLocal(path, FileOptions{MaxSize: 50, MaxFile: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	emit := func(e Entry) error { got = append(got, e.Log); return nil }
+	w := NewWriter(l)
+	w.Write("stdout", []byte("a 0\n"))
+	fl, err := LocalSource(path).Read(ReadOptions{Tail: -1}, emit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	var want []string
+	for i := 1; i < 12; i++ { // a rotation every third record
+		w.Write("stdout", []byte(fmt.Sprintf("a %d\n", i)))
+		if i%2 == 0 {
+			if err := fl.Poll(emit); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fl.Poll(emit); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 12; i++ {
+		want = append(want, fmt.Sprintf("a %d\n", i))
+	}
+	if strings.Join(got, "") != strings.Join(want, "") {
+		t.Errorf("followed %q, want every line once", got)
+	}
+}

@@ -108,8 +108,10 @@ func (r *rotatingFile) write(rec []byte) error {
 
 // rotate shifts path.N-1 to path.N ... path to path.1 (compressing it to
 // path.1.gz when asked), dropping what falls past MaxFile, and starts an
-// empty live file. With MaxFile 1 the live file is emptied. A follower
-// keeps reading the renamed file through its descriptor.
+// empty live file. With MaxFile 1 the live file is unlinked and made
+// anew rather than truncated: a follower keeps reading the old one (as a
+// renamed one) through its descriptor, and never reads a new file from
+// the old one's offset, which in the local format is mid-record.
 func (r *rotatingFile) rotate() error {
 	if err := r.f.Close(); err != nil {
 		return err
@@ -125,7 +127,11 @@ func (r *rotatingFile) rotate() error {
 			return err
 		}
 	}
-	if r.o.MaxFile > 1 {
+	if r.o.MaxFile == 1 {
+		if err := os.Remove(r.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	} else {
 		first := r.path + ".1"
 		if err := os.Rename(r.path, first); err != nil {
 			return err
