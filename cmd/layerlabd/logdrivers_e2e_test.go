@@ -87,6 +87,15 @@ func TestEndToEndLogDrivers(t *testing.T) {
 	c.expect(125, "no log driver named 'nosuch' is registered (supported: fluentd, json-file, local, none, syslog)",
 		"run", "--rm", "--log-driver", "nosuch", "busybox", "true")
 	c.expect(125, "unknown log opt 'tag' for local log driver", "run", "--rm", "--log-driver", "local", "--log-opt", "tag=x", "busybox", "true")
+	create := func(driver, opts string) []byte {
+		return fmt.Appendf(nil, `{"Image":"busybox","Cmd":["true"],"HostConfig":{"LogConfig":{"Type":%q,"Config":%s}}}`, driver, opts)
+	}
+	checkAPIErrors(t, apiClient(e.sock), []apiError{
+		{"POST", "/v1.41/containers/create", create("nosuch", "{}"), 400, "no log driver named 'nosuch' is registered (supported: "},
+		{"POST", "/v1.41/containers/create", create("json-file", `{"x":"1"}`), 400, "unknown log opt 'x' for json-file log driver"},
+		{"POST", "/v1.41/containers/create", create("syslog", `{"syslog-address":"ftp://h"}`), 400, "syslog-address"},
+		{"GET", "/v1.41/containers/nl/logs?stdout=1", nil, 501, "configured logging driver does not support reading"},
+	})
 
 	checkSyslogDriver(t, c, e.d.cmd.Process.Pid)
 	checkFluentdDriver(t, c, e.d.cmd.Process.Pid, dir)
