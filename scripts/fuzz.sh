@@ -15,6 +15,8 @@ targets=(
   "./drivers/btrfs/ FuzzParseSend 50000"
   "./runtime/logs/ FuzzRead 20000"
   "./runtime/logs/ FuzzParseTime 100000"
+  "./runtime/logs/ FuzzReadLocal 4000"
+  "./runtime/logs/ FuzzValidate 40000"
   "./runtime/images/ FuzzParseChanges 100000"
   "./runtime/api/ FuzzParseDetachKeys 100000"
 )

@@ -65,7 +65,7 @@ func TestEndToEndLogs(t *testing.T) {
 	out = c.expect(0, "n 149\n", "logs", "-f", "fol")
 	checkSequence(t, out, "n ")
 
-	c.expect(125, `unknown log opt "compress"`, "run", "--rm", "--log-opt", "compress=true", "busybox", "true")
+	c.expect(125, "unknown log opt 'nosuch' for json-file log driver", "run", "--rm", "--log-opt", "nosuch=true", "busybox", "true")
 	c.expect(125, "max-size", "run", "--rm", "--log-opt", "max-size=lots", "busybox", "true")
 	c.expect(0, "rot", "rm", "rot", "tm", "fol")
 	if left, _ := filepath.Glob(logPath + "*"); len(left) != 0 {

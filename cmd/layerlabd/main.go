@@ -42,6 +42,7 @@ func newRoot() *cobra.Command {
 		cfg      daemon.Config
 		enabled  []string
 		optFlags []string
+		logOpts  []string
 	)
 	cmd := &cobra.Command{
 		Use:           "layerlabd",
@@ -59,6 +60,9 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			cfg.Options = opts
+			if cfg.LogOpts, err = logOptions(logOpts); err != nil {
+				return err
+			}
 			return serve(cmd.Context(), cfg, hosts)
 		},
 	}
@@ -74,6 +78,8 @@ func newRoot() *cobra.Command {
 	f.StringArrayVar(&optFlags, "storage-opt", nil, "driver option as DRIVER.KEY=VALUE (repeatable), e.g. overlay2.size=10G or btrfs.home=/mnt/btrfs")
 	f.BoolVarP(&cfg.Debug, "debug", "D", false, "log every request")
 	f.StringVar(&cfg.CgroupParent, "cgroup-parent", "/layerlab", "parent cgroup of the containers' cgroups, in every hierarchy")
+	f.StringVar(&cfg.LogDriver, "log-driver", "json-file", "default log driver of new containers: json-file, local, syslog, fluentd or none")
+	f.StringArrayVar(&logOpts, "log-opt", nil, "default log driver option as KEY=VALUE (repeatable), e.g. max-size=10m")
 	f.StringVar(&cfg.Runtime, "runtime", "libcontainer", "how containers run: libcontainer (in process) or runc (the runc binary)")
 	return cmd
 }
@@ -104,6 +110,20 @@ func storageOptions(reg *drivers.Registry, flags []string) (map[string]drivers.O
 		if err := reg.CheckOptions(name, check); err != nil {
 			return nil, fmt.Errorf("--storage-opt: %w", err)
 		}
+	}
+	return out, nil
+}
+
+// logOptions parses dockerd-style --log-opt KEY=VALUE flags; the daemon
+// checks them against the driver.
+func logOptions(flags []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range flags {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--log-opt %q: %w: want KEY=VALUE, e.g. max-size=10m", kv, drivers.ErrInvalidArgument)
+		}
+		out[k] = v
 	}
 	return out, nil
 }

@@ -31,10 +31,6 @@ func (d *Daemon) containerDir(id string) string {
 
 func (d *Daemon) rootfs(id string) string { return filepath.Join(d.containerDir(id), "rootfs") }
 
-func (d *Daemon) logPath(id string) string {
-	return filepath.Join(d.containerDir(id), id+"-json.log")
-}
-
 // CreateContainer answers POST /containers/create: it resolves the image,
 // unpacks it into the container's driver and prepares the rootfs snapshot.
 func (d *Daemon) CreateContainer(ctx context.Context, name string, req container.CreateRequest) (container.CreateResponse, error) {
@@ -46,17 +42,9 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	if hc == nil {
 		hc = &container.HostConfig{}
 	}
-	// The daemon's default log driver is json-file, as dockerd's, and the
-	// record says so: docker-py's run reads the output back only when
-	// inspect names a driver that keeps it.
-	switch hc.LogConfig.Type {
-	case "":
-		hc.LogConfig.Type = "json-file"
-	case logs.Driver:
-	default:
-		return out, fmt.Errorf("log driver %q is not supported yet (json-file only): %w", hc.LogConfig.Type, drivers.ErrInvalidArgument)
-	}
-	if _, err := logs.ParseOptions(hc.LogConfig.Config); err != nil {
+	// The record names the driver (the daemon's by default): docker-py's
+	// run reads the output back only when inspect names one that keeps it.
+	if err := d.mergeLogConfig(&hc.LogConfig); err != nil {
 		return out, err
 	}
 	if err := validateRestartPolicy(hc); err != nil {
@@ -193,7 +181,7 @@ func (d *Daemon) InspectContainer(ctx context.Context, ref string) (container.In
 	return container.InspectResponse{
 		ContainerJSONBase: &container.ContainerJSONBase{
 			ID: r.ID, Created: r.Created.Format(time.RFC3339Nano), Path: r.Path, Args: nonNil(r.Args), State: state,
-			Image: r.ImageID.String(), LogPath: d.logPath(r.ID), Name: "/" + r.Name, Driver: r.Driver,
+			Image: r.ImageID.String(), LogPath: d.inspectLogPath(r), Name: "/" + r.Name, Driver: r.Driver,
 			Platform: "linux", HostConfig: r.HostConfig, GraphDriver: d.graphDriver(ctx, r), RestartCount: r.RestartCount,
 		},
 		Mounts: []container.MountPoint{}, Config: r.Config,
@@ -321,7 +309,7 @@ func (d *Daemon) remove(ctx context.Context, id string) error {
 	}
 	// One by one, never RemoveAll: a rootfs still mounted must not be
 	// emptied.
-	if err := logs.Remove(d.logPath(r.ID)); err != nil {
+	if err := logs.Remove(d.logInfo(r)); err != nil {
 		return err
 	}
 	for _, p := range []string{d.rootfs(r.ID), d.containerDir(r.ID)} {

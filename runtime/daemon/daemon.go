@@ -35,6 +35,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/events"
 	"github.com/layerlab/layerlab/runtime/executor"
 	"github.com/layerlab/layerlab/runtime/images"
+	"github.com/layerlab/layerlab/runtime/logs"
 )
 
 // Config is what layerlabd was asked to run with.
@@ -48,9 +49,11 @@ type Config struct {
 	Version       string                     // layerlabd's own version
 	Commit        string
 	Debug         bool
-	Runtime       string       // "libcontainer" (the default) or "runc"
-	CgroupParent  string       // where containers' cgroups go; "" for /layerlab
-	Log           *slog.Logger // what the daemon does on its own (nil: slog's default)
+	Runtime       string            // "libcontainer" (the default) or "runc"
+	CgroupParent  string            // where containers' cgroups go; "" for /layerlab
+	LogDriver     string            // --log-driver: new containers' default; "" for json-file
+	LogOpts       map[string]string // --log-opt: the default driver's options
+	Log           *slog.Logger      // what the daemon does on its own (nil: slog's default)
 }
 
 // Daemon holds what layerlabd opened. Its methods are the API's Backend.
@@ -97,6 +100,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	case "libcontainer", "runc":
 	default:
 		return nil, fmt.Errorf("--runtime %q: want libcontainer (in process) or runc (the runc binary): %w", cfg.Runtime, drivers.ErrInvalidArgument)
+	}
+	if err := checkLogDefaults(&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.DefaultDriver == "" {
 		return nil, fmt.Errorf("no default storage driver: %w", drivers.ErrInvalidArgument)
@@ -299,7 +305,7 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 		Name: host, ServerVersion: d.cfg.Version, OperatingSystem: "layerlab", OSType: runtime.GOOS,
 		Architecture: runtime.GOARCH, KernelVersion: unix.ByteSliceToString(uts.Release[:]),
 		NCPU: runtime.NumCPU(), MemTotal: int64(si.Totalram) * int64(si.Unit), DockerRootDir: d.cfg.DataRoot, Debug: d.cfg.Debug,
-		LoggingDriver: "json-file", CgroupDriver: "cgroupfs", DefaultRuntime: d.cfg.Runtime,
+		LoggingDriver: d.cfg.LogDriver, Plugins: system.PluginsInfo{Log: logs.Drivers()}, CgroupDriver: "cgroupfs", DefaultRuntime: d.cfg.Runtime,
 		IndexServerAddress: "https://index.docker.io/v1/",
 		// Both executors are built in; --runtime picks the one used.
 		Runtimes: map[string]system.RuntimeWithStatus{

@@ -117,11 +117,7 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 	if err := mount.All(mounts, rootfs); err != nil {
 		return fmt.Errorf("mounting the rootfs of %s: %w", r.Name, err)
 	}
-	logOpts, err := logs.ParseOptions(r.HostConfig.LogConfig.Config)
-	if err != nil {
-		return errors.Join(err, mount.UnmountAll(rootfs))
-	}
-	log, err := logs.Open(d.logPath(r.ID), logOpts)
+	log, err := d.openLog(r)
 	if err != nil {
 		return errors.Join(err, mount.UnmountAll(rootfs))
 	}

@@ -139,7 +139,8 @@ func (d *Daemon) AttachContainer(ctx context.Context, ref string, stdin io.Reade
 	return nil
 }
 
-// LogsContainer answers GET /containers/{id}/logs from the json-file log:
+// LogsContainer answers GET /containers/{id}/logs from the log its driver
+// keeps (json-file, local, or a remote driver's dual-logging cache):
 // the streams asked for, the last tail lines ("all" or empty for all),
 // with timestamps if asked, and with follow until a running container
 // exits or ctx ends. Output is multiplexed unless the container has a TTY.
@@ -150,6 +151,10 @@ func (d *Daemon) LogsContainer(ctx context.Context, ref string, o container.Logs
 	}
 	if !o.ShowStdout && !o.ShowStderr {
 		return fmt.Errorf("you must choose at least one stream: %w", drivers.ErrInvalidArgument)
+	}
+	src, err := d.logSource(r)
+	if err != nil {
+		return err
 	}
 	tail := -1
 	if o.Tail != "" && o.Tail != "all" {
@@ -189,7 +194,7 @@ func (d *Daemon) LogsContainer(ctx context.Context, ref string, o container.Logs
 		_, err := io.WriteString(dst, msg)
 		return err
 	}
-	fl, err := logs.Read(d.logPath(r.ID), ro, emit)
+	fl, err := src.Read(ro, emit)
 	if err != nil || fl == nil {
 		return ignoreGone(err)
 	}

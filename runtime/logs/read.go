@@ -2,10 +2,13 @@ package logs
 
 import (
 	"bufio"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -21,12 +24,38 @@ func (o ReadOptions) match(e Entry) bool {
 	return (o.Since.IsZero() || !e.Time.Before(o.Since)) && (o.Until.IsZero() || !e.Time.After(o.Until))
 }
 
-// Read emits the entries of the log at path that match o, oldest first,
-// across its rotated files. It returns a Follower that goes on from the
-// end of the live file (close it), or nil when there is no log yet.
-// Lines that are not entries (a torn last line after a crash) are
-// skipped.
-func Read(path string, o ReadOptions, emit func(Entry) error) (*Follower, error) {
+// decoder reads a log file's entries; an entry still being written is
+// kept for the next call.
+type decoder interface {
+	// each calls fn for every whole entry up to the end of the input.
+	each(fn func(Entry) error) error
+	// buffered is how many bytes it read ahead of its position.
+	buffered() int
+}
+
+// Source is a log kept on disk in one format, to read back.
+type Source struct {
+	Path   string
+	decode func(*bufio.Reader) decoder
+}
+
+// JSONSource is a json-file log at path.
+func JSONSource(path string) Source {
+	return Source{Path: path, decode: func(br *bufio.Reader) decoder { return &lineReader{br: br} }}
+}
+
+// LocalSource is a log in the local driver's format at path.
+func LocalSource(path string) Source {
+	return Source{Path: path, decode: func(br *bufio.Reader) decoder { return &recordReader{br: br} }}
+}
+
+// Read emits the entries of the log that match o, oldest first, across
+// its rotated (possibly gzip-compressed) files. It returns a Follower that
+// goes on from the end of the live file (close it), or nil when there is
+// no log yet. JSON lines that are not entries (a torn last line after a
+// crash) are skipped.
+func (s Source) Read(o ReadOptions, emit func(Entry) error) (*Follower, error) {
+	path := s.Path
 	files := Files(path)
 	var ring []Entry // the last o.Tail matches when Tail >= 0
 	keep := func(e Entry) error {
@@ -53,14 +82,13 @@ func Read(path string, o ReadOptions, emit func(Entry) error) (*Follower, error)
 		if err != nil {
 			return nil, err
 		}
-		r := &lineReader{br: bufio.NewReader(f)}
-		err = r.each(keep)
+		err = s.readFile(f, keep)
 		f.Close()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("reading %s: %w", p, err)
 		}
 	}
-	fl, err := openFollower(path)
+	fl, err := s.openFollower()
 	if fl == nil || err != nil {
 		return nil, flushRing(ring, emit, err)
 	}
@@ -74,6 +102,19 @@ func Read(path string, o ReadOptions, emit func(Entry) error) (*Follower, error)
 	}
 	fl.o = o
 	return fl, nil
+}
+
+func (s Source) readFile(f *os.File, fn func(Entry) error) error {
+	var r io.Reader = f
+	if strings.HasSuffix(f.Name(), ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		r = zr
+	}
+	return s.decode(bufio.NewReader(r)).each(fn)
 }
 
 func flushRing(ring []Entry, emit func(Entry) error, err error) error {
@@ -91,22 +132,22 @@ func flushRing(ring []Entry, emit func(Entry) error, err error) error {
 // Follower reads what is added to a live log, following it across a
 // rotation (the live file renamed away) and a truncation (max-file 1).
 type Follower struct {
-	path string
-	f    *os.File
-	ino  uint64
-	r    *lineReader
-	o    ReadOptions
+	src Source
+	f   *os.File
+	ino uint64
+	r   decoder
+	o   ReadOptions
 }
 
-func openFollower(path string) (*Follower, error) {
-	f, err := os.Open(path)
+func (s Source) openFollower() (*Follower, error) {
+	f, err := os.Open(s.Path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &Follower{path: path, f: f, ino: inode(f), r: &lineReader{br: bufio.NewReader(f)}}, nil
+	return &Follower{src: s, f: f, ino: inode(f), r: s.decode(bufio.NewReader(f))}, nil
 }
 
 func inode(f *os.File) uint64 {
@@ -135,17 +176,17 @@ func (fl *Follower) Poll(emit func(Entry) error) error {
 		}
 		// Truncated under us (rotation with max-file 1): start over.
 		if pos, err := fl.f.Seek(0, io.SeekCurrent); err == nil {
-			if fi, err := fl.f.Stat(); err == nil && fi.Size() < pos-int64(fl.r.br.Buffered()) {
+			if fi, err := fl.f.Stat(); err == nil && fi.Size() < pos-int64(fl.r.buffered()) {
 				if _, err := fl.f.Seek(0, io.SeekStart); err != nil {
 					return err
 				}
-				fl.r = &lineReader{br: bufio.NewReader(fl.f)}
+				fl.r = fl.src.decode(bufio.NewReader(fl.f))
 				continue
 			}
 		}
 		// Renamed away (rotated): what it had is read; go on in the new
 		// live file.
-		next, err := os.Open(fl.path)
+		next, err := os.Open(fl.src.Path)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
@@ -157,7 +198,7 @@ func (fl *Follower) Poll(emit func(Entry) error) error {
 			return nil
 		}
 		fl.f.Close()
-		fl.f, fl.ino, fl.r = next, inode(next), &lineReader{br: bufio.NewReader(next)}
+		fl.f, fl.ino, fl.r = next, inode(next), fl.src.decode(bufio.NewReader(next))
 	}
 }
 
@@ -175,6 +216,8 @@ type lineReader struct {
 	br      *bufio.Reader
 	pending []byte
 }
+
+func (lr *lineReader) buffered() int { return lr.br.Buffered() }
 
 // each calls fn for every whole entry up to the end of the file.
 func (lr *lineReader) each(fn func(Entry) error) error {
