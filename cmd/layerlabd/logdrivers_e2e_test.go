@@ -62,6 +62,14 @@ func TestEndToEndLogDrivers(t *testing.T) {
 		t.Errorf("json-file max-size=1k max-file=3 after ~7 KiB: files %v, want exactly three", files)
 	}
 	c.expect(0, "rotating line 99\n", "logs", "--tail", "1", "rot")
+	// labels/env options: the values ride on every json-file line.
+	c.expect(0, "", "run", "--name", "attrs", "--log-driver", "json-file", "--label", "tier=front", "-e", "STAGE=prod",
+		"--log-opt", "labels=tier", "--log-opt", "env=STAGE", "busybox", "echo", "with attrs")
+	ids := c.expect(0, "", "inspect", "-f", "{{.Id}}", "attrs")
+	if data, err := os.ReadFile(filepath.Join(dir("attrs"), strings.TrimSpace(ids)+"-json.log")); err != nil ||
+		!strings.Contains(string(data), `"log":"with attrs\n","stream":"stdout"`) || !strings.Contains(string(data), `"attrs":{"STAGE":"prod","tier":"front"}`) {
+		t.Errorf("json-file with labels=tier env=STAGE: %q %v, want the attrs on the line", data, err)
+	}
 
 	// local: rotated files are compressed; docker logs -f follows a log
 	// that rotates meanwhile, every line once.
@@ -100,7 +108,7 @@ func TestEndToEndLogDrivers(t *testing.T) {
 	checkSyslogDriver(t, c, e.d.cmd.Process.Pid)
 	checkFluentdDriver(t, c, e.d.cmd.Process.Pid, dir)
 
-	c.expect(0, "", "rm", "loc", "js", "rot", "lf", "nl", "sl", "st", "fl", "fa", "fu")
+	c.expect(0, "", "rm", "loc", "js", "rot", "attrs", "lf", "nl", "sl", "st", "fl", "fa", "fu")
 	if left, _ := os.ReadDir(filepath.Join(e.dataRoot, "containers")); len(left) != 0 {
 		t.Errorf("rm left container directories %v", left)
 	}

@@ -47,7 +47,7 @@ func (d *Daemon) mergeLogConfig(lc *container.LogConfig) error {
 // logInfo names the container to its log driver.
 func (d *Daemon) logInfo(r containers.Record) logs.Info {
 	return logs.Info{ContainerID: r.ID, ContainerName: r.Name, ImageName: r.Image, ImageID: r.ImageID.String(),
-		DaemonName: daemonName, Dir: d.containerDir(r.ID)}
+		DaemonName: daemonName, Dir: d.containerDir(r.ID), Labels: r.Config.Labels, Env: r.Config.Env}
 }
 
 // logDriver is the container's driver; records from before drivers were

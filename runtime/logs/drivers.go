@@ -35,8 +35,9 @@ type spec struct {
 	remote bool
 }
 
-// attrKeys add attributes dockerd records in json-file and fluentd
-// output; they are accepted and not recorded here.
+// attrKeys select the attributes json-file and fluentd record
+// (Attributes) and the tag; syslog takes them too and, as dockerd's,
+// records none.
 func attrKeys() []string { return []string{"env", "env-regex", "labels", "labels-regex", "tag"} }
 
 func lookup(name string) (spec, bool) {
@@ -116,6 +117,9 @@ func Validate(driver string, opts map[string]string) error {
 			return err
 		}
 	}
+	if _, err := Attributes(Info{}, opts); err != nil {
+		return err // a bad labels-regex or env-regex
+	}
 	return s.check(opts)
 }
 
@@ -134,7 +138,16 @@ func New(i Info, driver string, opts map[string]string) (Logger, error) {
 	switch driver {
 	case JSONFileDriver:
 		o, _ := parseFileOptions(driver, "", opts, FileOptions{})
-		return OpenJSONFile(JSONPath(i), o)
+		attrs, err := Attributes(i, opts)
+		if err != nil {
+			return nil, err
+		}
+		j, err := OpenJSONFile(JSONPath(i), o)
+		if err != nil {
+			return nil, err
+		}
+		j.attrs = attrs
+		return j, nil
 	case LocalDriver:
 		o, _ := parseFileOptions(driver, "", opts, localDefaults())
 		if err := os.MkdirAll(filepath.Dir(localPath(i)), 0o750); err != nil {

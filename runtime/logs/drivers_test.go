@@ -101,6 +101,8 @@ func TestValidate(t *testing.T) {
 		{"fluentd", map[string]string{"fluentd-address": "tcp://h:x"}, "fluentd-address"},
 		{"fluentd", map[string]string{"fluentd-retry-wait": "soon"}, "fluentd-retry-wait"},
 		{"fluentd", map[string]string{"syslog-address": "udp://h"}, "unknown log opt 'syslog-address' for fluentd log driver"},
+		{"json-file", map[string]string{"labels-regex": "a("}, "labels-regex"},
+		{"fluentd", map[string]string{"env-regex": "[", "fluentd-address": "h:1"}, "env-regex"},
 	} {
 		err := Validate(c.driver, c.opts)
 		switch {
@@ -284,5 +286,34 @@ func TestFollowMaxFileOne(t *testing.T) {
 	}
 	if strings.Join(got, "") != strings.Join(want, "") {
 		t.Errorf("followed %q, want every line once", got)
+	}
+}
+
+// TestAttributes: the labels/env options pick the container's values, as
+// dockerd's json-file writes them into every line's attrs.
+func TestAttributes(t *testing.T) {
+	i := Info{ContainerID: "c1", Dir: t.TempDir(), Labels: map[string]string{"tier": "front", "team": "io", "other": "x"},
+		Env: []string{"STAGE=prod", "REGION=eu", "PATH=/bin", "EMPTY="}}
+	got, err := Attributes(i, map[string]string{"labels": "tier, missing", "labels-regex": "^te", "env": "STAGE,EMPTY", "env-regex": "^REG"})
+	want := map[string]string{"tier": "front", "team": "io", "STAGE": "prod", "EMPTY": "", "REGION": "eu"}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Attributes: %v %v, want %v", got, err, want)
+	}
+	if got, err := Attributes(i, map[string]string{"max-size": "1m"}); got != nil || err != nil {
+		t.Fatalf("no labels/env options: %v %v, want nil", got, err)
+	}
+	l, err := New(i, JSONFileDriver, map[string]string{"labels": "tier", "env": "STAGE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Log(&Message{Line: []byte("hi"), Stream: "stdout", Time: time.Unix(1, 0).UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(JSONPath(i))
+	if want := `{"log":"hi\n","stream":"stdout","time":"1970-01-01T00:00:01Z","attrs":{"STAGE":"prod","tier":"front"}}` + "\n"; err != nil || string(data) != want {
+		t.Fatalf("json-file line %q %v, want %q", data, err, want)
 	}
 }

@@ -131,6 +131,7 @@ type Fluentd struct {
 	tag    string
 	id     string
 	name   string
+	attrs  map[string]string // added to every record (labels/env options)
 	closed bool
 }
 
@@ -153,12 +154,21 @@ func OpenFluentd(i Info, opts map[string]string) (*Fluentd, error) {
 		}
 		return nil, fmt.Errorf("fluentd at %s: %w", where, err)
 	}
-	return &Fluentd{w: w, tag: tag, id: i.ContainerID, name: "/" + strings.TrimPrefix(i.ContainerName, "/")}, nil
+	attrs, err := Attributes(i, opts)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	return &Fluentd{w: w, tag: tag, id: i.ContainerID, name: "/" + strings.TrimPrefix(i.ContainerName, "/"), attrs: attrs}, nil
 }
 
 // Log posts m as one record at m's time.
 func (f *Fluentd) Log(m *Message) error {
-	rec := map[string]string{"container_id": f.id, "container_name": f.name, "source": m.Stream, "log": string(m.Line)}
+	rec := make(map[string]string, 4+len(f.attrs))
+	for k, v := range f.attrs {
+		rec[k] = v
+	}
+	rec["container_id"], rec["container_name"], rec["source"], rec["log"] = f.id, f.name, m.Stream, string(m.Line)
 	if m.Partial {
 		rec["partial_message"] = "true"
 	}

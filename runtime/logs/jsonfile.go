@@ -9,8 +9,9 @@ import (
 // object per line (log, stream, time), rotated by max-size/max-file and
 // optionally compressed, as dockerd's.
 type JSONFile struct {
-	mu  sync.Mutex
-	out *rotatingFile
+	mu    sync.Mutex
+	out   *rotatingFile
+	attrs map[string]string // on every line (labels/env options)
 }
 
 // OpenJSONFile opens (appending) the json-file log at path.
@@ -29,7 +30,7 @@ func (j *JSONFile) Log(m *Message) error {
 	if !m.Partial {
 		line += "\n"
 	}
-	data, err := json.Marshal(Entry{Log: line, Stream: m.Stream, Time: m.Time})
+	data, err := json.Marshal(Entry{Log: line, Stream: m.Stream, Time: m.Time, Attrs: j.attrs})
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,9 @@ type Entry struct {
 	Log    string    `json:"log"` // with its newline unless partial
 	Stream string    `json:"stream"`
 	Time   time.Time `json:"time"`
+	// Attrs are the labels and environment variables the labels/env
+	// log options select (Attributes), as dockerd's json-file writes them.
+	Attrs map[string]string `json:"attrs,omitempty"`
 }
 
 // Info describes the container a Logger is for: its tag templates and
@@ -65,6 +68,10 @@ type Info struct {
 	ImageID       string // sha256:...
 	DaemonName    string // "layerlabd"
 	Dir           string // the container's directory
+	// Labels and Env are the container's, for the labels/env options
+	// (Attributes).
+	Labels map[string]string
+	Env    []string
 }
 
 // Writer splits a container's output into lines and logs each. Writes
