@@ -34,6 +34,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/events"
 	"github.com/layerlab/layerlab/runtime/executor"
 	"github.com/layerlab/layerlab/runtime/images"
+	"github.com/layerlab/layerlab/runtime/metrics"
 )
 
 // Config is what layerlabd was asked to run with.
@@ -50,6 +51,11 @@ type Config struct {
 	Runtime       string       // "libcontainer" (the default) or "runc"
 	CgroupParent  string       // where containers' cgroups go; "" for /layerlab
 	Log           *slog.Logger // what the daemon does on its own (nil: slog's default)
+	// Metrics, when --metrics-addr is set, times the drivers and reads
+	// the containers' cgroups at scrape time (nil: no metrics).
+	Metrics   *metrics.Metrics
+	LogDriver string            // --log-driver: the containers' default logging driver
+	LogOpts   map[string]string // --log-opt
 }
 
 // Daemon holds what layerlabd opened. Its methods are the API's Backend.
@@ -128,7 +134,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.db, err = bolt.Open(filepath.Join(cfg.DataRoot, "layerlabd.db"), 0o600, nil); err != nil {
 		return nil, fmt.Errorf("state file: %w", err)
 	}
-	if d.images, err = images.New(filepath.Join(cfg.DataRoot, "image"), d.db, images.WithInUse(d.imageInUse)); err != nil {
+	if d.images, err = images.New(filepath.Join(cfg.DataRoot, "image"), d.db, images.WithInUse(d.imageInUse), images.WithApplied(d.layerApplied)); err != nil {
 		return nil, err
 	}
 	if d.ctrs, err = containers.New(d.db); err != nil {
@@ -146,6 +152,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	if err := d.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovering the containers a previous daemon left: %w", err)
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.Containers(d.metricContainers)
 	}
 	d.restartOnBoot(ctx)
 	return d, nil
@@ -208,6 +217,7 @@ func (d *Daemon) openDrivers(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("storage driver %s cannot open with its home at %s: %w (set --storage-opt %s.home=DIR to move it, or leave %s out of --storage-drivers)", name, home, err, name, name)
 		}
+		drv = d.instrument(name, drv)
 		d.drivers[name] = drv
 		d.names = append(d.names, name)
 		if err := images.RemoveUnfinished(ctx, drv); err != nil {
