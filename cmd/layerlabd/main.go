@@ -42,6 +42,8 @@ func newRoot() *cobra.Command {
 		cfg      daemon.Config
 		enabled  []string
 		optFlags []string
+		remote   remoteFlags
+		cfgFile  string
 	)
 	cmd := &cobra.Command{
 		Use:           "layerlabd",
@@ -51,6 +53,11 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version + " (" + commit + ")",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := loadConfigFile(cfgFile, cmd.Flags().Changed("config-file"), cmd.Flags(),
+				settings{hosts: &hosts, drivers: &enabled, storageOpts: &optFlags, cfg: &cfg, remote: &remote})
+			if err != nil {
+				return err
+			}
 			cfg.Registry = builtin.Registry()
 			cfg.Version, cfg.Commit = version, commit
 			cfg.Drivers = enabled
@@ -59,22 +66,31 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			cfg.Options = opts
-			return serve(cmd.Context(), cfg, hosts)
+			return serve(cmd.Context(), cfg, hosts, remote)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return fmt.Errorf("%w: %w", err, drivers.ErrInvalidArgument)
 	})
 	f := cmd.Flags()
-	f.StringArrayVarP(&hosts, "host", "H", []string{"unix:///run/layerlab/layerlab.sock"}, "socket to listen on (repeatable; unix:// only for now)")
+	f.StringArrayVarP(&hosts, "host", "H", []string{"unix:///run/layerlab/layerlab.sock"}, "where to serve the API (repeatable): unix:///path.sock or tcp://HOST[:PORT] (2376 with TLS, 2375 without)")
 	f.StringVar(&cfg.DataRoot, "data-root", "/var/lib/layerlab", "root of the daemon's state: images, driver homes, layerlabd.db")
 	f.StringVar(&cfg.ExecRoot, "exec-root", "/run/layerlab", "root of the daemon's runtime state")
 	f.StringVar(&cfg.DefaultDriver, "storage-driver", "overlay2", "default storage driver")
 	f.StringSliceVar(&enabled, "storage-drivers", nil, "storage drivers to open, each in DATA-ROOT/NAME (the default driver is always opened)")
 	f.StringArrayVar(&optFlags, "storage-opt", nil, "driver option as DRIVER.KEY=VALUE (repeatable), e.g. overlay2.size=10G or btrfs.home=/mnt/btrfs")
-	f.BoolVarP(&cfg.Debug, "debug", "D", false, "log every request")
+	f.BoolVarP(&cfg.Debug, "debug", "D", false, "log every API call (method, path, status, duration, remote) to stderr")
 	f.StringVar(&cfg.CgroupParent, "cgroup-parent", "/layerlab", "parent cgroup of the containers' cgroups, in every hierarchy")
 	f.StringVar(&cfg.Runtime, "runtime", "libcontainer", "how containers run: libcontainer (in process) or runc (the runc binary)")
+	f.StringVar(&cfgFile, "config-file", defaultConfigFile, "daemon.json with dockerd's keys for these options (a key may not also be a flag)")
+	certs := defaultCertPath()
+	f.BoolVar(&remote.tls, "tls", false, "serve tcp:// with TLS, without checking clients (implied by --tlsverify)")
+	f.BoolVar(&remote.tlsVerify, "tlsverify", false, "serve tcp:// with TLS 1.2+ and require client certificates signed by --tlscacert")
+	f.StringVar(&remote.caFile, "tlscacert", certs+"/ca.pem", "trust client certificates signed only by this CA")
+	f.StringVar(&remote.certFile, "tlscert", certs+"/cert.pem", "the server's TLS certificate")
+	f.StringVar(&remote.keyFile, "tlskey", certs+"/key.pem", "the server's TLS key")
+	f.BoolVar(&remote.insecureTCP, "insecure-tcp", false, "allow tcp:// without TLS: anyone who reaches it has root here")
+	f.StringVar(&remote.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT over plain http, e.g. 127.0.0.1:9323")
 	return cmd
 }
 
