@@ -75,7 +75,10 @@ func serve(ctx context.Context, cfg daemon.Config, hosts []string, remote remote
 		}
 		listeners = append(listeners, ml)
 	}
-	srv := &http.Server{Handler: logged(log, api.Handler(d)), ReadHeaderTimeout: 30 * time.Second}
+	// The server's own complaints (refused TLS handshakes) go to the
+	// daemon's log as warnings.
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	srv := &http.Server{Handler: logged(log, api.Handler(d)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog}
 	servers := []*http.Server{srv}
 	errc := make(chan error, len(listeners)+1)
 	for _, l := range listeners {
@@ -84,7 +87,7 @@ func serve(ctx context.Context, cfg daemon.Config, hosts []string, remote remote
 		}
 	}
 	if ml != nil {
-		msrv := &http.Server{Handler: cfg.Metrics.Handler(), ReadHeaderTimeout: 30 * time.Second}
+		msrv := &http.Server{Handler: cfg.Metrics.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog}
 		servers = append(servers, msrv)
 		go func() { errc <- msrv.Serve(ml) }()
 		log.Info("serving Prometheus metrics", "addr", "http://"+ml.Addr().String()+"/metrics")
