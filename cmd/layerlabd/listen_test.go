@@ -1,10 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -114,5 +119,73 @@ func TestLogged(t *testing.T) {
 		if !strings.Contains(line, want) {
 			t.Errorf("log %q lacks %q", line, want)
 		}
+	}
+}
+
+// TestServerTLS: --tlsverify requires a client certificate of the CA and
+// TLS 1.2 or newer; --tls alone asks for none; bad files are refused.
+func TestServerTLS(t *testing.T) {
+	dir := t.TempDir()
+	p := newPKI(t, dir)
+	verify, err := serverTLS(remoteFlags{tlsVerify: true, caFile: p.ca, certFile: p.serverCert, keyFile: p.serverKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verify.ClientAuth != tls.RequireAndVerifyClientCert || verify.MinVersion != tls.VersionTLS12 || verify.ClientCAs == nil {
+		t.Fatalf("--tlsverify: %+v", verify)
+	}
+	only, err := serverTLS(remoteFlags{tls: true, caFile: filepath.Join(dir, "none.pem"), certFile: p.serverCert, keyFile: p.serverKey})
+	if err != nil || only.ClientAuth != tls.NoClientCert {
+		t.Fatalf("--tls: %+v %v", only, err)
+	}
+	for what, r := range map[string]remoteFlags{
+		"missing CA":       {tlsVerify: true, caFile: filepath.Join(dir, "none.pem"), certFile: p.serverCert, keyFile: p.serverKey},
+		"CA without a PEM": {tlsVerify: true, caFile: p.serverKey, certFile: p.serverCert, keyFile: p.serverKey},
+		"key of another":   {tls: true, certFile: p.serverCert, keyFile: p.clientKey},
+	} {
+		if _, err := serverTLS(r); !errors.Is(err, drivers.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want invalid argument", what, err)
+		}
+	}
+	// A TLS 1.1 client is refused at the handshake, on loopback.
+	l, err := tls.Listen("tcp", "127.0.0.1:0", verify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(p.ca)
+	pool.AppendCertsFromPEM(caPEM)
+	client, err := tls.LoadX509KeyPair(p.clientCert, p.clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(maxVersion uint16) error {
+		c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{client}, MaxVersion: maxVersion})
+		if err == nil {
+			// TLS 1.3 reports a refused client certificate at the first read.
+			_, err = c.Read(make([]byte, 1))
+			c.Close()
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+		}
+		return err
+	}
+	if err := dial(tls.VersionTLS12); err != nil {
+		t.Fatalf("a TLS 1.2 client with the CA's certificate: %v", err)
+	}
+	if err := dial(tls.VersionTLS11); err == nil || !strings.Contains(err.Error(), "version") {
+		t.Fatalf("a TLS 1.1 client: %v, want a protocol version refusal", err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -52,22 +51,10 @@ func inNetns(pid int, name string, args ...string) *exec.Cmd {
 
 // remoteDocker runs the docker CLI in the daemon's network namespace with
 // args (its -H and TLS flags included) and returns its output and exit
-// code. DOCKER_CERT_PATH is an empty directory: the CLI presents no
-// client certificate unless args name one.
+// code.
 func remoteDocker(t *testing.T, e testEnv, args ...string) (string, int) {
 	t.Helper()
-	cmd := inNetns(e.d.cmd.Process.Pid, dockerCLI, args...)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.tmp, "docker-config"), "DOCKER_CERT_PATH="+t.TempDir(),
-		"DOCKER_HOST=", "DOCKER_CONTEXT=", "DOCKER_TLS_VERIFY=")
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		return string(out), ee.ExitCode()
-	case err != nil:
-		t.Fatalf("docker %s: %v", strings.Join(args, " "), err)
-	}
-	return string(out), 0
+	return cli{t: t, dir: e.tmp, d: e.d, netns: e.d.cmd.Process.Pid}.run(args...)
 }
 
 // pki is the certificates a TLS test uses, as PEM files.
