@@ -17,13 +17,7 @@ import (
 //	flock -o /tmp/layerlab-e2e.lock go test -run '^$' -bench BenchmarkMetricsScrape -benchtime 200x ./cmd/layerlabd
 func BenchmarkMetricsScrape(b *testing.B) {
 	const n = 50
-	b.Cleanup(func() { killLeftovers(b) })
-	e := newTestEnv(b)
-	withLoopback(b, &e)
-	e.opts = []string{"--metrics-addr", "127.0.0.1:9323"}
-	e.start(b, "layerlabd.log")
-	c := cli{t: b, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	e, c := startMetricsDaemon(b)
 	for i := range n {
 		c.expect(0, "", "run", "-d", "--name", fmt.Sprintf("s%d", i), "busybox", "sleep", "600")
 	}

@@ -219,6 +219,21 @@ func TestEndToEndRemoteAPI(t *testing.T) {
 	e.d.terminate(t)
 }
 
+// startMetricsDaemon starts layerlabd with --metrics-addr 127.0.0.1:9323
+// in its network namespace, lo up, and loads busybox. What a failed test
+// leaves in container cgroups is removed after the daemon stops.
+func startMetricsDaemon(t testing.TB) (testEnv, cli) {
+	t.Helper()
+	t.Cleanup(func() { killLeftovers(t) })
+	e := newTestEnv(t)
+	withLoopback(t, &e)
+	e.opts = []string{"--metrics-addr", "127.0.0.1:9323"}
+	e.start(t, "layerlabd.log")
+	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
+	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	return e, c
+}
+
 // netnsClient is an HTTP client whose connections are made in the
 // network namespace of process pid (the test daemon's, where its tcp
 // listeners and the test's prometheus are).
@@ -327,13 +342,7 @@ func TestEndToEndPrometheus(t *testing.T) {
 	if _, err := exec.LookPath("prometheus"); err != nil {
 		feature.Skip(t, feature.Prometheus, "Debian's prometheus package (make setup installs it): %v", err)
 	}
-	t.Cleanup(func() { killLeftovers(t) })
-	e := newTestEnv(t)
-	withLoopback(t, &e)
-	e.opts = []string{"--metrics-addr", "127.0.0.1:9323"}
-	e.start(t, "layerlabd.log")
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	e, c := startMetricsDaemon(t)
 	id := strings.TrimSpace(c.expect(0, "", "run", "-d", "--name", "top", "busybox", "sleep", "300"))
 	pid := e.d.cmd.Process.Pid
 	client := netnsClient(pid)
