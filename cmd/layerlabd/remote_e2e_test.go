@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -152,20 +153,20 @@ func TestEndToEndRemoteAPI(t *testing.T) {
 	if out, code := remoteDocker(t, e, tlsArgs(p.clientCert, p.clientKey)...); code != 0 || strings.TrimSpace(out) != "1.41" {
 		t.Fatalf("docker --tlsverify with the CA's client certificate: exit %d:\n%s\nlayerlabd log:\n%s", code, out, e.d.logText())
 	}
-	for _, c := range []struct {
+	for _, bad := range []struct {
 		what, cert, key, logs string
 	}{
 		{"no client certificate", "", "", "client didn't provide a certificate"},
 		{"another CA's certificate", p.otherCert, p.otherKey, "unknown authority"},
-		{"an expired certificate", p.expiredCert, p.expiredKey, "expired"},
+		{"an expired certificate", p.expiredCert, p.expiredKey, "certificate has expired"},
 	} {
-		out, code := remoteDocker(t, e, tlsArgs(c.cert, c.key)...)
+		out, code := remoteDocker(t, e, tlsArgs(bad.cert, bad.key)...)
 		if code == 0 || strings.Contains(out, "1.41") {
-			t.Errorf("docker --tlsverify with %s: exit %d, want a refusal:\n%s", c.what, code, out)
+			t.Errorf("docker --tlsverify with %s: exit %d, want a refusal:\n%s", bad.what, code, out)
 		}
-		t.Logf("docker --tlsverify with %s: exit %d: %s", c.what, code, out)
-		eventually(t, 5*time.Second, "the daemon logs the refused handshake ("+c.logs+")", func() bool {
-			return strings.Contains(e.d.logText(), c.logs)
+		t.Logf("docker --tlsverify with %s: exit %d: %s", bad.what, code, out)
+		eventually(t, 5*time.Second, "the daemon logs the refused handshake ("+bad.logs+")", func() bool {
+			return strings.Contains(e.d.logText(), "level=WARN msg=\"http: TLS handshake error") && strings.Contains(e.d.logText(), bad.logs)
 		})
 	}
 	// -D: one line per call, with status and duration, the client's
@@ -185,6 +186,9 @@ func TestEndToEndRemoteAPI(t *testing.T) {
 	<-refused.exited
 	if msg := refused.logText(); refused.err == nil || !strings.Contains(msg, "--insecure-tcp") || !strings.Contains(msg, "--tlsverify") {
 		t.Fatalf("plain tcp without --insecure-tcp: %v, want a refusal naming --tlsverify and --insecure-tcp:\n%s", refused.err, msg)
+	}
+	if _, err := os.Stat(filepath.Join(e.tmp, "refused")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused daemon made its data root: %v", err)
 	}
 	e.opts = []string{"-H", "tcp://127.0.0.1", "--insecure-tcp"}
 	e.start(t, "plain.log")
