@@ -18,7 +18,7 @@ targets=(
   "./runtime/images/ FuzzParseChanges 100000"
   "./runtime/api/ FuzzParseDetachKeys 100000"
   "./cmd/layerlabd/ FuzzConfigFile 20000"
-  "./cmd/layerlabd/ FuzzParseHost 50000"
+  "./cmd/layerlabd/ FuzzParseHost 30000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"
