@@ -19,6 +19,8 @@ targets=(
   "./runtime/logs/ FuzzValidate 40000"
   "./runtime/images/ FuzzParseChanges 100000"
   "./runtime/api/ FuzzParseDetachKeys 100000"
+  "./cmd/layerlabd/ FuzzConfigFile 20000"
+  "./cmd/layerlabd/ FuzzParseHost 30000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

@@ -30,6 +30,7 @@ func TestEndToEndLogDrivers(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := newTestEnv(t)
 	e.opts = []string{"--log-driver", "local", "--log-opt", "max-file=4"}
+	withLoopback(t, &e) // the daemon reaches rsyslogd and fluentd on lo
 	e.start(t, "layerlabd.log")
 	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
 	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
@@ -124,10 +125,10 @@ func TestEndToEndLogDrivers(t *testing.T) {
 	}
 }
 
-// inNetns runs f on a thread moved into the network namespace of the
+// runInNetns runs f on a thread moved into the network namespace of the
 // process pid (the test's layerlabd, which runs under unshare --net), then
 // moves the thread back; a socket f opens stays in that namespace.
-func inNetns(t *testing.T, pid int, f func() error) {
+func runInNetns(t *testing.T, pid int, f func() error) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
@@ -237,23 +238,6 @@ template(name="plain" type="string" string="%%syslogfacility-text%%.%%syslogseve
 // back from rsyslog's file and from the dual-logging cache.
 func checkSyslogDriver(t *testing.T, c cli, pid int) {
 	t.Helper()
-	// unshare --net leaves lo down; the daemon reaches rsyslogd on it.
-	inNetns(t, pid, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		ifr, err := unix.NewIfreq("lo")
-		if err != nil {
-			return err
-		}
-		ifr.SetUint16(unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING)
-		if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-			return fmt.Errorf("setting lo up in the daemon's namespace: %w", err)
-		}
-		return nil
-	})
 	const port = 5514
 	messages := startRsyslog(t, pid, port)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -359,7 +343,7 @@ func receiveForward(l net.Listener) <-chan forwardEvent {
 func checkFluentdDriver(t *testing.T, c cli, pid int, dir func(string) string) {
 	t.Helper()
 	var l net.Listener
-	inNetns(t, pid, func() (err error) {
+	runInNetns(t, pid, func() (err error) {
 		l, err = net.Listen("tcp", "127.0.0.1:24224")
 		return err
 	})

@@ -43,6 +43,8 @@ func newRoot() *cobra.Command {
 		enabled  []string
 		optFlags []string
 		logOpts  []string
+		remote   remoteFlags
+		cfgFile  string
 	)
 	cmd := &cobra.Command{
 		Use:           "layerlabd",
@@ -52,6 +54,11 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version + " (" + commit + ")",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := loadConfigFile(cfgFile, cmd.Flags().Changed("config-file"), cmd.Flags(),
+				settings{hosts: &hosts, drivers: &enabled, storageOpts: &optFlags, cfg: &cfg, remote: &remote})
+			if err != nil {
+				return err
+			}
 			cfg.Registry = builtin.Registry()
 			cfg.Version, cfg.Commit = version, commit
 			cfg.Drivers = enabled
@@ -60,27 +67,40 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			cfg.Options = opts
-			if cfg.LogOpts, err = logOptions(logOpts); err != nil {
-				return err
+			// daemon.json's log-opts stand unless --log-opt is given
+			// (loadConfigFile refuses both at once).
+			if cmd.Flags().Changed("log-opt") {
+				if cfg.LogOpts, err = logOptions(logOpts); err != nil {
+					return err
+				}
 			}
-			return serve(cmd.Context(), cfg, hosts)
+			return serve(cmd.Context(), cfg, hosts, remote)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return fmt.Errorf("%w: %w", err, drivers.ErrInvalidArgument)
 	})
 	f := cmd.Flags()
-	f.StringArrayVarP(&hosts, "host", "H", []string{"unix:///run/layerlab/layerlab.sock"}, "socket to listen on (repeatable; unix:// only for now)")
+	f.StringArrayVarP(&hosts, "host", "H", []string{"unix:///run/layerlab/layerlab.sock"}, "where to serve the API (repeatable): unix:///path.sock or tcp://HOST[:PORT] (2376 with TLS, 2375 without)")
 	f.StringVar(&cfg.DataRoot, "data-root", "/var/lib/layerlab", "root of the daemon's state: images, driver homes, layerlabd.db")
 	f.StringVar(&cfg.ExecRoot, "exec-root", "/run/layerlab", "root of the daemon's runtime state")
 	f.StringVar(&cfg.DefaultDriver, "storage-driver", "overlay2", "default storage driver")
 	f.StringSliceVar(&enabled, "storage-drivers", nil, "storage drivers to open, each in DATA-ROOT/NAME (the default driver is always opened)")
 	f.StringArrayVar(&optFlags, "storage-opt", nil, "driver option as DRIVER.KEY=VALUE (repeatable), e.g. overlay2.size=10G or btrfs.home=/mnt/btrfs")
-	f.BoolVarP(&cfg.Debug, "debug", "D", false, "log every request")
+	f.BoolVarP(&cfg.Debug, "debug", "D", false, "log every API call (method, path, status, duration, remote) to stderr")
 	f.StringVar(&cfg.CgroupParent, "cgroup-parent", "/layerlab", "parent cgroup of the containers' cgroups, in every hierarchy")
 	f.StringVar(&cfg.LogDriver, "log-driver", "json-file", "default log driver of new containers: json-file, local, syslog, fluentd or none")
 	f.StringArrayVar(&logOpts, "log-opt", nil, "default log driver option as KEY=VALUE (repeatable), e.g. max-size=10m")
 	f.StringVar(&cfg.Runtime, "runtime", "libcontainer", "how containers run: libcontainer (in process) or runc (the runc binary)")
+	f.StringVar(&cfgFile, "config-file", defaultConfigFile, "daemon.json with dockerd's keys for these options (a key may not also be a flag)")
+	certs := defaultCertPath()
+	f.BoolVar(&remote.tls, "tls", false, "serve tcp:// with TLS, without checking clients (implied by --tlsverify)")
+	f.BoolVar(&remote.tlsVerify, "tlsverify", false, "serve tcp:// with TLS 1.2+ and require client certificates signed by --tlscacert")
+	f.StringVar(&remote.caFile, "tlscacert", certs+"/ca.pem", "trust client certificates signed only by this CA")
+	f.StringVar(&remote.certFile, "tlscert", certs+"/cert.pem", "the server's TLS certificate")
+	f.StringVar(&remote.keyFile, "tlskey", certs+"/key.pem", "the server's TLS key")
+	f.BoolVar(&remote.insecureTCP, "insecure-tcp", false, "allow tcp:// without TLS: anyone who reaches it has root here")
+	f.StringVar(&remote.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT over plain http, e.g. 127.0.0.1:9323")
 	return cmd
 }
 

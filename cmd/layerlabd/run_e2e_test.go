@@ -15,10 +15,14 @@ import (
 
 // cli runs the docker CLI against one layerlabd.
 type cli struct {
-	t    *testing.T
+	t    testing.TB
 	sock string
 	dir  string
 	d    *daemonProc
+	// netns, when not 0, runs the CLI in the network namespace of that
+	// process (the daemon's, for its tcp listeners) with no -H of its own:
+	// the args say where and how to connect.
+	netns int
 }
 
 // run returns the CLI's combined output and its exit code.
@@ -27,8 +31,14 @@ func (c cli) run(args ...string) (string, int) { return c.runIn("", args...) }
 // runIn is run with stdin as the CLI's standard input.
 func (c cli) runIn(stdin string, args ...string) (string, int) {
 	cmd := exec.Command(dockerCLI, append([]string{"-H", "unix://" + c.sock}, args...)...)
+	if c.netns != 0 {
+		cmd = inNetns(c.netns, dockerCLI, args...)
+	}
 	cmd.Stdin = strings.NewReader(stdin)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(c.dir, "docker-config"), "DOCKER_HOST=", "DOCKER_CONTEXT=")
+	// DOCKER_CERT_PATH has no certificates: a TLS client presents one
+	// only when its args name it.
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(c.dir, "docker-config"), "DOCKER_CERT_PATH="+filepath.Join(c.dir, "no-certs"),
+		"DOCKER_HOST=", "DOCKER_CONTEXT=", "DOCKER_TLS_VERIFY=")
 	cmd.Dir = c.dir
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -257,7 +267,7 @@ func checkNoLeftovers(t *testing.T) {
 // killLeftovers kills the processes a failed test left in container
 // cgroups (only containers of this test's daemons live under /layerlab)
 // and removes those cgroups.
-func killLeftovers(t *testing.T) {
+func killLeftovers(t testing.TB) {
 	cgroups, pids := leftovers()
 	for _, pid := range pids {
 		t.Logf("killing leftover container process %d", pid)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,28 +10,41 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/api"
 	"github.com/layerlab/layerlab/runtime/daemon"
+	"github.com/layerlab/layerlab/runtime/metrics"
 )
 
-// serve opens the daemon, listens on hosts and serves until SIGINT or
-// SIGTERM; then it stops accepting, lets requests in flight finish (a
-// second signal cuts them), closes the daemon and removes the sockets.
-func serve(ctx context.Context, cfg daemon.Config, hosts []string) error {
+// serve opens the daemon, listens on hosts (and on --metrics-addr) and
+// serves until SIGINT or SIGTERM; then it stops accepting, lets requests
+// in flight finish (a second signal cuts them), closes the daemon and
+// removes the sockets. Every flag is checked before anything is opened.
+func serve(ctx context.Context, cfg daemon.Config, hosts []string, remote remoteFlags) error {
 	level := slog.LevelInfo
 	if cfg.Debug {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Log = log
-	paths, err := socketPaths(hosts)
+	eps, err := endpoints(hosts, remote)
 	if err != nil {
 		return err
+	}
+	var tlsCfg *tls.Config
+	if remote.tls || remote.tlsVerify {
+		if tlsCfg, err = serverTLS(remote); err != nil {
+			return err
+		}
+	}
+	if remote.metricsAddr != "" {
+		if err := checkMetricsAddr(remote.metricsAddr, log); err != nil {
+			return err
+		}
+		cfg.Metrics = metrics.New()
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -40,26 +54,43 @@ func serve(ctx context.Context, cfg daemon.Config, hosts []string) error {
 		return err
 	}
 	defer d.Close()
-	var listeners []net.Listener
+	listeners, err := listen(eps, tlsCfg, log)
+	if err != nil {
+		return err
+	}
 	defer func() {
 		for _, l := range listeners {
 			l.Close()
 		}
-		for _, p := range paths {
-			_ = os.Remove(p)
+		for _, e := range eps {
+			if e.proto == "unix" {
+				_ = os.Remove(e.addr)
+			}
 		}
 	}()
-	for _, p := range paths {
-		l, err := listenUnix(p)
-		if err != nil {
-			return err
+	var ml net.Listener
+	if cfg.Metrics != nil {
+		if ml, err = net.Listen("tcp", remote.metricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
 		}
-		listeners = append(listeners, l)
+		listeners = append(listeners, ml)
 	}
-	srv := &http.Server{Handler: logged(log, api.Handler(d)), ReadHeaderTimeout: 30 * time.Second}
-	errc := make(chan error, len(listeners))
+	// The server's own complaints (refused TLS handshakes) go to the
+	// daemon's log as warnings.
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	srv := &http.Server{Handler: logged(log, api.Handler(d)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog}
+	servers := []*http.Server{srv}
+	errc := make(chan error, len(listeners)+1)
 	for _, l := range listeners {
-		go func() { errc <- srv.Serve(l) }()
+		if l != ml {
+			go func() { errc <- srv.Serve(l) }()
+		}
+	}
+	if ml != nil {
+		msrv := &http.Server{Handler: cfg.Metrics.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog}
+		servers = append(servers, msrv)
+		go func() { errc <- msrv.Serve(ml) }()
+		log.Info("serving Prometheus metrics", "addr", "http://"+ml.Addr().String()+"/metrics")
 	}
 	log.Info("layerlabd serving", "hosts", hosts, "data-root", cfg.DataRoot, "storage-driver", cfg.DefaultDriver)
 	sigs := make(chan os.Signal, 2)
@@ -82,29 +113,26 @@ func serve(ctx context.Context, cfg daemon.Config, hosts []string) error {
 	if err := d.StopAll(sctx); err != nil {
 		log.Warn("stopping containers", "err", err)
 	}
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-		log.Warn("requests cut short by a second signal", "err", err)
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			s.Close()
+			log.Warn("requests cut short by a second signal", "err", err)
+		}
 	}
 	return d.Close()
 }
 
-// socketPaths turns -H values into socket paths; only unix:// for now.
-func socketPaths(hosts []string) ([]string, error) {
-	var out []string
-	for _, h := range hosts {
-		proto, addr, ok := strings.Cut(h, "://")
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("-H %q: %w: want unix:///path/to.sock", h, drivers.ErrInvalidArgument)
-		case proto == "tcp":
-			return nil, fmt.Errorf("-H %q: %w: tcp:// comes with TLS support in a later version; use unix:///path/to.sock", h, drivers.ErrNotImplemented)
-		case proto != "unix" || !filepath.IsAbs(addr):
-			return nil, fmt.Errorf("-H %q: %w: want unix:///absolute/path.sock", h, drivers.ErrInvalidArgument)
-		}
-		out = append(out, addr)
+// checkMetricsAddr wants HOST:PORT; metrics are served on plain http, so
+// an address beyond loopback gets a warning (dockerd allows it too).
+func checkMetricsAddr(addr string, log *slog.Logger) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return fmt.Errorf("--metrics-addr %q: %w: want HOST:PORT, e.g. 127.0.0.1:9323", addr, drivers.ErrInvalidArgument)
 	}
-	return out, nil
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		log.Warn("serving metrics beyond loopback over plain http: anyone who reaches it reads the containers' names and usage", "metrics-addr", addr)
+	}
+	return nil
 }
 
 // listenUnix listens on path with mode 0660. A socket left at path by a
@@ -130,12 +158,4 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return l, nil
-}
-
-// logged logs each request at debug level.
-func logged(log *slog.Logger, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		log.Debug("request", "method", r.Method, "path", r.URL.RequestURI())
-		h.ServeHTTP(w, r)
-	})
 }

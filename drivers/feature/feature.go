@@ -43,11 +43,12 @@ const (
 	DockerPy     = "docker-py"    // Debian's python3-docker under /usr/bin/python3, to drive layerlabd
 	Runc         = "runc"         // Debian's runc binary, for layerlabd's --runtime runc
 	Rsyslog      = "rsyslog"      // Debian's rsyslogd, the syslog log driver's receiver
+	Prometheus   = "prometheus"   // Debian's prometheus, scraping layerlabd's --metrics-addr
 )
 
 // Known returns every feature name Skip accepts, sorted.
 func Known() []string {
-	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian, Docker, DockerPy, Runc, Rsyslog}
+	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian, Docker, DockerPy, Runc, Rsyslog, Prometheus}
 	slices.Sort(k)
 	return k
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/executor"
 	"github.com/layerlab/layerlab/runtime/images"
 	"github.com/layerlab/layerlab/runtime/logs"
+	"github.com/layerlab/layerlab/runtime/metrics"
 )
 
 // Config is what layerlabd was asked to run with.
@@ -54,6 +55,9 @@ type Config struct {
 	LogDriver     string            // --log-driver: new containers' default; "" for json-file
 	LogOpts       map[string]string // --log-opt: the default driver's options
 	Log           *slog.Logger      // what the daemon does on its own (nil: slog's default)
+	// Metrics, when --metrics-addr is set, times the drivers and reads
+	// the containers' cgroups at scrape time (nil: no metrics).
+	Metrics *metrics.Metrics
 }
 
 // Daemon holds what layerlabd opened. Its methods are the API's Backend.
@@ -135,7 +139,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.db, err = bolt.Open(filepath.Join(cfg.DataRoot, "layerlabd.db"), 0o600, nil); err != nil {
 		return nil, fmt.Errorf("state file: %w", err)
 	}
-	if d.images, err = images.New(filepath.Join(cfg.DataRoot, "image"), d.db, images.WithInUse(d.imageInUse)); err != nil {
+	if d.images, err = images.New(filepath.Join(cfg.DataRoot, "image"), d.db, images.WithInUse(d.imageInUse), images.WithApplied(d.layerApplied)); err != nil {
 		return nil, err
 	}
 	if d.ctrs, err = containers.New(d.db); err != nil {
@@ -153,6 +157,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	if err := d.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovering the containers a previous daemon left: %w", err)
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.Containers(d.metricContainers)
 	}
 	d.restartOnBoot(ctx)
 	return d, nil
@@ -215,6 +222,7 @@ func (d *Daemon) openDrivers(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("storage driver %s cannot open with its home at %s: %w (set --storage-opt %s.home=DIR to move it, or leave %s out of --storage-drivers)", name, home, err, name, name)
 		}
+		drv = d.instrument(name, drv)
 		d.drivers[name] = drv
 		d.names = append(d.names, name)
 		if err := images.RemoveUnfinished(ctx, drv); err != nil {

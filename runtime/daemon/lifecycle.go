@@ -114,7 +114,7 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 	if err != nil {
 		return err
 	}
-	if err := mount.All(mounts, rootfs); err != nil {
+	if err := d.mountRootfs(r.Driver, mounts, rootfs); err != nil {
 		return fmt.Errorf("mounting the rootfs of %s: %w", r.Name, err)
 	}
 	log, err := d.openLog(r)

@@ -25,6 +25,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/layer"
 )
 
 // Sentinels of this package; each wraps the drivers class the API maps to
@@ -58,6 +59,9 @@ type Store struct {
 	root  string // <data-root>/image: blobs/, tmp/
 	db    *bolt.DB
 	inUse func(id digest.Digest) bool
+	// applied hears of every layer Unpack applied into a driver (nil:
+	// nobody listens); the daemon's metrics count the bytes per driver.
+	applied func(driver drivers.Snapshotter, st layer.Stats)
 
 	mu    sync.Mutex // serializes loads and deletes against blob removal
 	locks keyLocks   // per chain ID, for Unpack
@@ -70,6 +74,12 @@ type Option func(*Store)
 // containers using it come in a later slice). It runs inside the store's
 // write transaction, so it must not call back into the store.
 func WithInUse(f func(id digest.Digest) bool) Option { return func(s *Store) { s.inUse = f } }
+
+// WithApplied sets a hook Unpack calls after it applied a layer into a
+// snapshot of driver, with what Apply reported.
+func WithApplied(f func(driver drivers.Snapshotter, st layer.Stats)) Option {
+	return func(s *Store) { s.applied = f }
+}
 
 // New opens the store with its files under root and its records in db,
 // which the caller owns and closes.

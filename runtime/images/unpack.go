@@ -110,8 +110,12 @@ func (s *Store) unpackLayer(ctx context.Context, driver drivers.Snapshotter, key
 			_ = driver.Remove(context.WithoutCancel(ctx), tmp)
 		}
 	}()
-	if err := s.applyOn(ctx, mounts, diffID); err != nil {
+	st, err := s.applyOn(ctx, mounts, diffID)
+	if err != nil {
 		return err
+	}
+	if s.applied != nil {
+		s.applied(driver, st)
 	}
 	err = driver.Commit(ctx, key, tmp)
 	if errors.Is(err, drivers.ErrAlreadyExists) {
@@ -125,25 +129,24 @@ func (s *Store) unpackLayer(ctx context.Context, driver drivers.Snapshotter, key
 
 // applyOn mounts mounts on a fresh directory, applies the layer blob
 // diffID there and unmounts.
-func (s *Store) applyOn(ctx context.Context, mounts []drivers.Mount, diffID digest.Digest) (err error) {
+func (s *Store) applyOn(ctx context.Context, mounts []drivers.Mount, diffID digest.Digest) (st layer.Stats, err error) {
 	dir, err := os.MkdirTemp(s.mntDir(), "unpack-")
 	if err != nil {
-		return err
+		return st, err
 	}
 	// rmdir, never RemoveAll: if the unmount failed, the snapshot is
 	// still mounted there and must not be emptied.
 	defer func() { err = errors.Join(err, os.Remove(dir)) }()
 	if err := mount.All(mounts, dir); err != nil {
-		return err
+		return st, err
 	}
 	defer func() { err = errors.Join(err, mount.UnmountAll(dir)) }()
 	f, err := os.Open(s.blobPath(diffID))
 	if err != nil {
-		return err
+		return st, err
 	}
 	defer f.Close()
-	_, err = layer.Apply(ctx, dir, f, layer.WithDiffID(diffID), layer.WithTempDir(s.tmpDir()))
-	return err
+	return layer.Apply(ctx, dir, f, layer.WithDiffID(diffID), layer.WithTempDir(s.tmpDir()))
 }
 
 func (s *Store) mntDir() string { return filepath.Join(s.root, "mnt") }
