@@ -426,3 +426,39 @@ func checkRawAPI(t *testing.T, sock, evil string) {
 		t.Errorf("GET /v1.24/_ping: %d %q", resp.StatusCode, body)
 	}
 }
+
+// startService starts a helper daemon a test needs in the network
+// namespace of process pid (nsenter execs it, so the pid is the daemon's),
+// its output in logPath, and stops it by PID when the test ends (SIGTERM,
+// SIGKILL after 10 s), logging its output if the test failed. The channel
+// closes when it exits.
+func startService(t testing.TB, pid int, logPath, dir string, bin string, args ...string) <-chan struct{} {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := inNetns(pid, bin, args...)
+	cmd.Stdout, cmd.Stderr, cmd.Dir = logf, logf, dir
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s said:\n%s", filepath.Base(bin), b)
+		}
+	})
+	return exited
+}

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -194,33 +192,14 @@ template(name="plain" type="string" string="%%syslogfacility-text%%.%%syslogseve
 `, dir, port, port, out), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "rsyslogd.out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
-	// nsenter execs rsyslogd (no --fork): the PID is rsyslogd's.
-	cmd := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", pid), bin, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(out)
-			o, _ := os.ReadFile(filepath.Join(dir, "rsyslogd.out"))
-			t.Logf("rsyslog wrote:\n%s\nrsyslogd said:\n%s", b, o)
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
+			t.Logf("rsyslog wrote:\n%s", b)
 		}
 	})
+	// -n: no fork, so the pid is rsyslogd's.
+	exited := startService(t, pid, filepath.Join(dir, "rsyslogd.out"), dir, bin, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
 	eventually(t, 10*time.Second, "rsyslogd listening on udp and tcp", func() bool {
 		select {
 		case <-exited:

@@ -22,7 +22,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -303,37 +302,8 @@ func startPrometheus(t *testing.T, pid int, target string) string {
 		t.Fatal(err)
 	}
 	const listen = "127.0.0.1:9090" // in the daemon's namespace, which is the test's own
-	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
-	// nsenter execs prometheus: the pid it gets is prometheus'.
-	cmd := inNetns(pid, bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		"--web.listen-address="+listen, "--web.console.templates="+dir, "--web.console.libraries="+dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("prometheus log:\n%s", b)
-		}
-	})
+	startService(t, pid, filepath.Join(dir, "prometheus.log"), dir, bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"), "--web.listen-address="+listen, "--web.console.templates="+dir, "--web.console.libraries="+dir)
 	return "http://" + listen
 }
 
