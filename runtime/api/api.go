@@ -46,6 +46,7 @@ type Backend interface {
 	ContainerBackend
 	FilesystemBackend
 	OpsBackend
+	ResourceBackend
 }
 
 // Handler returns the API's http.Handler over b.

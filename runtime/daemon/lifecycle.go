@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	eventtypes "github.com/docker/docker/api/types/events"
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -169,6 +170,7 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 			go func() { _, _ = io.Copy(con, stdin) }()
 		}
 	}
+	d.statsStarted(r.ID)
 	finished := make(chan struct{})
 	l.c, l.finished = c, finished
 	go d.finish(r.ID, l, c, log, copied, finished)
@@ -233,6 +235,9 @@ func (d *Daemon) spec(r containers.Record, rootfs string) (*specs.Spec, error) {
 	for _, g := range u.Sgids {
 		s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
 	}
+	if err := withResources(s, r.HostConfig); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -268,6 +273,7 @@ func lookupUser(rootfs, spec string) (*user.ExecUser, error) {
 func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writer, copied, finished chan struct{}) {
 	ctx := context.Background()
 	exit, werr := c.Wait(ctx)
+	d.statsStopped(id)
 	delErr := c.Delete(ctx) // closes the console, which ends its copy
 	if copied != nil {
 		<-copied
@@ -285,6 +291,9 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writ
 		}
 		return r.SetState(st)
 	})
+	if err == nil && exit.OOMKilled {
+		d.emit(eventtypes.ContainerEventType, eventtypes.ActionOOM, id, containerAttrs(r))
+	}
 	l.mu.Lock()
 	if l.stdinW != nil {
 		// Ends the copy into the container; a next start gets a new pipe.
