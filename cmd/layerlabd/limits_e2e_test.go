@@ -272,3 +272,25 @@ func checkStatsAPI(t *testing.T, c cli) {
 	}
 	c.expect(0, "", "rm", "-f", "busy", "hostnet")
 }
+
+// TestEndToEndLimitsRunc is the limits' path through the runc binary
+// (layerlabd --runtime runc): the spec's resources at create, `runc
+// update` for docker update, and docker stats.
+func TestEndToEndLimitsRunc(t *testing.T) {
+	t.Cleanup(func() { killLeftovers(t) })
+	e := newTestEnv(t)
+	e.opts = []string{"--runtime", "runc"}
+	e.start(t, "layerlabd.log")
+	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
+	c.expect(0, "Default Runtime: runc", "info")
+	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	checkMemoryAndCPULimits(t, c)
+	c.expect(0, "lim", "update", "--memory", "32m", "--pids-limit", "20", "lim")
+	if got := c.cgroupValue("lim", "memory/memory.limit_in_bytes", "memory.max"); got != "33554432" {
+		t.Errorf("after update --memory 32m the cgroup says %s", got)
+	}
+	if got := c.cgroupValue("lim", "pids/pids.max", "pids.max"); got != "20" {
+		t.Errorf("after update --pids-limit 20 the cgroup says %s", got)
+	}
+	c.expect(0, "", "rm", "-f", "lim")
+}
