@@ -52,7 +52,7 @@ type daemonProc struct {
 // on failure. The mounts are slaves of the test's: a mount that zfs-fuse
 // (a host process) makes below a shared directory reaches the daemon, and
 // nothing the daemon mounts comes back.
-func startDaemon(t *testing.T, bin, logPath string, args ...string) *daemonProc {
+func startDaemon(t testing.TB, bin, logPath string, args ...string) *daemonProc {
 	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -112,7 +112,7 @@ func (d *daemonProc) logText() string {
 
 // waitSocket waits until the daemon answers on sock, or fails the test
 // when it exits first or takes longer than a minute.
-func (d *daemonProc) waitSocket(t *testing.T, sock string) {
+func (d *daemonProc) waitSocket(t testing.TB, sock string) {
 	t.Helper()
 	deadline := time.After(time.Minute)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -144,7 +144,7 @@ type testEnv struct {
 
 // startTestDaemon skips unless the test runs as root with the docker CLI,
 // then builds and starts layerlabd.
-func startTestDaemon(t *testing.T) testEnv {
+func startTestDaemon(t testing.TB) testEnv {
 	t.Helper()
 	e := newTestEnv(t)
 	e.start(t, "layerlabd.log")
@@ -153,7 +153,7 @@ func startTestDaemon(t *testing.T) testEnv {
 
 // newTestEnv is startTestDaemon without the start, for a test that adds
 // drivers or flags first.
-func newTestEnv(t *testing.T) testEnv {
+func newTestEnv(t testing.TB) testEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		feature.Skip(t, feature.Root, "layerlabd mounts snapshots and starts containers")
@@ -169,7 +169,7 @@ func newTestEnv(t *testing.T) testEnv {
 }
 
 // start starts the daemon (again), logging to the file logName.
-func (e *testEnv) start(t *testing.T, logName string) {
+func (e *testEnv) start(t testing.TB, logName string) {
 	t.Helper()
 	args := append([]string{"-H", "unix://" + e.sock, "--data-root", e.dataRoot, "--exec-root", filepath.Join(e.tmp, "exec"),
 		"--storage-driver", "overlay2", "--storage-drivers", e.drivers, "-D"}, e.opts...)
@@ -180,7 +180,7 @@ func (e *testEnv) start(t *testing.T, logName string) {
 // buildDaemon builds layerlabd for the test, or takes the one
 // LAYERLAB_LAYERLABD names (the qemu guest has no Go toolchain: its
 // layerlabd is built statically on the host).
-func buildDaemon(t *testing.T) string {
+func buildDaemon(t testing.TB) string {
 	t.Helper()
 	if bin := os.Getenv("LAYERLAB_LAYERLABD"); bin != "" {
 		return bin

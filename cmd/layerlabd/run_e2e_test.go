@@ -15,7 +15,7 @@ import (
 
 // cli runs the docker CLI against one layerlabd.
 type cli struct {
-	t    *testing.T
+	t    testing.TB
 	sock string
 	dir  string
 	d    *daemonProc
@@ -257,7 +257,7 @@ func checkNoLeftovers(t *testing.T) {
 // killLeftovers kills the processes a failed test left in container
 // cgroups (only containers of this test's daemons live under /layerlab)
 // and removes those cgroups.
-func killLeftovers(t *testing.T) {
+func killLeftovers(t testing.TB) {
 	cgroups, pids := leftovers()
 	for _, pid := range pids {
 		t.Logf("killing leftover container process %d", pid)
