@@ -180,28 +180,7 @@ func (r *Reader) readV2(s *container.StatsResponse, dir string) {
 	}
 	m.Stats, _ = readKV(filepath.Join(dir, "memory.stat"))
 	if data, err := os.ReadFile(filepath.Join(dir, "io.stat")); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 2 {
-				continue
-			}
-			var major, minor uint64
-			if _, err := fmt.Sscanf(f[0], "%d:%d", &major, &minor); err != nil {
-				continue
-			}
-			kv := map[string]uint64{}
-			for _, p := range f[1:] {
-				k, v, _ := strings.Cut(p, "=")
-				kv[k], _ = strconv.ParseUint(v, 10, 64)
-			}
-			b := &s.BlkioStats
-			b.IoServiceBytesRecursive = append(b.IoServiceBytesRecursive,
-				container.BlkioStatEntry{Major: major, Minor: minor, Op: "read", Value: kv["rbytes"]},
-				container.BlkioStatEntry{Major: major, Minor: minor, Op: "write", Value: kv["wbytes"]})
-			b.IoServicedRecursive = append(b.IoServicedRecursive,
-				container.BlkioStatEntry{Major: major, Minor: minor, Op: "read", Value: kv["rios"]},
-				container.BlkioStatEntry{Major: major, Minor: minor, Op: "write", Value: kv["wios"]})
-		}
+		s.BlkioStats = parseIOStat(data)
 	}
 	r.readPids(s, dir)
 }
@@ -211,13 +190,46 @@ func (r *Reader) readPids(s *container.StatsResponse, dir string) {
 	s.PidsStats.Limit, _ = readUint(filepath.Join(dir, "pids.max")) // "max": 0, unlimited
 }
 
-// readBlkioV1 reads a v1 blkio file: "MAJ:MIN Op value" lines and a
-// "Total value" line, which is left out as dockerd leaves it.
+// parseIOStat parses v2's io.stat, "MAJ:MIN rbytes=N wbytes=N rios=N
+// wios=N ..." lines, into v1's shape as dockerd does.
+func parseIOStat(data []byte) container.BlkioStats {
+	var b container.BlkioStats
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		var major, minor uint64
+		if _, err := fmt.Sscanf(f[0], "%d:%d", &major, &minor); err != nil {
+			continue
+		}
+		kv := map[string]uint64{}
+		for _, p := range f[1:] {
+			k, v, _ := strings.Cut(p, "=")
+			kv[k], _ = strconv.ParseUint(v, 10, 64)
+		}
+		b.IoServiceBytesRecursive = append(b.IoServiceBytesRecursive,
+			container.BlkioStatEntry{Major: major, Minor: minor, Op: "read", Value: kv["rbytes"]},
+			container.BlkioStatEntry{Major: major, Minor: minor, Op: "write", Value: kv["wbytes"]})
+		b.IoServicedRecursive = append(b.IoServicedRecursive,
+			container.BlkioStatEntry{Major: major, Minor: minor, Op: "read", Value: kv["rios"]},
+			container.BlkioStatEntry{Major: major, Minor: minor, Op: "write", Value: kv["wios"]})
+	}
+	return b
+}
+
+// readBlkioV1 reads a v1 blkio file.
 func readBlkioV1(path string) []container.BlkioStatEntry {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
+	return parseBlkioV1(data)
+}
+
+// parseBlkioV1 parses "MAJ:MIN Op value" lines; the "Total value" line
+// is left out, as dockerd leaves it.
+func parseBlkioV1(data []byte) []container.BlkioStatEntry {
 	var out []container.BlkioStatEntry
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
@@ -242,6 +254,11 @@ func systemCPU() (usage uint64, online uint32, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	return parseProcStat(data)
+}
+
+// parseProcStat sums the "cpu" line of /proc/stat and counts the cpuN lines.
+func parseProcStat(data []byte) (usage uint64, online uint32, err error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -271,6 +288,11 @@ func readNetDev(pid int) (map[string]container.NetworkStats, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseNetDev(data), nil
+}
+
+// parseNetDev parses /proc/net/dev, lo left out.
+func parseNetDev(data []byte) map[string]container.NetworkStats {
 	out := map[string]container.NetworkStats{}
 	for _, line := range strings.Split(string(data), "\n") {
 		name, rest, ok := strings.Cut(line, ":")
@@ -286,7 +308,7 @@ func readNetDev(pid int) (map[string]container.NetworkStats, error) {
 		out[name] = container.NetworkStats{RxBytes: n[0], RxPackets: n[1], RxErrors: n[2], RxDropped: n[3],
 			TxBytes: n[8], TxPackets: n[9], TxErrors: n[10], TxDropped: n[11]}
 	}
-	return out, nil
+	return out
 }
 
 func readUint(path string) (uint64, error) {
@@ -303,6 +325,12 @@ func readKV(path string) (map[string]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseKV(data), nil
+}
+
+// parseKV parses "key value" lines; lines whose value is no number are
+// left out.
+func parseKV(data []byte) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, line := range strings.Split(string(data), "\n") {
 		k, v, ok := strings.Cut(line, " ")
@@ -313,5 +341,5 @@ func readKV(path string) (map[string]uint64, error) {
 			out[k] = n
 		}
 	}
-	return out, nil
+	return out
 }
