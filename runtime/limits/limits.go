@@ -12,6 +12,7 @@ package limits
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	"github.com/docker/docker/api/types/blkiodev"
@@ -35,8 +36,30 @@ const (
 // Host is what this host's cgroups can limit.
 type Host = sysinfo.SysInfo
 
-// Probe reads what the host's cgroups (v1 or v2) can limit.
-func Probe() *Host { return sysinfo.New() }
+// Probe reads what the host's cgroups (v1 or v2) can limit. On v2
+// dockerd's probe takes a weight for granted wherever the io controller
+// is; the kernel has a weight file only with iocost (whose root files
+// are io.cost.*) or BFQ, and without one runc's write of io.weight would
+// fail the start, so the weight is discarded with the warning instead.
+func Probe() *Host {
+	h := sysinfo.New()
+	if h.BlkioWeight && cgroup2() {
+		weight := false
+		for _, f := range []string{"io.cost.qos", "io.cost.model", "io.bfq.weight", "*/io.weight", "*/io.bfq.weight"} {
+			if m, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", f)); len(m) > 0 {
+				weight = true
+			}
+		}
+		h.BlkioWeight = weight
+	}
+	return h
+}
+
+// cgroup2 says the host's cgroups are pure v2.
+func cgroup2() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
+}
 
 // Defaults fills in what dockerd fills in at create: swap twice the
 // memory limit when the host limits swap, and CPU shares within the
