@@ -67,6 +67,15 @@ func (d *Daemon) UpdateContainer(ctx context.Context, ref string, upd container.
 	if err != nil {
 		return out, err
 	}
+	// Under the container's lock, read again: a start meanwhile would
+	// build its spec from a record this update has not reached, and two
+	// updates at once would each merge into the same old limits.
+	l := d.live(r.ID)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r, err = d.ctrs.Get(r.ID); err != nil {
+		return out, err
+	}
 	hc := *r.HostConfig
 	if err := limits.Merge(&hc.Resources, upd.Resources); err != nil {
 		return out, fmt.Errorf("Cannot update container %s: %w", r.ID, err)
@@ -89,11 +98,6 @@ func (d *Daemon) UpdateContainer(ctx context.Context, ref string, upd container.
 	if err != nil {
 		return out, err
 	}
-	// Under the container's lock: a start meanwhile would build its
-	// spec from the record before this update reached it.
-	l := d.live(r.ID)
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.c != nil {
 		if err := l.c.Update(ctx, res); err != nil {
 			return out, fmt.Errorf("Cannot update container %s: %w", r.ID, err)

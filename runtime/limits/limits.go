@@ -62,8 +62,8 @@ func cgroup2() bool {
 }
 
 // Defaults fills in what dockerd fills in at create: swap twice the
-// memory limit when the host limits swap, and CPU shares within the
-// kernel's bounds.
+// memory limit when the host limits swap, CPU shares within the kernel's
+// bounds, and the OOM killer enabled.
 func Defaults(r *container.Resources, h *Host) {
 	if r.Memory > 0 && r.MemorySwap == 0 && h.SwapLimit {
 		r.MemorySwap = 2 * r.Memory
@@ -76,6 +76,9 @@ func Defaults(r *container.Resources, h *Host) {
 	}
 	if r.PidsLimit != nil && *r.PidsLimit <= 0 {
 		r.PidsLimit = nil // 0 and -1 both mean unlimited
+	}
+	if r.OomKillDisable == nil {
+		r.OomKillDisable = ptr(false) // inspect shows false, as dockerd's
 	}
 }
 
