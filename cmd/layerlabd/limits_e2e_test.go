@@ -275,7 +275,8 @@ func checkStatsAPI(t *testing.T, c cli) {
 
 // TestEndToEndLimitsRunc is the limits' path through the runc binary
 // (layerlabd --runtime runc): the spec's resources at create, `runc
-// update` for docker update, and docker stats.
+// update` for docker update (and an update of a stopped container at its
+// next start), docker stats, and an OOM kill.
 func TestEndToEndLimitsRunc(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := newTestEnv(t)
@@ -292,5 +293,13 @@ func TestEndToEndLimitsRunc(t *testing.T) {
 	if got := c.cgroupValue("lim", "pids/pids.max", "pids.max"); got != "20" {
 		t.Errorf("after update --pids-limit 20 the cgroup says %s", got)
 	}
+	// An update of a stopped container reaches its next start.
+	c.expect(0, "lim", "stop", "-t", "0", "lim")
+	c.expect(0, "lim", "update", "--memory", "48m", "lim")
+	c.expect(0, "lim", "start", "lim")
+	if got := c.cgroupValue("lim", "memory/memory.limit_in_bytes", "memory.max"); got != "50331648" {
+		t.Errorf("started after update --memory 48m, the cgroup says %s", got)
+	}
 	c.expect(0, "", "rm", "-f", "lim")
+	checkOOMKill(t, c)
 }
