@@ -157,8 +157,14 @@ func checkDeviceWriteBps(t *testing.T, c cli, dataRoot string) {
 		t.Fatalf("the data root's block device: %v", err)
 	}
 	dev := "/dev/" + filepath.Base(link)
+	c.expect(0, "", "create", "--name", "throttled", "--device-write-bps", dev+":1mb", "--device-read-iops", dev+":100", "busybox", "true")
+	out := c.expect(0, "", "inspect", "-f", "{{json .HostConfig.BlkioDeviceWriteBps}} {{json .HostConfig.BlkioDeviceReadIOps}}", "throttled")
+	if want := fmt.Sprintf(`[{"Path":"%s","Rate":1048576}] [{"Path":"%s","Rate":100}]`, dev, dev); strings.TrimSpace(out) != want {
+		t.Errorf("inspect throttled: %s, want %s", out, want)
+	}
+	c.expect(0, "", "rm", "throttled")
 	start := time.Now()
-	out := c.expect(0, " 4194304 ", "run", "--rm", "--device-write-bps", dev+":1mb", "busybox",
+	out = c.expect(0, " 4194304 ", "run", "--rm", "--device-write-bps", dev+":1mb", "busybox",
 		"sh", "-c", "dd if=/dev/zero of=/f bs=1M count=4 oflag=direct 2>&1; ls -l /f")
 	took := time.Since(start)
 	t.Logf("4 MiB with --device-write-bps %s:1mb took %v: %s", dev, took, out)
@@ -246,6 +252,11 @@ func checkStatsAPI(t *testing.T, c cli) {
 	t.Logf("busy at --cpus .5: %.1f%% CPU over %v", cpuPercent, s.Read.Sub(s.PreRead))
 	if cpuPercent < 10 || cpuPercent > 70 {
 		t.Errorf("a busy loop at --cpus .5 shows %.1f%% CPU, want about 50", cpuPercent)
+	}
+	// one-shot: a reading alone, no precpu, as dockerd's.
+	var one struct{ PreRead time.Time }
+	if code := call(t, client, "GET", "/containers/busy/stats?stream=false&one-shot=true", nil, &one); code != 200 || !one.PreRead.IsZero() {
+		t.Errorf("stats one-shot: %d, preread %v, want none", code, one.PreRead)
 	}
 	// A stream: each frame's precpu is the frame before.
 	resp, err := client.Get("http://layerlabd/v1.41/containers/busy/stats")

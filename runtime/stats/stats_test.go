@@ -6,9 +6,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
+
+	"github.com/layerlab/layerlab/drivers/feature"
 )
 
 func TestParsers(t *testing.T) {
@@ -65,9 +68,9 @@ func FuzzParse(f *testing.F) {
 // benchCgroup makes an empty cgroup for the benchmarks (with this
 // process's memory charged nowhere: no process joins it) and returns its
 // path and libcontainer's manager of it.
-func benchCgroup(b *testing.B) (string, cgroups.Manager) {
+func benchCgroup(b testing.TB) (string, cgroups.Manager) {
 	if os.Geteuid() != 0 {
-		b.Skip("making a cgroup needs root")
+		feature.Skip(b, feature.Root, "making a cgroup needs root")
 	}
 	path := "/layerlab-stats-bench-" + strconv.Itoa(os.Getpid())
 	m, err := manager.New(&cgroups.Cgroup{Path: path, Resources: &cgroups.Resources{SkipDevices: true}})
@@ -114,4 +117,54 @@ func BenchmarkRead(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSampler: a started container's first reading is its previous one;
+// the goroutine a request starts replaces it with later readings, and
+// stops once nobody asks.
+func TestSampler(t *testing.T) {
+	path, _ := benchCgroup(t)
+	r, err := NewReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSampler(r, 300*time.Millisecond, time.Second)
+	if _, _, ok := s.Previous("c"); ok {
+		t.Fatal("Previous of a container never started: ok")
+	}
+	s.Started("c", path)
+	_, at0, ok := s.Previous("c")
+	if !ok || at0.IsZero() {
+		t.Fatalf("Previous after Started: %v %v", at0, ok)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, at, _ := s.Previous("c")
+		if at.After(at0) {
+			if age := time.Since(at); age < 0 || age > 2*time.Second {
+				t.Errorf("the sampler's reading is %v old", age)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sampler never read again")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		s.mu.Lock()
+		running := s.running
+		s.mu.Unlock()
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sampler did not stop once nobody asked")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.Stopped("c")
+	if _, _, ok := s.Previous("c"); ok {
+		t.Error("Previous of a stopped container: ok")
+	}
 }
