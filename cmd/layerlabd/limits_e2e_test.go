@@ -136,6 +136,12 @@ func TestEndToEndLimits(t *testing.T) {
 		c.expect(0, "WARNING: Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.", "run", "--rm", "--blkio-weight", "300", "busybox", "true")
 	}
 
+	// A cgroup namespace of its own (dockerd's default on v2, asked for
+	// here): its cgroup is its root, and its limits are still there.
+	out := c.expect(0, "67108864", "run", "--rm", "--cgroupns", "private", "--memory", "64m", "busybox", "sh", "-c", "cat /proc/self/cgroup /sys/fs/cgroup/memory/memory.limit_in_bytes")
+	if !strings.Contains(out, ":memory:/\n") {
+		t.Errorf("--cgroupns private: /proc/self/cgroup does not show the memory cgroup as its root:\n%s", out)
+	}
 	checkDeviceWriteBps(t, c, e.dataRoot)
 	checkOOMKill(t, c)
 	checkStatsAPI(t, c)

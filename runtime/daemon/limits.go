@@ -32,6 +32,16 @@ func (p *hostLimits) get() *limits.Host {
 // validates them and resolves their devices, and returns dockerd's
 // warnings for what the host cannot limit (those are dropped from hc).
 func (d *Daemon) checkResources(hc *container.HostConfig) ([]string, error) {
+	// dockerd's default cgroup namespace: private on cgroup v2, so the
+	// container's /sys/fs/cgroup is its own cgroup; the host's on v1.
+	switch {
+	case hc.CgroupnsMode.IsEmpty() && limits.Cgroup2():
+		hc.CgroupnsMode = container.CgroupnsModePrivate
+	case hc.CgroupnsMode.IsEmpty():
+		hc.CgroupnsMode = container.CgroupnsModeHost
+	case !hc.CgroupnsMode.IsPrivate() && !hc.CgroupnsMode.IsHost():
+		return nil, fmt.Errorf("invalid cgroup namespace mode: %v (want private or host): %w", hc.CgroupnsMode, drivers.ErrInvalidArgument)
+	}
 	h := d.limits.get()
 	limits.Defaults(&hc.Resources, h)
 	warnings, err := limits.Check(&hc.Resources, h, false)
@@ -44,8 +54,13 @@ func (d *Daemon) checkResources(hc *container.HostConfig) ([]string, error) {
 	return warnings, nil
 }
 
-// withResources puts hc's limits into s, keeping s's device rules.
+// withResources puts hc's limits into s, keeping s's device rules, and
+// gives the container a cgroup namespace of its own when hc asks (the
+// default on v2).
 func withResources(s *specs.Spec, hc *container.HostConfig) error {
+	if hc.CgroupnsMode.IsPrivate() {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
 	res, err := limits.Spec(hc.Resources)
 	if err != nil {
 		return err

@@ -43,7 +43,7 @@ type Host = sysinfo.SysInfo
 // fail the start, so the weight is discarded with the warning instead.
 func Probe() *Host {
 	h := sysinfo.New()
-	if h.BlkioWeight && cgroup2() {
+	if h.BlkioWeight && Cgroup2() {
 		weight := false
 		for _, f := range []string{"io.cost.qos", "io.cost.model", "io.bfq.weight", "*/io.weight", "*/io.bfq.weight"} {
 			if m, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", f)); len(m) > 0 {
@@ -55,8 +55,8 @@ func Probe() *Host {
 	return h
 }
 
-// cgroup2 says the host's cgroups are pure v2.
-func cgroup2() bool {
+// Cgroup2 says the host's cgroups are pure v2.
+func Cgroup2() bool {
 	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
 	return err == nil
 }
