@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	eventtypes "github.com/docker/docker/api/types/events"
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -291,9 +290,6 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writ
 		}
 		return r.SetState(st)
 	})
-	if err == nil && exit.OOMKilled {
-		d.emit(eventtypes.ContainerEventType, eventtypes.ActionOOM, id, containerAttrs(r))
-	}
 	l.mu.Lock()
 	if l.stdinW != nil {
 		// Ends the copy into the container; a next start gets a new pipe.

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"maps"
 	"sync"
 
 	"github.com/docker/docker/api/types/container"
@@ -125,17 +124,7 @@ func (d *Daemon) UpdateContainer(ctx context.Context, ref string, upd container.
 	if err != nil {
 		return out, err
 	}
-	d.emit(eventtypes.ContainerEventType, eventtypes.ActionUpdate, r.ID, containerAttrs(r))
+	// main's d.containerEvent (labels, name, image) replaces this at the merge.
+	d.emit(eventtypes.ContainerEventType, eventtypes.ActionUpdate, r.ID, map[string]string{"name": r.Name, "image": r.Image})
 	return out, nil
-}
-
-// containerAttrs are the attributes dockerd gives a container's events:
-// its labels, name and image.
-func containerAttrs(r containers.Record) map[string]string {
-	attrs := map[string]string{}
-	if r.Config != nil {
-		maps.Copy(attrs, r.Config.Labels)
-	}
-	attrs["name"], attrs["image"] = r.Name, r.Image
-	return attrs
 }
