@@ -21,6 +21,7 @@ targets=(
   "./runtime/api/ FuzzParseDetachKeys 100000"
   "./cmd/layerlabd/ FuzzConfigFile 20000"
   "./cmd/layerlabd/ FuzzParseHost 30000"
+  "./runtime/stats/ FuzzParse 60000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

@@ -12,8 +12,9 @@ import (
 
 // TestEndToEndDevicemapper runs containers on devicemapper thin devices
 // through the docker CLI, next to overlay2 in the same daemon: the
-// container's root is its own /dev/mapper device, exec and logs work, and
-// a SIGTERM leaves no device, mount or cgroup. Devicemapper needs a
+// container's root is its own /dev/mapper device, exec and logs work,
+// resource limits land in cgroup v2's files and docker stats reads them,
+// and a SIGTERM leaves no device, mount or cgroup. Devicemapper needs a
 // kernel this host lacks: `make vm-test` runs it in the qemu guest (a
 // static layerlabd and the docker CLI in its share, pure cgroup v2).
 func TestEndToEndDevicemapper(t *testing.T) {
@@ -42,6 +43,16 @@ func TestEndToEndDevicemapper(t *testing.T) {
 	c.expect(0, "thin", "rm", "-f", "thin")
 	// overlay2 in the same daemon.
 	c.expect(0, "overlay", "run", "--rm", "busybox", "sh", "-c", "grep ' / ' /proc/mounts")
+	// The guest's cgroups are pure v2: the limits land in memory.max and
+	// cpu.max, and docker stats reads them back.
+	checkMemoryAndCPULimits(t, c)
+	c.expect(0, "lim", "rm", "-f", "lim")
+	// --blkio-weight on v2 becomes io.weight (runc's conversion: 300 ->
+	// 2930) where the kernel has a weight file, else dockerd's warning.
+	out = c.expect(0, "", "run", "--rm", "--blkio-weight", "300", "busybox", "sh", "-c", "cat /sys/fs/cgroup/io.weight /sys/fs/cgroup/io.bfq.weight 2>/dev/null; true")
+	if !strings.Contains(out, "2930") && !strings.Contains(out, "300") && !strings.Contains(out, "Weight discarded") {
+		t.Errorf("--blkio-weight 300 on cgroup v2: %q, want the weight in io.weight or dockerd's warning", out)
+	}
 	e.d.terminate(t)
 	checkNoLeftovers(t)
 }

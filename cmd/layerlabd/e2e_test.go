@@ -144,7 +144,7 @@ type testEnv struct {
 
 // startTestDaemon skips unless the test runs as root with the docker CLI,
 // then builds and starts layerlabd.
-func startTestDaemon(t *testing.T) testEnv {
+func startTestDaemon(t testing.TB) testEnv {
 	t.Helper()
 	e := newTestEnv(t)
 	e.start(t, "layerlabd.log")

@@ -47,6 +47,7 @@ type Backend interface {
 	FilesystemBackend
 	OpsBackend
 	SystemBackend
+	ResourceBackend
 }
 
 // Handler returns the API's http.Handler over b.

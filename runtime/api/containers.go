@@ -93,6 +93,10 @@ func (rt router) containerRoute(w http.ResponseWriter, r *http.Request, p string
 		})
 	case op == "attach" && post:
 		return rt.attachContainer(w, r, id)
+	case op == "stats" && r.Method == http.MethodGet:
+		return rt.containerStats(w, r, id)
+	case op == "update" && post:
+		return rt.updateContainer(w, r, id)
 	case op == "changes" || op == "export" || op == "archive":
 		return rt.filesystemRoute(w, r, id, op)
 	}

@@ -50,6 +50,10 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	if err := validateRestartPolicy(hc); err != nil {
 		return out, err
 	}
+	warnings, err := d.checkResources(hc)
+	if err != nil {
+		return out, err
+	}
 	driverName, size, err := d.storageOpts(hc.StorageOpt)
 	if err != nil {
 		return out, err
@@ -111,7 +115,7 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	}
 	d.live(rec.ID)
 	d.containerEvent(*rec, eventtypes.ActionCreate, nil)
-	return container.CreateResponse{ID: rec.ID, Warnings: []string{}}, nil
+	return container.CreateResponse{ID: rec.ID, Warnings: append([]string{}, warnings...)}, nil
 }
 
 // prepareRootfs unpacks the image into drv and prepares the container's

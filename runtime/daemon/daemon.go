@@ -71,6 +71,8 @@ type Daemon struct {
 	ctrs    *containers.Store
 	exec    executor.Executor
 	events  *events.Bus // every state change, for GET /events (events.go)
+	limits  hostLimits  // what the host's cgroups can limit (limits.go)
+	stats   statsState  // docker stats' cgroup reader and CPU sampler (stats.go)
 
 	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
 	lives map[string]*live // by container ID

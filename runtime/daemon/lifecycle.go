@@ -166,6 +166,7 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 			go func() { _, _ = io.Copy(con, stdin) }()
 		}
 	}
+	d.statsStarted(r.ID)
 	finished := make(chan struct{})
 	l.c, l.finished = c, finished
 	d.containerEvent(r, eventtypes.ActionStart, nil)
@@ -231,6 +232,9 @@ func (d *Daemon) spec(r containers.Record, rootfs string) (*specs.Spec, error) {
 	for _, g := range u.Sgids {
 		s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
 	}
+	if err := withResources(s, r.HostConfig); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -266,6 +270,7 @@ func lookupUser(rootfs, spec string) (*user.ExecUser, error) {
 func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writer, copied, finished chan struct{}) {
 	ctx := context.Background()
 	exit, werr := c.Wait(ctx)
+	d.statsStopped(id)
 	delErr := c.Delete(ctx) // closes the console, which ends its copy
 	if copied != nil {
 		<-copied

@@ -135,6 +135,9 @@ type Container interface {
 	// exec), in its namespaces and cgroup; spec.Terminal must match
 	// stdio.Terminal. The container's death ends it.
 	Exec(ctx context.Context, spec *specs.Process, stdio Stdio) (Process, error)
+	// Update changes the running container's cgroup limits (docker
+	// update): the fields res sets, the others and the device rules stay.
+	Update(ctx context.Context, res *specs.LinuxResources) error
 	// Delete kills what still runs, waits for the init to be reaped and
 	// destroys the container: cgroups and state directory. The root
 	// filesystem is the caller's and stays mounted.
