@@ -161,7 +161,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("recovering the containers a previous daemon left: %w", err)
 	}
 	if cfg.Metrics != nil {
-		cfg.Metrics.Containers(d.metricContainers)
+		cfg.Metrics.Containers(d.metricContainers())
 	}
 	d.restartOnBoot(ctx)
 	return d, nil

@@ -1,15 +1,16 @@
 package daemon
 
 import (
-	"path"
 	"time"
+
+	"github.com/docker/docker/api/types/container"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/layer"
 	"github.com/layerlab/layerlab/drivers/mount"
 	"github.com/layerlab/layerlab/runtime/containers"
-	"github.com/layerlab/layerlab/runtime/executor"
 	"github.com/layerlab/layerlab/runtime/metrics"
+	"github.com/layerlab/layerlab/runtime/stats"
 )
 
 // instrument wraps an opened driver so its operations are timed, when
@@ -46,24 +47,30 @@ func (d *Daemon) mountRootfs(driver string, mounts []drivers.Mount, dir string) 
 	return err
 }
 
-// metricContainers lists the running (and paused) containers with their
-// cgroups, for a scrape. Both executors put a container's cgroup at
-// CGROUP-PARENT/ID in every hierarchy.
-func (d *Daemon) metricContainers() []metrics.Container {
-	recs, err := d.ctrs.List()
-	if err != nil {
-		d.cfg.Log.Warn("metrics: listing containers", "err", err)
-		return nil
+// metricContainers is what a scrape reads of the running (and paused)
+// containers: their cgroups, through docker stats' reader.
+func (d *Daemon) metricContainers() metrics.ContainerSource {
+	return metrics.ContainerSource{
+		List: func() []metrics.Container {
+			recs, err := d.ctrs.List()
+			if err != nil {
+				d.cfg.Log.Warn("metrics: listing containers", "err", err)
+				return nil
+			}
+			var out []metrics.Container
+			for _, r := range recs {
+				if r.State.Status == containers.Running || r.State.Status == containers.Paused {
+					out = append(out, metrics.Container{ID: r.ID, Name: r.Name})
+				}
+			}
+			return out
+		},
+		Read: func(c metrics.Container) (container.StatsResponse, error) {
+			reader, _, err := d.stats.get()
+			if err != nil {
+				return container.StatsResponse{}, err
+			}
+			return reader.Read(stats.Target{ID: c.ID, Name: c.Name, Cgroup: d.cgroupPath(c.ID)})
+		},
 	}
-	parent := d.cfg.CgroupParent
-	if parent == "" {
-		parent = executor.DefaultCgroupParent
-	}
-	var out []metrics.Container
-	for _, r := range recs {
-		if r.State.Status == containers.Running || r.State.Status == containers.Paused {
-			out = append(out, metrics.Container{ID: r.ID, Name: r.Name, Cgroup: path.Join(parent, r.ID)})
-		}
-	}
-	return out
 }

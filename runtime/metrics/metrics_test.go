@@ -6,11 +6,10 @@ import (
 	"io"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/opencontainers/cgroups"
+	"github.com/docker/docker/api/types/container"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/feature"
@@ -109,72 +108,41 @@ func TestInstrument(t *testing.T) {
 	}
 }
 
-func TestCgroupFiles(t *testing.T) {
-	r, w := blkioV1("8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 1\n8:0 Total 12288\n7:3 Read 1\n7:3 Write 2\nTotal 12291\n")
-	if r != 4097 || w != 8194 {
-		t.Errorf("blkioV1: %d %d", r, w)
-	}
-	rb, wb, ri, wi := ioStatV2("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n7:3 rbytes=1 wbytes=2 rios=3 wios=4\n\n")
-	if rb != 4097 || wb != 8194 || ri != 4 || wi != 6 {
-		t.Errorf("ioStatV2: %d %d %d %d", rb, wb, ri, wi)
-	}
-}
-
-// TestReadCgroup reads a container's figures from the files cgroup v1 and
-// v2 keep them in, as the kernel formats them (a fake cgroupfs in a
-// temporary directory: this host's v2 mount has no cpu or memory, and the
-// guest runs no scrape).
-func TestReadCgroup(t *testing.T) {
-	cgroups.TestMode = true // lets the library read files outside cgroupfs
-	t.Cleanup(func() { cgroups.TestMode = false })
-	root := t.TempDir()
-	write := func(dir string, files map[string]string) {
-		t.Helper()
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, data := range files {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-				t.Fatal(err)
+// TestContainerCollector: a scrape turns the stats reader's figures into
+// the container series, blkio summed over devices and both spellings of
+// the operations; a container that cannot be read is left out.
+func TestContainerCollector(t *testing.T) {
+	m := New()
+	var s container.StatsResponse
+	s.CPUStats.CPUUsage.TotalUsage = 1_500_000_000
+	s.MemoryStats.Usage, s.MemoryStats.Limit = 933888, 64<<20
+	s.BlkioStats.IoServiceBytesRecursive = []container.BlkioStatEntry{{Op: "Read", Value: 4096}, {Op: "Write", Value: 1 << 20}, {Op: "Total", Value: 9}, {Op: "read", Value: 1}}
+	s.BlkioStats.IoServicedRecursive = []container.BlkioStatEntry{{Op: "Read", Value: 1}, {Op: "Write", Value: 256}}
+	s.PidsStats.Current = 3
+	m.Containers(ContainerSource{
+		List: func() []Container { return []Container{{ID: "abc", Name: "web"}, {ID: "gone", Name: "old"}} },
+		Read: func(c Container) (container.StatsResponse, error) {
+			if c.ID == "gone" {
+				return s, os.ErrNotExist
 			}
+			return s, nil
+		},
+	})
+	out := scrape(t, m)
+	for _, want := range []string{
+		`layerlab_container_cpu_seconds_total{id="abc",name="web"} 1.5`,
+		`layerlab_container_memory_usage_bytes{id="abc",name="web"} 933888`,
+		`layerlab_container_memory_limit_bytes{id="abc",name="web"} 6.7108864e+07`,
+		`layerlab_container_blkio_bytes_total{id="abc",name="web",op="read"} 4097`,
+		`layerlab_container_blkio_bytes_total{id="abc",name="web",op="write"} 1.048576e+06`,
+		`layerlab_container_blkio_ios_total{id="abc",name="web",op="write"} 256`,
+		`layerlab_container_pids{id="abc",name="web"} 3`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape lacks %s", want)
 		}
 	}
-	const ctr = "/layerlab/abc"
-	v1 := cgroupFS{cpuacct: filepath.Join(root, "cpuacct"), memory: filepath.Join(root, "memory"), blkio: filepath.Join(root, "blkio"), pids: filepath.Join(root, "pids")}
-	write(v1.cpuacct+ctr, map[string]string{"cpuacct.usage": "1500000000\n"})
-	write(v1.memory+ctr, map[string]string{"memory.usage_in_bytes": "933888\n", "memory.limit_in_bytes": "9223372036854771712\n"})
-	write(v1.blkio+ctr, map[string]string{
-		"blkio.throttle.io_service_bytes_recursive": "7:3 Read 4096\n7:3 Write 1048576\n7:3 Sync 0\n7:3 Total 1052672\nTotal 1052672\n",
-		"blkio.throttle.io_serviced_recursive":      "7:3 Read 1\n7:3 Write 256\nTotal 257\n",
-	})
-	write(v1.pids+ctr, map[string]string{"pids.current": "3\n"})
-	u := v1.read(ctr)
-	if !u.cpuOK || u.cpuSeconds != 1.5 || !u.memOK || u.memory != 933888 || u.limitOK || !u.blkioOK ||
-		u.readBytes != 4096 || u.wBytes != 1048576 || u.readIOs != 1 || u.writeIOs != 256 || !u.pidsOK || u.pids != 3 {
-		t.Errorf("v1: %+v", u)
-	}
-	write(v1.memory+ctr, map[string]string{"memory.limit_in_bytes": "67108864\n"})
-	if u := v1.read(ctr); !u.limitOK || u.limit != 64<<20 {
-		t.Errorf("v1 with --memory 64m: %+v", u)
-	}
-
-	v2 := cgroupFS{v2: filepath.Join(root, "unified")}
-	write(v2.v2+ctr, map[string]string{
-		"cpu.stat":       "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n",
-		"memory.current": "1048576\n", "memory.max": "max\n",
-		"io.stat":      "7:3 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n",
-		"pids.current": "2\n",
-	})
-	u = v2.read(ctr)
-	if !u.cpuOK || u.cpuSeconds != 2.5 || u.memory != 1048576 || u.limitOK || u.readBytes != 4096 || u.wBytes != 8192 ||
-		u.readIOs != 1 || u.writeIOs != 2 || u.pids != 2 {
-		t.Errorf("v2: %+v", u)
-	}
-	write(v2.v2+ctr, map[string]string{"memory.max": "67108864\n"})
-	if u := v2.read(ctr); !u.limitOK || u.limit != 64<<20 {
-		t.Errorf("v2 with --memory 64m: %+v", u)
-	}
-	if u := v2.read("/layerlab/gone"); u.any() {
-		t.Errorf("a cgroup that is gone: %+v", u)
+	if strings.Contains(out, `id="gone"`) {
+		t.Errorf("a container that could not be read is in the scrape")
 	}
 }
