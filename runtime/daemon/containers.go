@@ -96,17 +96,31 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	if len(args) == 0 {
 		return out, fmt.Errorf("no command specified: %w", drivers.ErrInvalidArgument)
 	}
+	var imageVolumes map[string]struct{}
+	if img.Config != nil {
+		imageVolumes = img.Config.Volumes
+	}
+	mounts, err := d.parseMounts(hc, imageVolumes)
+	if err != nil {
+		return out, err
+	}
 	rec := &containers.Record{
 		ID: containers.NewID(), Name: name, Image: req.Config.Image, ImageID: imageID, Created: time.Now().UTC(),
-		Path: args[0], Args: args[1:], Config: &cfg, HostConfig: hc, Driver: driverName,
+		Path: args[0], Args: args[1:], Config: &cfg, HostConfig: hc, Driver: driverName, Mounts: mounts,
 	}
 	rec.SnapshotKey = "container-" + rec.ID
+	undoMounts, err := d.createMounts(ctx, rec.ID, rec.Mounts)
+	if err != nil {
+		return out, err
+	}
 	if err := d.ctrs.Add(rec); err != nil {
+		undoMounts()
 		return out, err
 	}
 	d.useImage(imageID, 1)
 	if err := d.prepareRootfs(ctx, drv, rec, snapOpts...); err != nil {
 		d.useImage(imageID, -1)
+		undoMounts()
 		return out, errors.Join(err, d.ctrs.Delete(rec.ID))
 	}
 	d.live(rec.ID)
@@ -184,7 +198,7 @@ func (d *Daemon) InspectContainer(ctx context.Context, ref string) (container.In
 			Image: r.ImageID.String(), LogPath: d.inspectLogPath(r), Name: "/" + r.Name, Driver: r.Driver,
 			Platform: "linux", HostConfig: r.HostConfig, GraphDriver: d.graphDriver(ctx, r), RestartCount: r.RestartCount,
 		},
-		Mounts: []container.MountPoint{}, Config: r.Config,
+		Mounts: d.mountPoints(r), Config: r.Config,
 		NetworkSettings: &container.NetworkSettings{},
 	}, nil
 }
@@ -246,7 +260,7 @@ func (d *Daemon) ListContainers(_ context.Context, all bool) ([]container.Summar
 			ID: r.ID, Names: []string{"/" + r.Name}, Image: r.Image, ImageID: r.ImageID.String(),
 			Command: strings.Join(append([]string{r.Path}, r.Args...), " "), Created: r.Created.Unix(),
 			Ports: []container.Port{}, Labels: r.Config.Labels, State: r.State.Status, Status: statusText(r.State),
-			Mounts: []container.MountPoint{},
+			Mounts: d.mountPoints(r),
 		}
 		s.HostConfig.NetworkMode = string(r.HostConfig.NetworkMode)
 		out = append(out, s)
@@ -272,8 +286,9 @@ func statusText(st containers.State) string {
 }
 
 // DeleteContainer answers DELETE /containers/{id}: a running container
-// only with force (killed first); then its snapshot, logs and record go.
-func (d *Daemon) DeleteContainer(ctx context.Context, ref string, force bool) error {
+// only with force (killed first); then its snapshot, logs and record go,
+// and with volumes (rm -v) its anonymous volumes.
+func (d *Daemon) DeleteContainer(ctx context.Context, ref string, force, volumes bool) error {
 	r, err := d.ctrs.Get(ref)
 	if err != nil {
 		return err
@@ -292,12 +307,13 @@ func (d *Daemon) DeleteContainer(ctx context.Context, ref string, force bool) er
 			return nil // its end removed it
 		}
 	}
-	return d.remove(ctx, r.ID)
+	return d.remove(ctx, r.ID, volumes)
 }
 
 // remove deletes a container that does not run: its snapshot, directory
-// and record, then tells the waiters for "removed".
-func (d *Daemon) remove(ctx context.Context, id string) error {
+// and record, then tells the waiters for "removed". Its anonymous volumes
+// go with volumes or AutoRemove (run --rm), as in dockerd.
+func (d *Daemon) remove(ctx context.Context, id string, volumes bool) error {
 	r, err := d.ctrs.Get(id)
 	if err != nil {
 		return err
@@ -321,6 +337,9 @@ func (d *Daemon) remove(ctx context.Context, id string) error {
 		return err
 	}
 	d.useImage(r.ImageID, -1)
+	if err := d.releaseVolumes(ctx, r, volumes || r.HostConfig.AutoRemove); err != nil {
+		d.cfg.Log.Error("removing a container's anonymous volumes failed; docker volume rm them", "container", r.ID, "err", err)
+	}
 	d.execs.drop(r.ID)
 	d.containerEvent(r, eventtypes.ActionDestroy, nil)
 	d.mu.Lock()

@@ -36,6 +36,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/executor"
 	"github.com/layerlab/layerlab/runtime/images"
 	"github.com/layerlab/layerlab/runtime/logs"
+	"github.com/layerlab/layerlab/runtime/volumes"
 )
 
 // Config is what layerlabd was asked to run with.
@@ -67,6 +68,7 @@ type Daemon struct {
 	ctrs    *containers.Store
 	exec    executor.Executor
 	events  *events.Bus // every state change, for GET /events (events.go)
+	vols    *volumes.Store
 
 	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
 	lives map[string]*live // by container ID
@@ -147,6 +149,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	for _, r := range recs {
 		d.useImage(r.ImageID, 1)
+	}
+	if err := d.openVolumes(recs); err != nil {
+		return nil, err
 	}
 	if d.exec, err = newExecutor(cfg); err != nil {
 		return nil, err

@@ -184,7 +184,7 @@ func (d *Daemon) PruneContainers(ctx context.Context, f filters.Args) (container
 			continue
 		}
 		rw, _ := d.sizes(ctx, r)
-		if err := d.DeleteContainer(ctx, r.ID, false); err != nil {
+		if err := d.DeleteContainer(ctx, r.ID, false, false); err != nil {
 			if !errors.Is(err, drivers.ErrNotFound) && !errors.Is(err, drivers.ErrFailedPrecondition) {
 				errs = append(errs, err)
 			}
