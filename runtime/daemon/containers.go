@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -96,11 +97,12 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	if len(args) == 0 {
 		return out, fmt.Errorf("no command specified: %w", drivers.ErrInvalidArgument)
 	}
-	var imageVolumes map[string]struct{}
+	// Anonymous volumes: the image's VOLUMEs and the request's (-v /ctr).
+	anonymous := maps.Clone(cfg.Volumes)
 	if img.Config != nil {
-		imageVolumes = img.Config.Volumes
+		anonymous = mergeSet(anonymous, img.Config.Volumes)
 	}
-	mounts, err := d.parseMounts(hc, imageVolumes)
+	mounts, err := d.parseMounts(hc, anonymous)
 	if err != nil {
 		return out, err
 	}

@@ -443,3 +443,14 @@ func (d *Daemon) releaseVolumes(ctx context.Context, r containers.Record, anonym
 	}
 	return errors.Join(errs...)
 }
+
+// mergeSet adds b's keys to a.
+func mergeSet(a, b map[string]struct{}) map[string]struct{} {
+	if a == nil && len(b) > 0 {
+		a = map[string]struct{}{}
+	}
+	for k := range b {
+		a[k] = struct{}{}
+	}
+	return a
+}

@@ -185,7 +185,7 @@ func (s *Store) prepare(ctx context.Context, r *Record, size int64) error {
 	if err != nil {
 		return fmt.Errorf("create %s: driver=%s: %w", r.Name, r.Storage, err)
 	}
-	opts := []drivers.Opt{drivers.WithLabels(map[string]string{"layerlab.io/volume": r.Name})}
+	var opts []drivers.Opt
 	if size > 0 {
 		if caps := drv.Capabilities(); !caps.Quota {
 			return fmt.Errorf("create %s: storage driver %s cannot limit a volume's size here: %s (drivers with a quota among the enabled ones: %s): %w",
