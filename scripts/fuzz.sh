@@ -19,6 +19,7 @@ targets=(
   "./runtime/logs/ FuzzValidate 40000"
   "./runtime/images/ FuzzParseChanges 100000"
   "./runtime/api/ FuzzParseDetachKeys 100000"
+  "./runtime/volumes/ FuzzParseBind 100000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

@@ -75,7 +75,7 @@ func ParseBind(raw string) (MountPoint, error) {
 	}
 	switch {
 	case src == "":
-		m.Type = mount.TypeVolume // anonymous: named at create
+		m.Type, m.Driver = mount.TypeVolume, LocalDriver // anonymous: named at create
 	case filepath.IsAbs(src):
 		m.Type, m.Source = mount.TypeBind, filepath.Clean(src)
 		if m.NoCopy {
@@ -89,9 +89,9 @@ func ParseBind(raw string) (MountPoint, error) {
 			return m, err
 		}
 		m.Type, m.Name, m.Driver = mount.TypeVolume, src, LocalDriver
-		if m.Propagation != "" {
-			return m, fmt.Errorf("invalid mode: %s: a propagation applies to binds, not to the volume %s: %w", mode, src, drivers.ErrInvalidArgument)
-		}
+	}
+	if m.Type == mount.TypeVolume && m.Propagation != "" {
+		return m, fmt.Errorf("invalid mode: %s: a propagation applies to binds, not to the volume at %s: %w", mode, dst, drivers.ErrInvalidArgument)
 	}
 	return m, nil
 }
