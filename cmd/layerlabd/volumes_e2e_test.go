@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 )
 
@@ -142,6 +144,11 @@ func TestEndToEndVolumes(t *testing.T) {
 	if out, _ := c.run("volume", "ls", "-q"); strings.Contains(out, anon) {
 		t.Errorf("rm -v left the anonymous volume %s:\n%s", anon, out)
 	}
+	before, _ := c.run("volume", "ls", "-q")
+	c.expect(0, "", "run", "--rm", "-v", "/anon", "busybox", "touch", "/anon/x")
+	if after, _ := c.run("volume", "ls", "-q"); after != before {
+		t.Errorf("run --rm left its anonymous volume: before\n%s\nafter\n%s", before, after)
+	}
 	c.expect(0, "", "run", "--rm", "--mount", "type=volume,source=nocopy,target=/data,volume-nocopy", "withvol",
 		"sh", "-c", "test -z \"$(ls -A /data)\"")
 
@@ -194,4 +201,34 @@ func checkBadVolumeRequests(t *testing.T, c cli) {
 	c.expect(125, "invalid mode: rx", "run", "--rm", "-v", "/tmp:/x:rx", "busybox", "true")
 	c.expect(125, "bind source path does not exist: /no/such/dir", "run", "--rm", "--mount", "type=bind,source=/no/such/dir,target=/x", "busybox", "true")
 	c.expect(125, "Duplicate mount point: /x", "run", "--rm", "-v", "/tmp:/x", "-v", "/var:/x", "busybox", "true")
+}
+
+// TestEndToEndVolumesRunc: the same mounts through the runc binary (the
+// OCI spec's bind, volume and tmpfs mounts), and a volume through
+// docker-py.
+func TestEndToEndVolumesRunc(t *testing.T) {
+	if _, err := exec.LookPath("runc"); err != nil {
+		feature.Skip(t, feature.Runc, "runc: %v (make setup installs Debian's runc)", err)
+	}
+	t.Cleanup(func() { killLeftovers(t) })
+	e := newTestEnv(t)
+	e.opts = []string{"--runtime", "runc"}
+	e.start(t, "layerlabd.log")
+	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
+	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	host := t.TempDir()
+	c.expect(0, "", "run", "--rm", "-v", host+":/h", "-v", "named:/n", "busybox", "sh", "-c", "echo bound > /h/f; echo named > /n/f")
+	c.expect(0, "bound\nnamed\n", "run", "--rm", "--mount", "type=bind,source="+host+",target=/h,readonly,bind-propagation=rslave",
+		"--mount", "type=volume,source=named,target=/n", "busybox", "cat", "/h/f", "/n/f")
+	c.expect(1, "Read-only file system", "run", "--rm", "--mount", "type=bind,source="+host+",target=/h,readonly", "busybox", "touch", "/h/x")
+	c.expect(0, "tmpfs /t tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k", "run", "--rm", "--tmpfs", "/t:size=1m", "busybox", "cat", "/proc/mounts")
+	c.expect(0, "named", "volume", "rm", "named")
+	e.d.terminate(t)
+	checkNoLeftovers(t)
+}
+
+// TestEndToEndVolumesDockerPy: volumes.create/get/list/remove/prune and
+// containers.run with volumes= (testdata/dockerpy_volumes.py).
+func TestEndToEndVolumesDockerPy(t *testing.T) {
+	runDockerPy(t, "dockerpy_volumes.py")
 }
