@@ -51,24 +51,25 @@ func (d *Daemon) Volumes() *volumes.Store { return d.vols }
 
 // CreateVolume answers POST /volumes/create.
 func (d *Daemon) CreateVolume(ctx context.Context, o volume.CreateOptions) (*volume.Volume, error) {
-	r, err := d.createVolume(ctx, o, false)
+	r, _, err := d.createVolume(ctx, o, false, "")
 	if err != nil {
 		return nil, err
 	}
 	return d.vols.Volume(r), nil
 }
 
-// createVolume makes a volume, or finds the one of that name, and
-// publishes the create of a new one.
-func (d *Daemon) createVolume(ctx context.Context, o volume.CreateOptions, anonymous bool) (volumes.Record, error) {
-	r, created, err := d.vols.Create(ctx, o, anonymous)
+// createVolume makes a volume, or finds the one of that name, counts the
+// container user ("" for none) as using it, and publishes the create of a
+// new one.
+func (d *Daemon) createVolume(ctx context.Context, o volume.CreateOptions, anonymous bool, user string) (volumes.Record, bool, error) {
+	r, created, err := d.vols.Create(ctx, o, anonymous, user)
 	if err != nil {
-		return r, err
+		return r, false, err
 	}
 	if created {
 		d.emit(eventtypes.VolumeEventType, eventtypes.ActionCreate, r.Name, map[string]string{"driver": r.Driver})
 	}
-	return r, nil
+	return r, created, nil
 }
 
 // ListVolumes answers GET /volumes with the filters dangling, name,
@@ -216,9 +217,11 @@ func (d *Daemon) parseMounts(hc *container.HostConfig, imageVolumes map[string]s
 		if own[m.Destination] {
 			return nil, fmt.Errorf("Duplicate mount point: %s: %w", m.Destination, drivers.ErrInvalidArgument)
 		}
+		own[m.Destination] = true
 	}
 	for dst := range imageVolumes {
-		if dst = filepath.Clean(dst); filepath.IsAbs(dst) && dst != "/" {
+		// A --tmpfs on an image's VOLUME takes its place, as in dockerd.
+		if dst = filepath.Clean(dst); filepath.IsAbs(dst) && dst != "/" && !own[dst] {
 			if _, ok := byDest[dst]; !ok {
 				put(volumes.MountPoint{MountPoint: container.MountPoint{Type: mount.TypeVolume, Destination: dst, RW: true, Driver: volumes.LocalDriver}})
 			}
@@ -236,12 +239,10 @@ func (d *Daemon) parseMounts(hc *container.HostConfig, imageVolumes map[string]s
 // named volumes not there yet and the anonymous ones (named now); it
 // counts id as a user of each volume. undo gives back what it made.
 func (d *Daemon) createMounts(ctx context.Context, id string, mounts []volumes.MountPoint) (undo func(), err error) {
-	var made []string
+	var made, used []string
 	undo = func() {
-		for i := range mounts {
-			if mounts[i].Type == mount.TypeVolume && mounts[i].Name != "" {
-				d.vols.Unref(mounts[i].Name, id)
-			}
+		for _, n := range used {
+			d.vols.Unref(n, id)
 		}
 		for _, n := range made {
 			_ = d.RemoveVolume(context.WithoutCancel(ctx), n, true)
@@ -262,20 +263,15 @@ func (d *Daemon) createMounts(ctx context.Context, id string, mounts []volumes.M
 				}
 			}
 		case mount.TypeVolume:
-			anonymous := m.Name == ""
-			if !anonymous {
-				if _, err := d.vols.Get(m.Name); err == nil {
-					d.vols.Ref(m.Name, id)
-					continue
-				}
-			}
-			r, err := d.createVolume(ctx, volume.CreateOptions{Name: m.Name, Labels: m.Labels, DriverOpts: m.DriverOpts}, anonymous)
+			r, created, err := d.createVolume(ctx, volume.CreateOptions{Name: m.Name, Labels: m.Labels, DriverOpts: m.DriverOpts}, m.Name == "", id)
 			if err != nil {
 				return undo, err
 			}
 			m.Name = r.Name
-			made = append(made, r.Name)
-			d.vols.Ref(r.Name, id)
+			used = append(used, r.Name)
+			if created {
+				made = append(made, r.Name)
+			}
 		}
 	}
 	return undo, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,7 +163,7 @@ func TestVolumeStore(t *testing.T) {
 	if err := releaseAll(d, rec); err != nil {
 		t.Fatal(err)
 	}
-	anon, err := d.createVolume(ctx, volume.CreateOptions{}, true)
+	anon, _, err := d.createVolume(ctx, volume.CreateOptions{}, true, "")
 	if err != nil || len(anon.Name) != 64 {
 		t.Fatalf("anonymous volume: %+v, %v", anon, err)
 	}
@@ -204,4 +205,40 @@ func TestVolumeStore(t *testing.T) {
 // releaseAll is a container's removal as far as its volumes go.
 func releaseAll(d *Daemon, r containers.Record) error {
 	return d.releaseVolumes(context.Background(), r, false)
+}
+
+// TestParseMounts: -v and --mount over the image's VOLUMEs by
+// destination, --tmpfs taking an image VOLUME's place, duplicates and an
+// unknown --volumes-from refused.
+func TestParseMounts(t *testing.T) {
+	d := openVolumeDaemon(t, t.TempDir())
+	defer d.Close()
+	hc := &container.HostConfig{Binds: []string{"/srv:/data:ro", "named:/n"}, Tmpfs: map[string]string{"/cache": ""},
+		Mounts: []mount.Mount{{Type: mount.TypeVolume, Target: "/anon"}}}
+	ms, err := d.parseMounts(hc, map[string]struct{}{"/data": {}, "/cache": {}, "/img/": {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range ms {
+		got = append(got, string(m.Type)+" "+m.Name+" "+m.Source+" "+m.Destination)
+	}
+	slices.Sort(got)
+	want := []string{"bind  /srv /data", "volume   /anon", "volume   /img", "volume named  /n"}
+	if !slices.Equal(got, want) {
+		t.Errorf("parseMounts: %q, want %q", got, want)
+	}
+	for _, c := range []struct {
+		hc   container.HostConfig
+		want string
+	}{
+		{container.HostConfig{Binds: []string{"/a:/x"}, Mounts: []mount.Mount{{Type: mount.TypeTmpfs, Target: "/x/"}}}, "Duplicate mount point: /x"},
+		{container.HostConfig{Binds: []string{"/a:/x"}, Tmpfs: map[string]string{"/x": ""}}, "Duplicate mount point: /x"},
+		{container.HostConfig{VolumesFrom: []string{"nosuch"}}, "No such container: nosuch"},
+		{container.HostConfig{VolumesFrom: []string{"c:rx"}}, "invalid mode for volumes-from"},
+	} {
+		if _, err := d.parseMounts(&c.hc, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("parseMounts(%+v): %v, want %q", c.hc, err, c.want)
+		}
+	}
 }

@@ -121,8 +121,10 @@ func New(db *bolt.DB, root string, lookup func(string) (drivers.Driver, error), 
 func (s *Store) Path(name string) string { return filepath.Join(s.root, name, "_data") }
 
 // Create makes a volume (a random name when name is ""). A volume of that
-// name already there is returned as it is, as dockerd does.
-func (s *Store) Create(ctx context.Context, o volume.CreateOptions, anonymous bool) (Record, bool, error) {
+// name already there is returned as it is, as dockerd does. A user (a
+// container ID; "" for none) is counted in the same step, so no remove or
+// prune takes the volume between its creation and its first use.
+func (s *Store) Create(ctx context.Context, o volume.CreateOptions, anonymous bool, user string) (Record, bool, error) {
 	if o.Driver != "" && o.Driver != LocalDriver {
 		return Record{}, false, fmt.Errorf("error looking up volume plugin %s: plugin %q not found (layerlabd has the local driver; -o driver=NAME puts a volume on a storage driver): %w", o.Driver, o.Driver, drivers.ErrNotFound)
 	}
@@ -134,7 +136,10 @@ func (s *Store) Create(ctx context.Context, o volume.CreateOptions, anonymous bo
 	if err := ValidName(o.Name); err != nil {
 		return Record{}, false, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if r, err := s.Get(o.Name); err == nil {
+		s.ref(r.Name, user)
 		return r, false, nil
 	}
 	r := Record{Name: o.Name, Driver: LocalDriver, CreatedAt: time.Now().UTC(), Labels: o.Labels, Options: o.DriverOpts, Anonymous: anonymous}
@@ -175,6 +180,7 @@ func (s *Store) Create(ctx context.Context, o volume.CreateOptions, anonymous bo
 	if err != nil {
 		return Record{}, false, errors.Join(err, s.destroy(context.WithoutCancel(ctx), r))
 	}
+	s.ref(r.Name, user)
 	return r, true, nil
 }
 
@@ -253,9 +259,11 @@ func (s *Store) Remove(ctx context.Context, name string, force bool) error {
 		}
 		return err
 	}
+	// Held to the end: a container that starts using the volume
+	// meanwhile waits, and then finds it gone.
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	users := s.users(name)
-	s.mu.Unlock()
 	if len(users) > 0 {
 		return fmt.Errorf("remove %s: volume is in use - [%s]: %w", name, strings.Join(users, ", "), ErrInUse)
 	}
@@ -302,6 +310,14 @@ func (s *Store) users(name string) []string {
 func (s *Store) Ref(name, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.ref(name, id)
+}
+
+// ref is Ref with s.mu held; an empty id is no user.
+func (s *Store) ref(name, id string) {
+	if id == "" {
+		return
+	}
 	if s.refs[name] == nil {
 		s.refs[name] = map[string]bool{}
 	}
