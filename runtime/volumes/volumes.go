@@ -18,7 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
+
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,9 +26,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
+
 	"time"
 
+	"github.com/containerd/continuity/fs"
 	"github.com/docker/docker/api/types/volume"
 	bolt "go.etcd.io/bbolt"
 
@@ -469,26 +470,6 @@ func (s *Store) size(ctx context.Context, r Record) (int64, error) {
 		u, err := drv.Usage(ctx, r.SnapshotKey)
 		return u.Size, err
 	}
-	var total int64
-	err := filepath.WalkDir(s.Path(r.Name), func(_ string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if fi, err := e.Info(); err == nil {
-			if st, ok := statBlocks(fi); ok {
-				total += st
-			}
-		}
-		return nil
-	})
-	return total, err
-}
-
-// statBlocks is the bytes fi's allocated blocks take, as du counts them.
-func statBlocks(fi fs.FileInfo) (int64, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return st.Blocks * 512, true
+	u, err := fs.DiskUsage(ctx, s.Path(r.Name))
+	return u.Size, err
 }
