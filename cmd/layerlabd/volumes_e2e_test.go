@@ -88,7 +88,7 @@ func TestEndToEndVolumes(t *testing.T) {
 
 	// inspect's Mounts and HostConfig; an in-use volume refuses rm.
 	c.expect(0, "", "run", "-d", "--name", "insp", "-v", "data1:/d", "-v", host+":/h:ro",
-		"--mount", "type=tmpfs,destination=/t,tmpfs-size=1m", "busybox", "sleep", "60")
+		"--mount", "type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=0700", "busybox", "sleep", "60")
 	var insp []inspectMounts
 	if err := json.Unmarshal([]byte(c.expect(0, "", "inspect", "insp")), &insp); err != nil || len(insp) != 1 {
 		t.Fatalf("inspect insp: %v", err)
@@ -110,7 +110,7 @@ func TestEndToEndVolumes(t *testing.T) {
 	if hc := insp[0].HostConfig; len(hc.Binds) != 2 || len(hc.Mounts) != 1 || hc.Mounts[0].Type != "tmpfs" {
 		t.Errorf("inspect HostConfig: %+v", hc)
 	}
-	c.expect(0, "tmpfs /t tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k", "exec", "insp", "cat", "/proc/mounts")
+	c.expect(0, "tmpfs /t tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k,mode=700", "exec", "insp", "cat", "/proc/mounts")
 	out := c.expect(1, "volume is in use - [", "volume", "rm", "data1")
 	if !strings.Contains(out, "remove data1") {
 		t.Errorf("volume rm of an in-use volume: %s", out)
@@ -163,33 +163,62 @@ func TestEndToEndVolumes(t *testing.T) {
 	}
 	c.expect(0, "", "rm", "store", "reader", "seed")
 	c.expect(0, "data1", "volume", "prune", "-f")
-	if out, _ := c.run("volume", "ls", "-q"); strings.TrimSpace(out) != "" {
-		t.Errorf("volumes left after prune:\n%s", out)
+	if out, _ := c.run("volume", "ls", "-q"); strings.TrimSpace(out) != "quota" {
+		t.Errorf("volumes left after prune: %q, want only quota, in use", out)
 	}
 
+	// SIGTERM with a container running on the btrfs volume: the daemon
+	// unmounts it and exits cleanly; the next one has the volume and
+	// its data.
+	e.d.terminate(t)
+	if log := e.d.logText(); strings.Contains(log, "level=ERROR") {
+		t.Errorf("the daemon's shutdown logged an error:\n%s", log)
+	}
+	e.start(t, "layerlabd-2.log")
+	c.d = e.d
+	c.expect(0, "5242880", "run", "--rm", "-v", "quota:/q", "busybox", "stat", "-c", "%s", "/q/small")
+	// Its end was clean: an unmount that failed would be its error.
+	if out := c.expect(0, "", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} [{{.State.Error}}]", "qrun"); strings.TrimSpace(out) != "exited 137 []" {
+		t.Errorf("qrun after the daemon's SIGTERM: %q, want exited 137 with no error", out)
+	}
+	c.expect(0, "", "rm", "qrun")
+	c.expect(0, "quota", "volume", "rm", "quota")
 	e.d.terminate(t)
 	checkNoLeftovers(t)
 }
 
 // checkBtrfsVolume: a volume on btrfs with size=10M takes 5 MiB and
-// refuses 20 MiB, is mounted only while its container runs, and the
-// refusals of a driver without quota or not enabled name the drivers.
+// refuses 20 MiB, is mounted only while a container uses it (one, qrun,
+// goes on running), and the refusals of a driver without quota or not
+// enabled name the drivers.
 func checkBtrfsVolume(t *testing.T, c cli, e testEnv) {
 	c.expect(0, "quota", "volume", "create", "-o", "driver=btrfs", "-o", "size=10M", "quota")
 	c.expect(0, "btrfs", "volume", "inspect", "-f", "{{.Status.StorageDriver}}", "quota")
 	c.expect(0, "", "run", "--rm", "-v", "quota:/q", "busybox", "sh", "-c", "dd if=/dev/zero of=/q/small bs=1M count=5 && sync")
 	c.expect(1, "quota exceeded", "run", "--rm", "-v", "quota:/q", "busybox", "sh", "-c", "dd if=/dev/zero of=/q/big bs=1M count=20 && sync")
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(e.d.cmd.Process.Pid) + "/mounts")
-	if err != nil {
-		t.Fatal(err)
+	volMounts := func() string {
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(e.d.cmd.Process.Pid) + "/mounts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.Contains(l, filepath.Join(e.dataRoot, "volumes")) {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
 	}
-	if strings.Contains(string(data), filepath.Join(e.dataRoot, "volumes")) {
-		t.Errorf("a volume is still mounted after its container ended:\n%s", data)
+	if m := volMounts(); m != "" {
+		t.Errorf("a volume is still mounted after its container ended:\n%s", m)
+	}
+	c.expect(0, "", "run", "-d", "--name", "qrun", "-v", "quota:/q", "busybox", "sleep", "600")
+	if m := volMounts(); !strings.Contains(m, "btrfs") {
+		t.Errorf("the btrfs volume is not mounted while its container runs: %q", m)
 	}
 	c.expect(1, "vfs cannot limit a volume's size here", "volume", "create", "-o", "driver=vfs", "-o", "size=10M", "noquota")
 	c.expect(1, "with a quota among the enabled ones: btrfs", "volume", "create", "-o", "driver=vfs", "-o", "size=10M", "noquota")
 	c.expect(1, "enabled: vfs, overlay2, btrfs", "volume", "create", "-o", "driver=zfs", "nozfs")
-	c.expect(0, "quota", "volume", "rm", "quota")
 }
 
 // checkBadVolumeRequests: a volume name with '/', a relative -v source,
