@@ -111,6 +111,9 @@ func TestEndToEndVolumes(t *testing.T) {
 		t.Errorf("inspect HostConfig: %+v", hc)
 	}
 	c.expect(0, "tmpfs /t tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k,mode=700", "exec", "insp", "cat", "/proc/mounts")
+	if out := c.expect(0, "", "ps", "-a", "--filter", "volume=data1", "--format", "{{.Names}} {{.Mounts}}"); !strings.HasPrefix(out, "insp data1,/") || strings.Count(out, "\n") != 1 {
+		t.Errorf("ps --filter volume=data1: %q", out)
+	}
 	out := c.expect(1, "volume is in use - [", "volume", "rm", "data1")
 	if !strings.Contains(out, "remove data1") {
 		t.Errorf("volume rm of an in-use volume: %s", out)

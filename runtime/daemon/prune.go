@@ -20,7 +20,7 @@ import (
 // filter knows, as dockerd's.
 var (
 	listFilters = map[string]bool{"status": true, "name": true, "id": true, "ancestor": true, "label": true,
-		"exited": true, "before": true, "since": true}
+		"exited": true, "before": true, "since": true, "volume": true}
 	statuses = map[string]bool{"created": true, "restarting": true, "running": true, "removing": true,
 		"paused": true, "exited": true, "dead": true}
 )
@@ -137,6 +137,9 @@ func matchContainer(f filters.Args, r containers.Record, exited []int, ancestors
 		if !ok {
 			return false
 		}
+	}
+	if f.Contains("volume") && !usesVolume(f.Get("volume"), r) {
+		return false
 	}
 	if !before.IsZero() && !r.Created.Before(before) {
 		return false

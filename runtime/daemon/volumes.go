@@ -450,3 +450,11 @@ func mergeSet(a, b map[string]struct{}) map[string]struct{} {
 	}
 	return a
 }
+
+// usesVolume is ps's volume filter, as dockerd's: a container mounting
+// one of the volumes named, or anything at one of the destinations.
+func usesVolume(values []string, r containers.Record) bool {
+	return slices.ContainsFunc(r.Mounts, func(m volumes.MountPoint) bool {
+		return slices.Contains(values, m.Destination) || m.Type == mount.TypeVolume && slices.Contains(values, m.Name)
+	})
+}

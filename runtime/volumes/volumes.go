@@ -73,6 +73,15 @@ var (
 	ErrInUse        = fmt.Errorf("volume is in use: %w", drivers.ErrFailedPrecondition)
 )
 
+// dockerdError reads exactly as dockerd's message and wraps its class.
+type dockerdError struct {
+	msg   string
+	class error
+}
+
+func (e dockerdError) Error() string { return e.msg }
+func (e dockerdError) Unwrap() error { return e.class }
+
 // validName is dockerd's rule for local volume names.
 var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
@@ -227,7 +236,7 @@ func (s *Store) Get(name string) (Record, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		data := tx.Bucket(bucket).Get([]byte(name))
 		if data == nil {
-			return fmt.Errorf("get %s: %w", name, ErrNoSuchVolume)
+			return dockerdError{"get " + name + ": no such volume", ErrNoSuchVolume}
 		}
 		return json.Unmarshal(data, &r)
 	})
@@ -266,7 +275,7 @@ func (s *Store) Remove(ctx context.Context, name string, force bool) error {
 	defer s.mu.Unlock()
 	users := s.users(name)
 	if len(users) > 0 {
-		return fmt.Errorf("remove %s: volume is in use - [%s]: %w", name, strings.Join(users, ", "), ErrInUse)
+		return dockerdError{fmt.Sprintf("remove %s: volume is in use - [%s]", name, strings.Join(users, ", ")), ErrInUse}
 	}
 	if err := s.destroy(ctx, r); err != nil {
 		return fmt.Errorf("remove %s: %w", name, err)
