@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
@@ -44,6 +45,7 @@ func TestEndToEndVolumes(t *testing.T) {
 	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
 	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
 	host := t.TempDir()
+	since := strconv.FormatInt(time.Now().Unix()-1, 10)
 
 	// One container waits for a file another writes into the same host
 	// directory; the host sees it too.
@@ -168,6 +170,13 @@ func TestEndToEndVolumes(t *testing.T) {
 	c.expect(0, "data1", "volume", "prune", "-f")
 	if out, _ := c.run("volume", "ls", "-q"); strings.TrimSpace(out) != "quota" {
 		t.Errorf("volumes left after prune: %q, want only quota, in use", out)
+	}
+	// data1's life in docker events: created, mounted and unmounted for
+	// each of its three containers' runs, destroyed by the prune.
+	out = c.expect(0, "", "events", "--since", since, "--until", strconv.FormatInt(time.Now().Unix()+1, 10),
+		"--filter", "type=volume", "--filter", "volume=data1", "--format", "{{.Action}}")
+	if got := strings.Fields(out); strings.Join(got, " ") != "create mount unmount mount unmount mount unmount destroy" {
+		t.Errorf("data1's events: %q", got)
 	}
 
 	// SIGTERM with a container running on the btrfs volume: the daemon
