@@ -159,6 +159,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovering the containers a previous daemon left: %w", err)
 	}
+	if err := d.vols.Recover(); err != nil {
+		return nil, fmt.Errorf("unmounting the volumes a previous daemon left mounted: %w", err)
+	}
 	d.restartOnBoot(ctx)
 	return d, nil
 }

@@ -24,16 +24,14 @@ import (
 	"github.com/layerlab/layerlab/runtime/volumes"
 )
 
-// openVolumes opens the volume store under DATA-ROOT/volumes, unmounts
-// what a crashed daemon left mounted of its driver-backed volumes, and
-// counts which container uses which volume.
+// openVolumes opens the volume store under DATA-ROOT/volumes and counts
+// which container uses which volume. (What a crashed daemon left mounted
+// of its driver-backed volumes is unmounted after its containers are
+// purged: Store.Recover in New.)
 func (d *Daemon) openVolumes(recs []containers.Record) error {
 	var err error
 	if d.vols, err = volumes.New(d.db, filepath.Join(d.cfg.DataRoot, "volumes"), d.Driver, d.names); err != nil {
 		return err
-	}
-	if err := d.vols.Recover(); err != nil {
-		return fmt.Errorf("unmounting the volumes a previous daemon left mounted: %w", err)
 	}
 	for _, r := range recs {
 		for _, m := range r.Mounts {
