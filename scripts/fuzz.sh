@@ -22,6 +22,7 @@ targets=(
   "./cmd/layerlabd/ FuzzConfigFile 20000"
   "./cmd/layerlabd/ FuzzParseHost 30000"
   "./runtime/stats/ FuzzParse 60000"
+  "./runtime/volumes/ FuzzParseBind 100000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

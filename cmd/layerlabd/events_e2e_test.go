@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -28,20 +29,31 @@ func TestEndToEndEvents(t *testing.T) {
 	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
 	c.expect(0, "", "run", "--name", "before", "busybox", "true")
 
-	// Live: the stream runs from t0 until t0+10s; --since t0 covers the
-	// moment between the CLI's start and the daemon's subscription.
+	// Live: --since t0 covers the moment between the CLI's start and the
+	// daemon's subscription; a last container, "sentinel", ends the
+	// watch when its start arrives (no time window to race).
 	t0 := time.Now()
-	var live bytes.Buffer
-	ev := exec.Command(dockerCLI, "-H", "unix://"+e.sock, "events", "--since", apiTime(t0), "--until", apiTime(t0.Add(10*time.Second)),
+	ev := exec.Command(dockerCLI, "-H", "unix://"+e.sock, "events", "--since", apiTime(t0),
 		"--filter", "type=container", "--filter", "event=start", "--format", "{{.Actor.Attributes.name}} {{.Action}} {{.Type}}")
 	ev.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.tmp, "docker-config"), "DOCKER_HOST=", "DOCKER_CONTEXT=")
-	ev.Stdout, ev.Stderr = &live, &live
+	stdout, err := ev.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	ev.Stderr = &stderr
 	if err := ev.Start(); err != nil {
 		t.Fatal(err)
 	}
-	evDone := make(chan error, 1)
-	go func() { evDone <- ev.Wait() }()
-	t.Cleanup(func() { _ = ev.Process.Kill() })
+	t.Cleanup(func() { _ = ev.Process.Kill(); _ = ev.Wait() })
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
 	c.expect(0, "hi", "run", "--name", "ev1", "--label", "tier=front", "busybox", "echo", "hi")
 	c.expect(0, "", "create", "--name", "ev2", "busybox", "true") // created, never started
 	c.expect(0, "before", "rm", "before")
@@ -50,16 +62,23 @@ func TestEndToEndEvents(t *testing.T) {
 	c.expect(0, "Untagged: evtag:1", "rmi", "evtag:1")
 	c.expect(0, "", "run", "-d", "--name", "ex", "busybox", "sleep", "300")
 	c.expect(0, "", "exec", "ex", "true")
-	select {
-	case err := <-evDone:
-		t.Fatalf("docker events ended early (%v):\n%s", err, live.String())
-	default:
+	c.expect(0, "", "run", "--name", "sentinel", "busybox", "true")
+	var live []string
+	timeout := time.After(time.Minute)
+	for done := false; !done; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("docker events ended early: %v\n%s", live, stderr.String())
+			}
+			live = append(live, l)
+			done = l == "sentinel start container"
+		case <-timeout:
+			t.Fatalf("no sentinel start from docker events within a minute: %v\n%s", live, stderr.String())
+		}
 	}
-	if err := <-evDone; err != nil {
-		t.Fatalf("docker events: %v\n%s", err, live.String())
-	}
-	if got := strings.TrimSpace(live.String()); got != "ev1 start container\nex start container" {
-		t.Fatalf("docker events --filter type=container --filter event=start printed:\n%s\nwant ev1's and ex's starts only", got)
+	if got := strings.Join(live, "\n"); got != "ev1 start container\nex start container\nsentinel start container" {
+		t.Fatalf("docker events --filter type=container --filter event=start printed:\n%s\nwant the starts of ev1, ex and sentinel only", got)
 	}
 
 	// Replay of ev1's life, by name and by label.
@@ -89,15 +108,21 @@ func TestEndToEndEvents(t *testing.T) {
 	}
 	c.expect(1, "bogus", "events", "--since", apiTime(t0), "--until", until, "--filter", "bogus=1")
 
-	// docker system df: the image's layers and a container's 3 MiB.
-	c.expect(0, "", "run", "--name", "writer", "busybox", "dd", "if=/dev/zero", "of=/data", "bs=1M", "count=3")
+	// docker system df: the image's layers, a container's 3 MiB and a
+	// volume's 2 MiB.
+	c.expect(0, "", "run", "--name", "writer", "-v", "dfvol:/v", "busybox", "sh", "-c",
+		"dd if=/dev/zero of=/data bs=1M count=3 && dd if=/dev/zero of=/v/d bs=1M count=2")
 	var du struct {
 		LayersSize int64
 		Containers []struct {
 			Names  []string
 			SizeRw int64
 		}
-		Images []struct{ Containers int64 }
+		Images  []struct{ Containers int64 }
+		Volumes []struct {
+			Name      string
+			UsageData struct{ Size, RefCount int64 }
+		}
 	}
 	if st := call(t, apiClient(e.sock), "GET", "/system/df", nil, &du); st != 200 {
 		t.Fatalf("GET /system/df: %d", st)
@@ -113,11 +138,12 @@ func TestEndToEndEvents(t *testing.T) {
 	for _, img := range du.Images {
 		used += int(img.Containers)
 	}
-	if du.LayersSize < 1<<20 || writerRw < 3<<20 || writerRw > 4<<20 || len(du.Images) != 2 || used != 4 {
-		t.Fatalf("system df: %+v, want busybox's layers, writer's 3 MiB and busybox used by 4 containers", du)
+	if du.LayersSize < 1<<20 || writerRw < 3<<20 || writerRw > 4<<20 || len(du.Images) != 2 || used != 5 ||
+		len(du.Volumes) != 1 || du.Volumes[0].Name != "dfvol" || du.Volumes[0].UsageData.Size < 2<<20 || du.Volumes[0].UsageData.RefCount != 1 {
+		t.Fatalf("system df: %+v, want busybox's layers, writer's 3 MiB, busybox used by 5 containers and dfvol's 2 MiB used by writer", du)
 	}
 	out = c.expect(0, "", "system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}")
-	for _, want := range []string{"Images 2 1", "Containers 4 1", "Local Volumes 0 0", "Build Cache 0 0"} {
+	for _, want := range []string{"Images 2 1", "Containers 5 1", "Local Volumes 1 1", "Build Cache 0 0"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("docker system df lacks %q:\n%s", want, out)
 		}
@@ -131,6 +157,7 @@ func TestEndToEndEvents(t *testing.T) {
 		t.Fatalf("after system prune: %q, want only ex (prune said:\n%s)", got, out)
 	}
 	c.expect(0, "ex", "rm", "-f", "ex")
+	c.expect(0, "dfvol", "volume", "rm", "dfvol")
 	e.d.terminate(t)
 	checkNoLeftovers(t)
 }

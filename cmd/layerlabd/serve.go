@@ -109,10 +109,12 @@ func serve(ctx context.Context, cfg daemon.Config, hosts []string, remote remote
 	}()
 	defer cancel()
 	// Containers first: their ends finish the waits, attaches and log
-	// follows in flight, which Shutdown waits for.
+	// follows in flight, which Shutdown waits for; then the event streams
+	// (their die and destroy events sent) end.
 	if err := d.StopAll(sctx); err != nil {
 		log.Warn("stopping containers", "err", err)
 	}
+	d.EndEventStreams()
 	for _, s := range servers {
 		if err := s.Shutdown(sctx); err != nil {
 			s.Close()

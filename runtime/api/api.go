@@ -48,6 +48,7 @@ type Backend interface {
 	OpsBackend
 	SystemBackend
 	ResourceBackend
+	VolumeBackend
 }
 
 // Handler returns the API's http.Handler over b.
@@ -144,6 +145,9 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 	}
 	if strings.HasPrefix(p, "/containers/") {
 		return rt.containerRoute(w, r, p)
+	}
+	if p == "/volumes" || strings.HasPrefix(p, "/volumes/") {
+		return rt.volumeRoute(w, r, p)
 	}
 	if strings.HasPrefix(p, "/exec/") {
 		return rt.execRoute(w, r, p)

@@ -24,7 +24,9 @@ type ContainerBackend interface {
 	WaitContainer(ctx context.Context, ref string, cond container.WaitCondition, ready func()) (container.WaitResponse, error)
 	StopContainer(ctx context.Context, ref, signal string, timeout *int) error
 	KillContainer(ctx context.Context, ref, signal string) error
-	DeleteContainer(ctx context.Context, ref string, force bool) error
+	// DeleteContainer with volumes removes the container's anonymous
+	// volumes too (rm -v).
+	DeleteContainer(ctx context.Context, ref string, force, volumes bool) error
 	ListContainers(ctx context.Context, all bool) ([]container.Summary, error)
 	InspectContainer(ctx context.Context, ref string) (container.InspectResponse, error)
 	LogsContainer(ctx context.Context, ref string, o container.LogsOptions, w io.Writer, ready func()) error
@@ -54,7 +56,7 @@ func (rt router) containerRoute(w http.ResponseWriter, r *http.Request, p string
 	q := r.URL.Query()
 	switch {
 	case op == "" && r.Method == http.MethodDelete:
-		if err := rt.b.DeleteContainer(ctx, id, boolValue(r, "force")); err != nil {
+		if err := rt.b.DeleteContainer(ctx, id, boolValue(r, "force"), boolValue(r, "v")); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)

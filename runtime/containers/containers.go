@@ -24,6 +24,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/storage"
+	"github.com/layerlab/layerlab/runtime/volumes"
 )
 
 // The states a container is in, as Docker's State.Status names them.
@@ -68,6 +69,9 @@ type Record struct {
 	// user's stop or kill), which unless-stopped honours.
 	RestartCount    int
 	ManuallyStopped bool
+	// Mounts are its binds, volumes and tmpfs mounts, resolved at create
+	// (anonymous volumes named).
+	Mounts []volumes.MountPoint `json:",omitempty"`
 }
 
 // Errors callers test with errors.Is; each wraps a drivers sentinel so the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -100,17 +101,32 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	if len(args) == 0 {
 		return out, fmt.Errorf("no command specified: %w", drivers.ErrInvalidArgument)
 	}
+	// Anonymous volumes: the image's VOLUMEs and the request's (-v /ctr).
+	anonymous := maps.Clone(cfg.Volumes)
+	if img.Config != nil {
+		anonymous = mergeSet(anonymous, img.Config.Volumes)
+	}
+	mounts, err := d.parseMounts(hc, anonymous)
+	if err != nil {
+		return out, err
+	}
 	rec := &containers.Record{
 		ID: containers.NewID(), Name: name, Image: req.Config.Image, ImageID: imageID, Created: time.Now().UTC(),
-		Path: args[0], Args: args[1:], Config: &cfg, HostConfig: hc, Driver: driverName,
+		Path: args[0], Args: args[1:], Config: &cfg, HostConfig: hc, Driver: driverName, Mounts: mounts,
 	}
 	rec.SnapshotKey = "container-" + rec.ID
+	undoMounts, err := d.createMounts(ctx, rec.ID, rec.Mounts)
+	if err != nil {
+		return out, err
+	}
 	if err := d.ctrs.Add(rec); err != nil {
+		undoMounts()
 		return out, err
 	}
 	d.useImage(imageID, 1)
 	if err := d.prepareRootfs(ctx, drv, rec, snapOpts...); err != nil {
 		d.useImage(imageID, -1)
+		undoMounts()
 		return out, errors.Join(err, d.ctrs.Delete(rec.ID))
 	}
 	d.live(rec.ID)
@@ -188,7 +204,7 @@ func (d *Daemon) InspectContainer(ctx context.Context, ref string) (container.In
 			Image: r.ImageID.String(), LogPath: d.inspectLogPath(r), Name: "/" + r.Name, Driver: r.Driver,
 			Platform: "linux", HostConfig: r.HostConfig, GraphDriver: d.graphDriver(ctx, r), RestartCount: r.RestartCount,
 		},
-		Mounts: []container.MountPoint{}, Config: r.Config,
+		Mounts: d.mountPoints(r), Config: r.Config,
 		NetworkSettings: &container.NetworkSettings{},
 	}, nil
 }
@@ -250,7 +266,7 @@ func (d *Daemon) ListContainers(_ context.Context, all bool) ([]container.Summar
 			ID: r.ID, Names: []string{"/" + r.Name}, Image: r.Image, ImageID: r.ImageID.String(),
 			Command: strings.Join(append([]string{r.Path}, r.Args...), " "), Created: r.Created.Unix(),
 			Ports: []container.Port{}, Labels: r.Config.Labels, State: r.State.Status, Status: statusText(r.State),
-			Mounts: []container.MountPoint{},
+			Mounts: d.mountPoints(r),
 		}
 		s.HostConfig.NetworkMode = string(r.HostConfig.NetworkMode)
 		out = append(out, s)
@@ -276,8 +292,9 @@ func statusText(st containers.State) string {
 }
 
 // DeleteContainer answers DELETE /containers/{id}: a running container
-// only with force (killed first); then its snapshot, logs and record go.
-func (d *Daemon) DeleteContainer(ctx context.Context, ref string, force bool) error {
+// only with force (killed first); then its snapshot, logs and record go,
+// and with volumes (rm -v) its anonymous volumes.
+func (d *Daemon) DeleteContainer(ctx context.Context, ref string, force, volumes bool) error {
 	r, err := d.ctrs.Get(ref)
 	if err != nil {
 		return err
@@ -296,12 +313,13 @@ func (d *Daemon) DeleteContainer(ctx context.Context, ref string, force bool) er
 			return nil // its end removed it
 		}
 	}
-	return d.remove(ctx, r.ID)
+	return d.remove(ctx, r.ID, volumes)
 }
 
 // remove deletes a container that does not run: its snapshot, directory
-// and record, then tells the waiters for "removed".
-func (d *Daemon) remove(ctx context.Context, id string) error {
+// and record, then tells the waiters for "removed". Its anonymous volumes
+// go with volumes or AutoRemove (run --rm), as in dockerd.
+func (d *Daemon) remove(ctx context.Context, id string, volumes bool) error {
 	r, err := d.ctrs.Get(id)
 	if err != nil {
 		return err
@@ -325,6 +343,9 @@ func (d *Daemon) remove(ctx context.Context, id string) error {
 		return err
 	}
 	d.useImage(r.ImageID, -1)
+	if err := d.releaseVolumes(ctx, r, volumes || r.HostConfig.AutoRemove); err != nil {
+		d.cfg.Log.Error("removing a container's anonymous volumes failed; docker volume rm them", "container", r.ID, "err", err)
+	}
 	d.execs.drop(r.ID)
 	d.containerEvent(r, eventtypes.ActionDestroy, nil)
 	d.mu.Lock()

@@ -37,6 +37,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/images"
 	"github.com/layerlab/layerlab/runtime/logs"
 	"github.com/layerlab/layerlab/runtime/metrics"
+	"github.com/layerlab/layerlab/runtime/volumes"
 )
 
 // Config is what layerlabd was asked to run with.
@@ -73,6 +74,7 @@ type Daemon struct {
 	events  *events.Bus // every state change, for GET /events (events.go)
 	limits  hostLimits  // what the host's cgroups can limit (limits.go)
 	stats   statsState  // docker stats' cgroup reader and CPU sampler (stats.go)
+	vols    *volumes.Store
 
 	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
 	lives map[string]*live // by container ID
@@ -154,11 +156,17 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	for _, r := range recs {
 		d.useImage(r.ImageID, 1)
 	}
+	if err := d.openVolumes(recs); err != nil {
+		return nil, err
+	}
 	if d.exec, err = newExecutor(cfg); err != nil {
 		return nil, err
 	}
 	if err := d.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovering the containers a previous daemon left: %w", err)
+	}
+	if err := d.vols.Recover(); err != nil {
+		return nil, fmt.Errorf("unmounting the volumes a previous daemon left mounted: %w", err)
 	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.Containers(d.metricContainers())

@@ -68,3 +68,6 @@ func (d *Daemon) Events(ctx context.Context, since, until time.Time, f filters.A
 func exitAttrs(code int, ran time.Duration) map[string]string {
 	return map[string]string{"exitCode": strconv.Itoa(code), "execDuration": strconv.Itoa(int(ran.Seconds()))}
 }
+
+// EndEventStreams ends the GET /events streams in flight, for a shutdown.
+func (d *Daemon) EndEventStreams() { d.events.Close() }

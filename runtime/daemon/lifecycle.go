@@ -130,6 +130,16 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 	if err != nil {
 		return err
 	}
+	vm, err := d.mountVolumes(ctx, r, rootfs)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, d.unmountVolumes(r))
+		}
+	}()
+	withMounts(spec, vm)
 	if l.streams == nil {
 		l.streams = &fanout{}
 	}
@@ -199,7 +209,7 @@ func (d *Daemon) failedStart(ctx context.Context, r containers.Record, l *live, 
 	l.streams = nil
 	if r.HostConfig.AutoRemove {
 		l.code = code
-		_ = d.remove(context.WithoutCancel(ctx), r.ID)
+		_ = d.remove(context.WithoutCancel(ctx), r.ID, true)
 	}
 }
 
@@ -277,6 +287,9 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writ
 	}
 	rootfs := d.rootfs(id)
 	errs := errors.Join(werr, delErr, log.Close(), mount.UnmountAll(rootfs))
+	if rec, err := d.ctrs.Get(id); err == nil {
+		errs = errors.Join(errs, d.unmountVolumes(rec))
+	}
 	if werr != nil {
 		exit.Code = 255
 	}
@@ -311,7 +324,7 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writ
 	l.exit = make(chan struct{})
 	l.mu.Unlock()
 	if err == nil && r.HostConfig.AutoRemove {
-		if err := d.remove(ctx, id); err != nil {
+		if err := d.remove(ctx, id, true); err != nil {
 			d.cfg.Log.Error("auto-removing a container failed; docker rm it", "container", id, "err", err)
 			_, _ = d.ctrs.Update(id, func(r *containers.Record) error {
 				r.State.Error = "auto-remove: " + err.Error()

@@ -20,7 +20,7 @@ import (
 // filter knows, as dockerd's.
 var (
 	listFilters = map[string]bool{"status": true, "name": true, "id": true, "ancestor": true, "label": true,
-		"exited": true, "before": true, "since": true}
+		"exited": true, "before": true, "since": true, "volume": true}
 	statuses = map[string]bool{"created": true, "restarting": true, "running": true, "removing": true,
 		"paused": true, "exited": true, "dead": true}
 )
@@ -138,6 +138,9 @@ func matchContainer(f filters.Args, r containers.Record, exited []int, ancestors
 			return false
 		}
 	}
+	if f.Contains("volume") && !usesVolume(f.Get("volume"), r) {
+		return false
+	}
 	if !before.IsZero() && !r.Created.Before(before) {
 		return false
 	}
@@ -184,7 +187,7 @@ func (d *Daemon) PruneContainers(ctx context.Context, f filters.Args) (container
 			continue
 		}
 		rw, _ := d.sizes(ctx, r)
-		if err := d.DeleteContainer(ctx, r.ID, false); err != nil {
+		if err := d.DeleteContainer(ctx, r.ID, false, false); err != nil {
 			if !errors.Is(err, drivers.ErrNotFound) && !errors.Is(err, drivers.ErrFailedPrecondition) {
 				errs = append(errs, err)
 			}

@@ -23,7 +23,9 @@ import (
 // SizeRw is its active snapshot's. An image's Size is the sum of its
 // layers' snapshots (the largest copy when several drivers hold a layer),
 // SharedSize the part in layers another image shares; an image no driver
-// has unpacked yet shows its layers' content size.
+// has unpacked yet shows its layers' content size. A volume's size is its
+// driver's Usage when a storage driver holds it, else what its directory
+// takes on the host filesystem.
 func (d *Daemon) DiskUsage(ctx context.Context) (types.DiskUsage, error) {
 	du := types.DiskUsage{Images: []*image.Summary{}, Containers: []*container.Summary{}, Volumes: []*volume.Volume{}, BuildCache: []*build.CacheRecord{}}
 	layerSize := map[string]int64{} // chain ID -> largest size over the drivers
@@ -98,6 +100,11 @@ func (d *Daemon) DiskUsage(ctx context.Context) (types.DiskUsage, error) {
 	for i := range ctrs {
 		du.Containers = append(du.Containers, &ctrs[i])
 	}
+	vols, err := d.vols.DiskUsage(ctx)
+	if err != nil {
+		return du, err
+	}
+	du.Volumes = append(du.Volumes, vols...)
 	return du, nil
 }
 

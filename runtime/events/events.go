@@ -30,8 +30,9 @@ type Bus struct {
 	mu   sync.Mutex
 	ring []events.Message // oldest first, at most size
 	size int
-	subs map[*Subscription]struct{}
-	now  func() time.Time
+	subs   map[*Subscription]struct{}
+	now    func() time.Time
+	closed bool // Close ended every stream; new ones end at once
 }
 
 // New returns a bus that keeps the last size events (DefaultRing when
@@ -123,8 +124,26 @@ func (b *Bus) Subscribe(since time.Time, f Filter) ([]events.Message, *Subscript
 		}
 	}
 	s := &Subscription{c: make(chan events.Message, subscriberBuffer), filter: f, bus: b}
+	if b.closed {
+		close(s.c)
+		return replay, s
+	}
 	b.subs[s] = struct{}{}
 	return replay, s
+}
+
+// Close ends every subscription (their streams end after what they hold)
+// and any made later: a daemon shutting down lets its event streams go,
+// so the HTTP server's graceful stop does not wait on them. Publish still
+// keeps events in the ring.
+func (b *Bus) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for s := range b.subs {
+		delete(b.subs, s)
+		close(s.c)
+	}
 }
 
 // Stream subscribes, calls ready (nothing published from then on is

@@ -130,3 +130,27 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 	}
 	sub.Close()
 }
+
+// TestClose ends the streams in flight and any made later.
+func TestClose(t *testing.T) {
+	b := New(0)
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() {
+		done <- b.Stream(context.Background(), time.Time{}, time.Time{}, Filter{}, func() { close(ready) }, func(events.Message) error { return nil })
+	}()
+	<-ready
+	b.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a stream ended by Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the stream")
+	}
+	if err := b.Stream(context.Background(), time.Time{}, time.Time{}, Filter{}, func() {}, func(events.Message) error { return nil }); err != nil {
+		t.Fatalf("a stream after Close: %v", err)
+	}
+	b.Publish(events.DaemonEventType, "shutdown", "d", nil) // still kept, nobody to send to
+}
