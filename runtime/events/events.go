@@ -27,9 +27,9 @@ const subscriberBuffer = 512
 
 // Bus publishes events to the ring and the subscribers.
 type Bus struct {
-	mu   sync.Mutex
-	ring []events.Message // oldest first, at most size
-	size int
+	mu     sync.Mutex
+	ring   []events.Message // oldest first, at most size
+	size   int
 	subs   map[*Subscription]struct{}
 	now    func() time.Time
 	closed bool // Close ended every stream; new ones end at once
