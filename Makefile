@@ -4,9 +4,11 @@ GO       ?= go
 PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
             qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium busybox-static \
             vagrant shellcheck libseccomp-dev pkg-config python3-docker \
-            docker.io runc
+            docker.io runc containerd
 # runc is layerlabd's --runtime runc (tested); docker.io (dockerd 20.10) is
 # only the peer of `layerlab bench --profile runtime`; no test needs it.
+# containerd (1.6, with ctr) runs `layerlab snapshotter serve` as its proxy
+# snapshotters in cmd/layerlab's containerd e2e test.
 TESTFLAGS ?= -count=1 -timeout 40m
 # libcontainer filters containers' system calls (Docker's default seccomp
 # profile) only when built with this tag, against libseccomp-dev.
@@ -14,7 +16,7 @@ export GOFLAGS := -tags=seccomp
 # What this host must run (drivers/feature): a test that skips for one of
 # these fails instead. setup installs the tools; the kernel has the rest.
 # The guest's list is in scripts/vm/test.sh (LAYERLAB_VM_REQUIRE).
-HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium,busybox,debian,docker,docker-py,runc
+HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium,busybox,debian,docker,docker-py,runc,containerd
 
 .PHONY: all setup build test host-test fuzz vm-test lint bench clean
 

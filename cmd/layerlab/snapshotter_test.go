@@ -175,7 +175,7 @@ func TestSnapshotterServeErrorsAndLabels(t *testing.T) {
 }
 
 func statErr(_ snapshots.Info, err error) error { return err }
-func prepErr(_ any, err error) error         { return err }
+func prepErr(_ any, err error) error            { return err }
 
 // A socket left by a server that died is replaced; a path that is not a
 // socket is refused.

@@ -42,11 +42,12 @@ const (
 	Docker       = "docker"       // the docker CLI at /usr/local/bin/docker, to drive layerlabd
 	DockerPy     = "docker-py"    // Debian's python3-docker under /usr/bin/python3, to drive layerlabd
 	Runc         = "runc"         // Debian's runc binary, for layerlabd's --runtime runc
+	Containerd   = "containerd"   // Debian's containerd 1.6 and ctr, to serve drivers as proxy snapshotters
 )
 
 // Known returns every feature name Skip accepts, sorted.
 func Known() []string {
-	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian, Docker, DockerPy, Runc}
+	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian, Docker, DockerPy, Runc, Containerd}
 	slices.Sort(k)
 	return k
 }
