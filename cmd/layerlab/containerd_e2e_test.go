@@ -147,6 +147,10 @@ func archiveForContainerd(t testing.TB, dir string) string {
 
 // startContainerd starts containerd with a proxy_plugins entry for every
 // serve (named layerlab-DRIVER) and the CRI plugin on cri's snapshotter.
+// Its garbage collector runs on every deletion (deletion_threshold = 1):
+// by default it paces itself to pause_threshold, and after a slow
+// collection (one that met a serve being killed) the next may come only a
+// minute later, past any bound a test can wait.
 func startContainerd(t testing.TB, dir string, serves []*serveProc, cri string) *ctrd {
 	t.Helper()
 	c := &ctrd{dir: dir, sock: filepath.Join(dir, "containerd.sock"), serves: map[string]*serveProc{},
@@ -169,6 +173,8 @@ state = %[2]q
 [ttrpc]
   address = "%[3]s.ttrpc"
 %[4]s
+[plugins."io.containerd.gc.v1.scheduler"]
+  deletion_threshold = 1
 [plugins."io.containerd.internal.v1.opt"]
   path = "%[5]s/opt"
 [plugins."io.containerd.grpc.v1.cri"]

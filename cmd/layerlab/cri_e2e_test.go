@@ -42,7 +42,7 @@ func criPod(t *testing.T, e proxyEnv) {
 
 	logDir := filepath.Join(c.dir, "pods", "e2e")
 	sandbox := &cri.PodSandboxConfig{
-		Metadata:     &cri.PodSandboxMetadata{Name: "e2e", Uid: "e2e-uid", Namespace: "default"},
+		Metadata: &cri.PodSandboxMetadata{Name: "e2e", Uid: "e2e-uid", Namespace: "default"},
 		// No Hostname: a host-network pod shares the host's UTS
 		// namespace, where runc refuses to set one.
 		LogDirectory: logDir,
