@@ -37,13 +37,17 @@ const (
 type serveProc struct {
 	name, root, addr, log string
 	opts                  []string
+	quiet                 bool // without -D (benchmarks: no log write per call)
 	cmd                   *exec.Cmd
 	exited                chan error
 }
 
 func (s *serveProc) start(t testing.TB) {
 	t.Helper()
-	args := []string{"snapshotter", "serve", "-D", "--driver", s.name, "--root", s.root, "--address", s.addr}
+	args := []string{"snapshotter", "serve", "--driver", s.name, "--root", s.root, "--address", s.addr}
+	if !s.quiet {
+		args = append(args, "-D")
+	}
 	for _, o := range s.opts {
 		args = append(args, "--opt", o)
 	}
@@ -148,9 +152,10 @@ func archiveForContainerd(t testing.TB, dir string) string {
 // startContainerd starts containerd with a proxy_plugins entry for every
 // serve (named layerlab-DRIVER) and the CRI plugin on cri's snapshotter.
 // Its garbage collector runs on every deletion (deletion_threshold = 1):
-// by default it paces itself to pause_threshold, and after a slow
-// collection (one that met a serve being killed) the next may come only a
-// minute later, past any bound a test can wait.
+// by default a deletion waits for the next paced collection, due the mean
+// collection time / pause_threshold (50x) after the last, and after a slow
+// one (one that met a serve being killed) that is past any bound a test
+// can wait.
 func startContainerd(t testing.TB, dir string, serves []*serveProc, cri string) *ctrd {
 	t.Helper()
 	c := &ctrd{dir: dir, sock: filepath.Join(dir, "containerd.sock"), serves: map[string]*serveProc{},
