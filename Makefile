@@ -4,7 +4,7 @@ GO       ?= go
 PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
             qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium busybox-static \
             vagrant shellcheck libseccomp-dev pkg-config python3-docker \
-            docker.io runc rsyslog prometheus iproute2
+            docker.io runc rsyslog prometheus iproute2 containerd
 # runc is layerlabd's --runtime runc (tested); docker.io (dockerd 20.10) is
 # only the peer of `layerlab bench --profile runtime`; no test needs it.
 # rsyslog receives the syslog log driver's lines in its end-to-end test,
@@ -12,6 +12,8 @@ PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
 # policy-rc.d keeps its package from starting one on the host).
 # prometheus scrapes layerlabd's --metrics-addr in a test (setup.sh keeps
 # its service from starting); iproute2 brings lo up in a test's netns.
+# containerd (1.6, with ctr) runs `layerlab snapshotter serve` as its proxy
+# snapshotters in cmd/layerlab's containerd e2e test.
 TESTFLAGS ?= -count=1 -timeout 40m
 # libcontainer filters containers' system calls (Docker's default seccomp
 # profile) only when built with this tag, against libseccomp-dev.
@@ -19,7 +21,7 @@ export GOFLAGS := -tags=seccomp
 # What this host must run (drivers/feature): a test that skips for one of
 # these fails instead. setup installs the tools; the kernel has the rest.
 # The guest's list is in scripts/vm/test.sh (LAYERLAB_VM_REQUIRE).
-HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium,busybox,debian,docker,docker-py,runc,rsyslog,prometheus
+HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium,busybox,debian,docker,docker-py,runc,rsyslog,prometheus,containerd
 
 .PHONY: all setup build test host-test fuzz vm-test lint bench clean
 

@@ -1,7 +1,8 @@
 // Command layerlab studies container storage drivers: it lists and
 // describes them (driver ls, driver info), benchmarks them on loop
 // filesystems it makes (bench, bench compare) and renders reports of the
-// results (report, report merge).
+// results (report, report merge), and serves a driver to containerd as a
+// proxy snapshotter plugin (snapshotter serve).
 package main
 
 import (
@@ -55,6 +56,6 @@ func newRoot() *cobra.Command {
 	reg := builtin.Registry()
 	benchCmd := newBenchCmd(reg)
 	benchCmd.AddCommand(newCompareCmd())
-	root.AddCommand(newDriverCmd(reg), benchCmd, newReportCmd())
+	root.AddCommand(newDriverCmd(reg), benchCmd, newReportCmd(), newSnapshotterCmd(reg))
 	return root
 }

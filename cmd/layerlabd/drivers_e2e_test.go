@@ -8,31 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 )
-
-// sharedDir makes a directory that is a shared mount in the test's
-// namespace, so the zfs-fuse daemon's mounts below it reach a layerlabd
-// started later in a slave namespace, and unmounts it when the test ends.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
-		t.Fatalf("bind %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
-		t.Fatalf("make %s shared: %v", dir, err)
-	}
-	return dir
-}
 
 // TestEndToEndStorageDrivers runs containers on vfs, overlay, overlay2,
 // btrfs and zfs in ONE layerlabd, each picked per container with
@@ -42,7 +20,7 @@ func sharedDir(t *testing.T) string {
 func TestEndToEndStorageDrivers(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := newTestEnv(t)
-	shared := sharedDir(t)
+	shared := loopfs.SharedForTest(t)
 	btrfs := loopfs.ForTest(t, "btrfs", 1<<30)
 	if err := loopfs.CheckZFS(); err != nil {
 		feature.Skip(t, feature.ZFS, "%v", err)

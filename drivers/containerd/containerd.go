@@ -1,9 +1,10 @@
 // Package containerd adapts a layerlab snapshotter to containerd's
-// snapshots.Snapshotter, so containerd's own snapshotter test suite can
-// check layerlab's drivers (drivertest runs it against every driver). A
-// proxy snapshotter plugin is to serve drivers through it too; there is
-// none yet. Only drivertest, which only tests import, imports it, so no
-// binary carries it, and the core interface knows nothing of containerd.
+// snapshots.Snapshotter: containerd's own snapshotter test suite checks
+// layerlab's drivers through it (drivertest runs it against every
+// driver), and `layerlab snapshotter serve` serves a driver through it as
+// a containerd proxy snapshotter plugin. It also reads the labels
+// containerd sends (labels.go). Only drivertest and the layerlab command
+// import it; the core interface knows nothing of containerd.
 package containerd
 
 import (
@@ -71,16 +72,25 @@ func toMounts(ms []drivers.Mount) []mount.Mount {
 	return out
 }
 
-// opts applies containerd's options to an empty Info and carries the
-// labels they set over.
-func opts(os []snapshots.Opt) ([]drivers.Opt, error) {
+// labelsOf applies containerd's options to an empty Info and returns the
+// labels they set.
+func labelsOf(os []snapshots.Opt) (map[string]string, error) {
 	var info snapshots.Info
 	for _, o := range os {
 		if err := o(&info); err != nil {
 			return nil, err
 		}
 	}
-	return []drivers.Opt{drivers.WithLabels(info.Labels)}, nil
+	return info.Labels, nil
+}
+
+// opts carries the labels containerd's options set over unchanged.
+func opts(os []snapshots.Opt) ([]drivers.Opt, error) {
+	labels, err := labelsOf(os)
+	if err != nil {
+		return nil, err
+	}
+	return []drivers.Opt{drivers.WithLabels(labels)}, nil
 }
 
 func (a Snapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
@@ -103,12 +113,22 @@ func (a Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, err
 	return toMounts(m), Err(err)
 }
 
+// Prepare honours the labels containerd sends (labels.go): a size label
+// becomes the driver's quota, and a snapshot.ref the driver already holds
+// on the same parent is answered with AlreadyExists so containerd reuses
+// it.
 func (a Snapshotter) Prepare(ctx context.Context, key, parent string, o ...snapshots.Opt) ([]mount.Mount, error) {
-	lo, err := opts(o)
+	labels, err := labelsOf(o)
 	if err != nil {
 		return nil, err
 	}
-	m, err := a.S.Prepare(ctx, key, parent, lo...)
+	if labels, err = a.activeLabels(labels); err != nil {
+		return nil, Err(err)
+	}
+	if err := a.existingRef(ctx, parent, labels); err != nil {
+		return nil, err
+	}
+	m, err := a.S.Prepare(ctx, key, parent, drivers.WithLabels(labels))
 	return toMounts(m), Err(err)
 }
 

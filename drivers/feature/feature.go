@@ -44,11 +44,12 @@ const (
 	Runc         = "runc"         // Debian's runc binary, for layerlabd's --runtime runc
 	Rsyslog      = "rsyslog"      // Debian's rsyslogd, the syslog log driver's receiver
 	Prometheus   = "prometheus"   // Debian's prometheus, scraping layerlabd's --metrics-addr
+	Containerd   = "containerd"   // Debian's containerd 1.6 and ctr, to serve drivers as proxy snapshotters
 )
 
 // Known returns every feature name Skip accepts, sorted.
 func Known() []string {
-	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian, Docker, DockerPy, Runc, Rsyslog, Prometheus}
+	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian, Docker, DockerPy, Runc, Rsyslog, Prometheus, Containerd}
 	slices.Sort(k)
 	return k
 }

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/v2/contrib/snapshotservice"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/containerd"
+)
+
+// serveConfig is what `snapshotter serve` is asked to do.
+type serveConfig struct {
+	driver, root, address string
+	opts                  []string
+	debug                 bool
+	stopTimeout           time.Duration
+}
+
+func newSnapshotterCmd(reg *drivers.Registry) *cobra.Command {
+	cmd := &cobra.Command{Use: "snapshotter", Short: "Serve a driver to containerd as a proxy snapshotter plugin"}
+	var c serveConfig
+	serve := &cobra.Command{
+		Use:   "serve --driver NAME [--root DIR] [--address SOCKET] [--opt K=V]...",
+		Short: "Serve containerd's snapshots gRPC API for one driver on a unix socket",
+		Long: `Serve containerd's snapshots gRPC API for one driver on a unix socket, for a
+[proxy_plugins] entry of type "snapshot" in containerd's config (docs/containerd.md).
+One process serves one driver; run one per driver. SIGTERM or SIGINT stops it:
+calls in flight finish (for up to --stop-timeout), the driver closes, the
+socket is removed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c.driver == "" {
+				return fmt.Errorf("--driver is required (one of the names `layerlab driver ls` prints): %w", drivers.ErrInvalidArgument)
+			}
+			if c.root == "" {
+				dataRoot, _ := cmd.Flags().GetString("data-root")
+				c.root = filepath.Join(dataRoot, c.driver)
+			}
+			if c.address == "" {
+				c.address = "/run/layerlab/snapshotter-" + c.driver + ".sock"
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return serveSnapshotter(ctx, reg, c, cmd.ErrOrStderr())
+		},
+	}
+	f := serve.Flags()
+	f.StringVar(&c.driver, "driver", "", "the driver to serve (`layerlab driver ls`)")
+	f.StringVar(&c.root, "root", "", "the driver's home (default DATA-ROOT/DRIVER)")
+	f.StringVar(&c.address, "address", "", "unix socket to listen on (default /run/layerlab/snapshotter-DRIVER.sock)")
+	f.StringArrayVar(&c.opts, "opt", nil, "driver option key=value (repeatable), as layerlabd's --storage-opt takes them")
+	f.BoolVarP(&c.debug, "debug", "D", false, "log every call with its duration to stderr")
+	f.DurationVar(&c.stopTimeout, "stop-timeout", 10*time.Second, "how long calls in flight may run on after SIGTERM before they are cut off")
+	cmd.AddCommand(serve)
+	return cmd
+}
+
+// serveSnapshotter opens the driver, serves it until ctx ends, then stops
+// gracefully (bounded by stopTimeout), closes the driver and removes the
+// socket.
+func serveSnapshotter(ctx context.Context, reg *drivers.Registry, c serveConfig, stderr io.Writer) (err error) {
+	logger := log.New(stderr, "", log.LstdFlags|log.Lmicroseconds)
+	opts, err := drivers.ParseOptions(c.opts)
+	if err != nil {
+		return err
+	}
+	l, err := listenUnix(c.address)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := os.Remove(c.address); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+	}()
+	d, err := reg.Open(ctx, c.driver, c.root, opts)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer func() { err = errors.Join(err, d.Close()) }()
+
+	var sopts []grpc.ServerOption
+	if c.debug {
+		sopts = append(sopts, grpc.ChainUnaryInterceptor(logUnary(logger)), grpc.ChainStreamInterceptor(logStream(logger)))
+	}
+	srv := grpc.NewServer(sopts...)
+	snapshotsapi.RegisterSnapshotsServer(srv, snapshotservice.FromSnapshotter(containerd.New(d)))
+	logger.Printf("serving driver %s (home %s) on %s", c.driver, c.root, c.address)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving %s: %w", c.address, err)
+	case <-ctx.Done():
+	}
+	logger.Printf("stopping: letting calls in flight finish (up to %s)", c.stopTimeout)
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(c.stopTimeout):
+		logger.Printf("calls still running after %s: cutting them off", c.stopTimeout)
+		srv.Stop()
+		<-stopped
+	}
+	<-served
+	logger.Printf("stopped; closing driver %s", c.driver)
+	return nil
+}
+
+// listenUnix listens on a unix socket at path, mode 0660 (containerd runs
+// as root; a group may be let in with chgrp). A socket left by a server
+// that died is removed; one a live server answers on is refused, as is a
+// path that is not a socket.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("--address %s exists and is not a socket: %w; remove it or choose another path", path, drivers.ErrInvalidArgument)
+		}
+		conn, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("--address %s: %w: a server is listening there; stop it first or choose another path", path, drivers.ErrAlreadyExists)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("--address %s: checking whether a server still listens: %w", path, err)
+		}
+		// Nobody listens: the socket of a server that was killed.
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	// The socket exists with the umask's mode until the chmod: keep it
+	// private meanwhile.
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	// The socket goes after the driver is closed (serveSnapshotter), not
+	// when gRPC closes the listener.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// keyed is a request that names a snapshot (every snapshots request but
+// List and Cleanup).
+type keyed interface{ GetKey() string }
+
+func logUnary(logger *log.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		key := ""
+		if k, ok := req.(keyed); ok {
+			key = fmt.Sprintf(" key=%q", k.GetKey())
+		}
+		logCall(logger, info.FullMethod+key, time.Since(start), err)
+		return resp, err
+	}
+}
+
+func logStream(logger *log.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := handler(srv, ss)
+		logCall(logger, info.FullMethod, time.Since(start), err)
+		return err
+	}
+}
+
+func logCall(logger *log.Logger, call string, took time.Duration, err error) {
+	if err != nil {
+		logger.Printf("%s %s: %v", call, took, err)
+		return
+	}
+	logger.Printf("%s %s ok", call, took)
+}

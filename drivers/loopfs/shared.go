@@ -1,0 +1,39 @@
+package loopfs
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// SharedForTest makes a directory that is a shared mount point, so mounts
+// made below it later in this mount namespace (zfs-fuse's datasets, which
+// its daemon mounts in the host's namespace) reach a daemon the test runs
+// in a namespace copied from this one with slave propagation (layerlabd or
+// containerd under `unshare --mount --propagation slave`). The root mount
+// here is private, so without it such a daemon would not see them. It is
+// unmounted and removed when the test ends.
+func SharedForTest(t TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "shared-")
+	if err != nil {
+		t.Fatalf("shared dir: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+	})
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatalf("make %s shared: %v", dir, err)
+	}
+	return dir
+}
