@@ -17,6 +17,7 @@ targets=(
   "./runtime/logs/ FuzzParseTime 100000"
   "./runtime/images/ FuzzParseChanges 100000"
   "./runtime/api/ FuzzParseDetachKeys 100000"
+  "./reports/ FuzzMerge 20000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

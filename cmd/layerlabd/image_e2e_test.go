@@ -1,12 +1,22 @@
 package main
 
 import (
+	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/layerlab/layerlab/bench/result"
+	"github.com/layerlab/layerlab/drivers/feature"
+	"github.com/layerlab/layerlab/drivers/layer"
+	"github.com/layerlab/layerlab/drivers/loopfs"
 )
 
 // TestEndToEndBenchImage builds the image of deploy/kubernetes' benchmark
@@ -15,7 +25,8 @@ import (
 // answers --help and driver ls from the image, and every tool the drivers
 // run (mkfs.ext4, mkfs.xfs, mkfs.btrfs, resize2fs, zfs-fuse, zfs, zpool)
 // starts with the libraries the image carries, the mkfs tools making real
-// filesystems on a file. It is not privileged, so no bench runs inside.
+// filesystems on a file. Then, as the Job's privileged container would,
+// a real bench (vfs, btrfs, zfs on loop filesystems) runs in the image.
 func TestEndToEndBenchImage(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := startTestDaemon(t)
@@ -68,4 +79,67 @@ echo x >/tmp/f; tar cf - -C /tmp f | tar tf - | grep -qx f; echo tar for kubectl
 		}
 	}
 	c.expect(0, "", "rmi", tag)
+
+	benchInImage(t, archive)
+}
+
+// benchInImage runs what a benchmark Job runs, in the image's root
+// filesystem (unpacked with drivers/layer) the way the Job's privileged
+// container sees it: the host's /dev, /proc, /sys, a scratch directory as
+// TMPDIR and a results directory, in new mount, UTS and PID namespaces
+// (the PID namespace takes zfs-fuse down with it, whatever happens).
+// The bench makes its loop filesystems, mkfs's them and starts zfs-fuse
+// with the image's tools only.
+func benchInImage(t *testing.T, archive string) {
+	t.Helper()
+	if err := loopfs.CheckZFS(); err != nil {
+		feature.Skip(t, feature.ZFS, "%v", err)
+	}
+	img, err := tarball.ImageFromPath(archive, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("image layers %d: %v", len(layers), err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	rootfs, scratch, results := t.TempDir(), t.TempDir(), t.TempDir()
+	if _, err := layer.Apply(context.Background(), rootfs, rc, layer.AllowAbsoluteSymlinks(true)); err != nil {
+		t.Fatalf("unpack the image: %v", err)
+	}
+	job := `set -e
+R=$0
+hostname node-x
+mount --rbind /dev "$R/dev"
+mount -t proc proc "$R/proc"
+mount --rbind /sys "$R/sys"
+mount --bind "$1" "$R/scratch"
+mount --bind "$2" "$R/results"
+TMPDIR=/scratch exec chroot "$R" /usr/local/bin/layerlab bench --profile quick --driver vfs --driver btrfs --driver zfs --workloads snapshot-ops --n 2 --out /results/node-x`
+	cmd := exec.Command("unshare", "--mount", "--uts", "--pid", "--fork", "--propagation", "private", "sh", "-c", job, rootfs, scratch, results)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("layerlab bench in the image: %v\n%s", err, out)
+	}
+	t.Logf("layerlab bench in the image:\n%s", out)
+	r, err := result.Load(filepath.Join(results, "node-x", "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, tg := range r.Targets {
+		ids = append(ids, tg.ID)
+	}
+	if r.Machines[0].Hostname != "node-x" || !slices.Contains(ids, "btrfs/btrfs") || !slices.Contains(ids, "vfs/xfs") ||
+		!slices.Contains(ids, "zfs/fuse.zfs") || len(r.Series) == 0 || len(r.Notes) > 1 {
+		t.Errorf("bench in the image: host %s, targets %v, %d series, notes %q", r.Machines[0].Hostname, ids, len(r.Series), r.Notes)
+	}
+	if left, _ := os.ReadDir(scratch); len(left) > 0 {
+		t.Errorf("the bench left %d entries in its scratch directory", len(left))
+	}
 }

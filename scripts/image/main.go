@@ -34,8 +34,12 @@ import (
 )
 
 // tools are the programs the drivers and loop filesystems run (see
-// drivers/loopfs and drivers/zfs), by the name they are run with.
-var tools = []string{"mkfs.ext4", "resize2fs", "mkfs.xfs", "mkfs.btrfs", "zfs-fuse", "zfs", "zpool"}
+// drivers/loopfs and drivers/zfs), by the name they are run with, and
+// umount, which zfs-fuse forks to unmount a dataset.
+var tools = []string{"mkfs.ext4", "resize2fs", "mkfs.xfs", "mkfs.btrfs", "zfs-fuse", "zfs", "zpool", "umount"}
+
+// dlopened are libraries loaded with dlopen, which ldd cannot see.
+var dlopened = []string{"libgcc_s.so.1"}
 
 // configs are files the tools read when present; mke2fs falls back to
 // built-in defaults without its file, but the host's gives the same

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -43,8 +44,18 @@ func writeRootfs(path, binary string) (err error) {
 	if err := r.dir("/tmp", 0o1777); err != nil {
 		return err
 	}
-	// zfs-fuse puts its socket in /var/run/zfs.
+	// zfs-fuse takes /var/lock/zfs/zfs_lock and listens on
+	// /var/run/zfs/zfs_socket, and does not make their directories; as in
+	// Debian, /var/run and /var/lock live in /run.
+	for _, d := range []string{"/run/lock/zfs", "/run/zfs"} {
+		if err := r.dir(d, 0o755); err != nil {
+			return err
+		}
+	}
 	if err := r.symlink("/var/run", "../run"); err != nil {
+		return err
+	}
+	if err := r.symlink("/var/lock", "../run/lock"); err != nil {
 		return err
 	}
 	if err := r.file("/usr/local/bin/layerlab", binary); err != nil {
@@ -62,6 +73,17 @@ func writeRootfs(path, binary string) (err error) {
 			return fmt.Errorf("%s is not installed here (make setup installs it): %w", t, err)
 		}
 		if err := r.program(p); err != nil {
+			return err
+		}
+	}
+	// glibc loads libgcc_s at run time for pthread_exit and thread
+	// cancellation (zfs-fuse's threads), which ldd does not show.
+	for _, lib := range dlopened {
+		p, err := libraryPath(lib)
+		if err != nil {
+			return err
+		}
+		if err := r.host(p, 0); err != nil {
 			return err
 		}
 	}
@@ -142,6 +164,23 @@ func sharedLibraries(path string) ([]string, error) {
 		}
 	}
 	return libs, s.Err()
+}
+
+// libraryPath is where the dynamic loader finds lib, from its cache
+// (ldconfig -p: "libgcc_s.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/...").
+func libraryPath(lib string) (string, error) {
+	out, err := exec.Command("ldconfig", "-p").Output()
+	if err != nil {
+		return "", fmt.Errorf("ldconfig -p: %w", err)
+	}
+	s := bufio.NewScanner(bytes.NewReader(out))
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) >= 4 && f[0] == lib && f[len(f)-2] == "=>" && strings.Contains(f[1], "x86-64") == (runtime.GOARCH == "amd64") {
+			return f[len(f)-1], nil
+		}
+	}
+	return "", fmt.Errorf("%s is not in the dynamic loader's cache (ldconfig -p); install it (Debian: libgcc-s1)", lib)
 }
 
 // host adds the host's path, following it the way the kernel would: a
