@@ -12,9 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -24,6 +26,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	"github.com/layerlab/layerlab/bench/result"
 )
 
 // object returns an empty value of the type the API serves for
@@ -288,8 +292,7 @@ func TestResultsCollector(t *testing.T) {
 	}
 }
 
-// TestScripts runs shellcheck (make setup installs it) on the scripts;
-// collect.sh needs a cluster, so this is all that checks it.
+// TestScripts runs shellcheck (make setup installs it) on the scripts.
 func TestScripts(t *testing.T) {
 	scripts, _ := filepath.Glob("kubernetes/*.sh")
 	if len(scripts) == 0 {
@@ -300,5 +303,87 @@ func TestScripts(t *testing.T) {
 	}
 	if out, err := exec.Command("shellcheck", scripts...).CombinedOutput(); err != nil {
 		t.Errorf("shellcheck: %v\n%s", err, out)
+	}
+}
+
+// stubKubectl answers the kubectl calls collect.sh makes from a fake
+// cluster: $FAKE/<node>/ is that node's filesystem, whose
+// var/lib/layerlab/bench the collector pod "results-<node>" mounts at
+// /results. It logs every call to $FAKE/calls.
+const stubKubectl = `#!/usr/bin/env bash
+set -euo pipefail
+echo "$*" >>"$FAKE/calls"
+[ "$1" = -n ] && shift 2
+case "$1" in
+  apply|delete|rollout) exit 0 ;;
+  get)
+    case "$2" in
+      jobs) exit 0 ;;   # none active
+      pods) for d in "$FAKE"/*/; do n=$(basename "$d"); echo "results-$n $n"; done ;;
+    esac ;;
+  exec) node=${2#results-}; shift 3; [ "$1" = test ] && [ "$2" = -f ] && test -f "$FAKE/$node/var/lib/layerlab/bench/${3#/results/}" ;;
+  cp) src=${2#*:} pod=${2%%:*}; node=${pod#results-}; cp -r "$FAKE/$node/var/lib/layerlab/bench/${src#/results/}" "$3" ;;
+  *) echo "stub kubectl: unexpected $*" >&2; exit 1 ;;
+esac
+`
+
+// TestCollect runs collect.sh against a stub kubectl and the real
+// layerlab: it copies each node's report of the run (and only that run)
+// out of its collector pod, skips a node without one, and merges them.
+func TestCollect(t *testing.T) {
+	fake, bin, work := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "kubectl"), []byte(stubKubectl), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", filepath.Join(bin, "layerlab"), "./cmd/layerlab")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// node-a and node-b ran run1 (node-a also an older run0); node-c did not.
+	for i, node := range []string{"node-a", "node-b", "node-c"} {
+		for _, run := range []string{"run0", "run1"} {
+			if node == "node-c" || (run == "run0" && node != "node-a") {
+				continue
+			}
+			dir := filepath.Join(fake, node, "var/lib/layerlab/bench", run, node)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			r := &result.Results{Schema: result.Schema, Profile: "quick", Started: time.Date(2026, 12, 1, 10, i, 0, 0, time.UTC),
+				Machines: []result.Environment{{Hostname: node}},
+				Targets:  []result.Target{{ID: "vfs/ext4", Driver: "vfs", Backing: "ext4"}},
+				Series:   []result.Series{{Workload: "snapshot-ops", Op: "prepare", Target: "vfs/ext4", Cache: "warm", Unit: "ns", Samples: []float64{1e6, 2e6, 3e6}}}}
+			if err := r.Save(filepath.Join(dir, "results.json")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(fake, "node-c", "var/lib/layerlab/bench"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	here, _ := os.Getwd()
+	cmd := exec.Command("bash", filepath.Join(here, "kubernetes/collect.sh"), "run1")
+	cmd.Dir = work
+	cmd.Env = append(os.Environ(), "FAKE="+fake, "PATH="+bin+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("collect.sh: %v\n%s", err, out)
+	}
+	for _, want := range []string{"node-a -> ./results-run1/node-a", "node-b -> ./results-run1/node-b", "node-c has no results for run run1", "2 machines: node-a, node-b"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("collect.sh output lacks %q:\n%s", want, out)
+		}
+	}
+	merged, err := result.Load(filepath.Join(work, "results-run1", "merged", "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(merged.Machines) != 2 || len(merged.Series) != 2 || merged.Series[1].Target != "node-b/vfs/ext4" {
+		t.Errorf("merged %+v", merged)
+	}
+	calls, _ := os.ReadFile(filepath.Join(fake, "calls"))
+	if !strings.Contains(string(calls), "delete daemonset layerlab-results") {
+		t.Errorf("collect.sh did not delete the collector; calls:\n%s", calls)
 	}
 }

@@ -25,11 +25,12 @@ mkdir -p "$dest"
 kubectl -n "$ns" get pods -l app.kubernetes.io/name=layerlab-results \
   -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.spec.nodeName}{"\n"}{end}' |
 while read -r pod node; do
-  if ! kubectl -n "$ns" exec "$pod" -- test -f "/results/$run/$node/results.json" 2>/dev/null; then
+  # </dev/null: kubectl must not eat the pod list this loop reads.
+  if ! kubectl -n "$ns" exec "$pod" -- test -f "/results/$run/$node/results.json" </dev/null 2>/dev/null; then
     echo "collect.sh: $node has no results for run $run (did its Job run there? kubectl -n $ns logs job/layerlab-bench-...)" >&2
     continue
   fi
-  kubectl -n "$ns" cp "$pod:/results/$run/$node" "$dest/$node"
+  kubectl -n "$ns" cp "$pod:/results/$run/$node" "$dest/$node" </dev/null
   echo "collect.sh: $node -> $dest/$node"
 done
 if command -v layerlab >/dev/null; then
