@@ -23,7 +23,7 @@ export GOFLAGS := -tags=seccomp
 # The guest's list is in scripts/vm/test.sh (LAYERLAB_VM_REQUIRE).
 HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium,busybox,debian,docker,docker-py,runc,rsyslog,prometheus,containerd
 
-.PHONY: all setup build test host-test fuzz vm-test lint bench clean
+.PHONY: all setup build image test host-test fuzz vm-test lint bench clean
 
 all: build
 
@@ -38,6 +38,13 @@ VERSION := $(shell git describe --tags --always 2>/dev/null || echo dev)
 build: setup
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/layerlab ./cmd/layerlab
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/layerlabd ./cmd/layerlabd
+
+# The image of the benchmark Jobs in deploy/kubernetes: a docker-archive
+# (docker load, ctr images import) of a static layerlab and the tools its
+# drivers run, built without a Docker daemon (scripts/image).
+IMAGE ?= layerlab/bench:local
+image: setup
+	$(GO) run ./scripts/image --tag $(IMAGE) --version $(VERSION) --commit $(COMMIT) --out bin/layerlab-image.tar
 
 # Unit and conformance tests, as root, on loop filesystems they make and
 # tear down. scripts/leakcheck.sh fails the run if any mount or loop device

@@ -24,6 +24,7 @@ targets=(
   "./runtime/stats/ FuzzParse 60000"
   "./runtime/volumes/ FuzzParseBind 100000"
   "./drivers/containerd/ FuzzActiveLabels 100000"
+  "./reports/ FuzzMerge 20000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

@@ -96,12 +96,21 @@ func Load(path string) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
+	r, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+// Parse decodes the content of a results.json, refusing another schema.
+func Parse(b []byte) (*Results, error) {
 	var r Results
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: not a layerlab results file: %w", path, err)
+		return nil, fmt.Errorf("not a layerlab results file: %w", err)
 	}
 	if r.Schema != Schema {
-		return nil, fmt.Errorf("%s: results schema %d, this layerlab reads %d", path, r.Schema, Schema)
+		return nil, fmt.Errorf("results schema %d, this layerlab reads %d", r.Schema, Schema)
 	}
 	return &r, nil
 }

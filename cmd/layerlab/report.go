@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +13,7 @@ import (
 )
 
 // newReportCmd is `layerlab report DIR|results.json [--out DIR]` and
-// `layerlab report merge OUT_DIR A.json B.json ...`.
+// `layerlab report merge DIR... --out DIR` (merge.go).
 func newReportCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
@@ -47,63 +46,6 @@ Without --out the report is written next to the input.`,
 	cmd.Flags().StringVar(&out, "out", "", "directory to write the report into (default: the input's directory)")
 	cmd.AddCommand(newReportMergeCmd())
 	return cmd
-}
-
-func newReportMergeCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "merge OUT_DIR A.json B.json ...",
-		Short: "Merge results from several machines into OUT_DIR/results.json and render it",
-		Long: `Merge results from several machines or VMs: machines are appended, and a
-target ID present on more than one machine is prefixed with the hostname
-(vm1/overlay2/ext4). Writes OUT_DIR/results.json and renders the report
-there. An input may be a results.json or the directory holding it.`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) < 3 {
-				return errors.New("report merge needs OUT_DIR and at least two results files: layerlab report merge OUT_DIR A.json B.json")
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			outDir := args[0]
-			outPath, err := filepath.Abs(filepath.Join(outDir, "results.json"))
-			if err != nil {
-				return err
-			}
-			var rs []*result.Results
-			for _, a := range args[1:] {
-				p, err := resultsPath(a)
-				if err != nil {
-					return err
-				}
-				// Writing over an input would destroy it before anyone
-				// noticed the merge was wrong.
-				if abs, err := filepath.Abs(p); err == nil && abs == outPath {
-					return fmt.Errorf("report merge: OUT_DIR %s holds input %s, which the merged results would overwrite; choose another OUT_DIR", outDir, a)
-				}
-				r, err := result.Load(p)
-				if err != nil {
-					return err
-				}
-				rs = append(rs, r)
-			}
-			merged, err := reports.Merge(rs...)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(outDir, 0o755); err != nil {
-				return fmt.Errorf("report merge: cannot create %s: %w", outDir, err)
-			}
-			if err := merged.Save(outPath); err != nil {
-				return fmt.Errorf("report merge: writing %s: %w", outPath, err)
-			}
-			if err := reports.Render(merged, outDir); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "merged %d results (%d machines) into %s; report in %s\n",
-				len(rs), len(merged.Machines), outPath, filepath.Join(outDir, reports.IndexHTML))
-			return nil
-		},
-	}
 }
 
 // newCompareCmd is `layerlab bench compare A.json B.json`, benchstat-like:
