@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/layerlab/layerlab/cmd/internal/socket"
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/containerd"
 )
@@ -78,10 +78,13 @@ func serveSnapshotter(ctx context.Context, reg *drivers.Registry, c serveConfig,
 	if err != nil {
 		return err
 	}
-	l, err := listenUnix(c.address)
+	l, err := socket.Listen(c.address)
 	if err != nil {
-		return err
+		return fmt.Errorf("--address %w", err)
 	}
+	// The socket goes after the driver is closed (below), not when gRPC
+	// closes the listener.
+	l.SetUnlinkOnClose(false)
 	defer func() {
 		if rerr := os.Remove(c.address); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, rerr)
@@ -122,49 +125,6 @@ func serveSnapshotter(ctx context.Context, reg *drivers.Registry, c serveConfig,
 	<-served
 	logger.Printf("stopped; closing driver %s", c.driver)
 	return nil
-}
-
-// listenUnix listens on a unix socket at path, mode 0660 (containerd runs
-// as root; a group may be let in with chgrp). A socket left by a server
-// that died is removed; one a live server answers on is refused, as is a
-// path that is not a socket.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
-		return nil, err
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode().Type() != os.ModeSocket {
-			return nil, fmt.Errorf("--address %s exists and is not a socket: %w; remove it or choose another path", path, drivers.ErrInvalidArgument)
-		}
-		conn, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			conn.Close()
-			return nil, fmt.Errorf("--address %s: %w: a server is listening there; stop it first or choose another path", path, drivers.ErrAlreadyExists)
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("--address %s: checking whether a server still listens: %w", path, err)
-		}
-		// Nobody listens: the socket of a server that was killed.
-		if err := os.Remove(path); err != nil {
-			return nil, err
-		}
-	}
-	// The socket exists with the umask's mode until the chmod: keep it
-	// private meanwhile.
-	old := syscall.Umask(0o177)
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
-	if err != nil {
-		return nil, err
-	}
-	// The socket goes after the driver is closed (serveSnapshotter), not
-	// when gRPC closes the listener.
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(path, 0o660); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
 }
 
 // keyed is a request that names a snapshot (every snapshots request but

@@ -158,6 +158,28 @@ func TestEndToEndEvents(t *testing.T) {
 	}
 	c.expect(0, "ex", "rm", "-f", "ex")
 	c.expect(0, "dfvol", "volume", "rm", "dfvol")
+
+	// Streams that never end on their own (the docker events above, a
+	// docker stats of a stopped container) end at SIGTERM: the daemon
+	// exits well before its 30 s backstop for other requests.
+	c.expect(0, "", "create", "--name", "idle", "busybox", "true")
+	st := exec.Command(dockerCLI, "-H", "unix://"+e.sock, "stats", "--format", "{{.Name}}", "idle")
+	st.Env = ev.Env
+	stOut, err := st.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Process.Kill(); _ = st.Wait() })
+	if line, err := bufio.NewReader(stOut).ReadString('\n'); err != nil || !strings.Contains(line, "idle") {
+		t.Fatalf("docker stats idle: %q %v", line, err)
+	}
+	begin := time.Now()
 	e.d.terminate(t)
+	if took := time.Since(begin); took > 20*time.Second {
+		t.Fatalf("SIGTERM with docker events and docker stats streaming took %v: the streams did not end", took)
+	}
 	checkNoLeftovers(t)
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/layerlab/layerlab/cmd/internal/socket"
 	"github.com/layerlab/layerlab/drivers"
 )
 
@@ -164,7 +165,7 @@ func listen(eps []endpoint, tlsCfg *tls.Config, log *slog.Logger) (_ []net.Liste
 		var l net.Listener
 		switch e.proto {
 		case "unix":
-			l, err = listenUnix(e.addr)
+			l, err = socket.Listen(e.addr)
 		default:
 			l, err = net.Listen("tcp", e.addr)
 			if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -114,11 +113,15 @@ func serve(ctx context.Context, cfg daemon.Config, hosts []string, remote remote
 	if err := d.StopAll(sctx); err != nil {
 		log.Warn("stopping containers", "err", err)
 	}
-	d.EndEventStreams()
+	d.EndStreams()
+	// Whatever else still streams (an attach to a container that never
+	// started) gets 30 s, so the drivers are always closed and unmounted.
+	hctx, hcancel := context.WithTimeout(sctx, 30*time.Second)
+	defer hcancel()
 	for _, s := range servers {
-		if err := s.Shutdown(sctx); err != nil {
+		if err := s.Shutdown(hctx); err != nil {
 			s.Close()
-			log.Warn("requests cut short by a second signal", "err", err)
+			log.Warn("requests cut short by a second signal or after 30 s", "err", err)
 		}
 	}
 	return d.Close()
@@ -135,29 +138,4 @@ func checkMetricsAddr(addr string, log *slog.Logger) error {
 		log.Warn("serving metrics beyond loopback over plain http: anyone who reaches it reads the containers' names and usage", "metrics-addr", addr)
 	}
 	return nil
-}
-
-// listenUnix listens on path with mode 0660. A socket left at path by a
-// daemon that died is removed: the data root's lock, already held, says
-// no live daemon of this root serves it.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		if c, err := net.Dial("unix", path); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("socket %s is served by another process: %w", path, drivers.ErrAlreadyExists)
-		}
-		_ = os.Remove(path)
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
 }

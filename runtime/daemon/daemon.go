@@ -84,6 +84,10 @@ type Daemon struct {
 	imageUse map[digest.Digest]int
 	execs    execStore   // docker exec's records, in memory as dockerd's (exec.go)
 	closing  atomic.Bool // set by Close: no restart policy acts any more
+	// streamsEnd closes when the daemon shuts down (EndStreams): the
+	// streams that would run for ever (events, docker stats) end.
+	streamsEnd     chan struct{}
+	endStreamsOnce sync.Once
 }
 
 var _ api.Backend = (*Daemon)(nil)
@@ -128,7 +132,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 	}
-	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}, lives: map[string]*live{}, imageUse: map[digest.Digest]int{}, events: events.New(0)}
+	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}, lives: map[string]*live{}, imageUse: map[digest.Digest]int{}, events: events.New(0), streamsEnd: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, d.Close())
@@ -262,6 +266,8 @@ func (d *Daemon) Close() error {
 	d.closing.Store(true)
 	d.cancelRestarts()
 	errs := []error{d.StopAll(ctx)}
+	d.EndStreams()
+	d.stats.close()
 	if d.exec != nil {
 		errs = append(errs, d.exec.Close())
 	}

@@ -69,5 +69,12 @@ func exitAttrs(code int, ran time.Duration) map[string]string {
 	return map[string]string{"exitCode": strconv.Itoa(code), "execDuration": strconv.Itoa(int(ran.Seconds()))}
 }
 
-// EndEventStreams ends the GET /events streams in flight, for a shutdown.
-func (d *Daemon) EndEventStreams() { d.events.Close() }
+// EndStreams ends the streams in flight that would run for ever (GET
+// /events, streamed docker stats), for a shutdown: the HTTP server's
+// graceful stop waits for every request.
+func (d *Daemon) EndStreams() {
+	d.endStreamsOnce.Do(func() {
+		d.events.Close()
+		close(d.streamsEnd)
+	})
+}

@@ -39,6 +39,14 @@ func (s *statsState) get() (*stats.Reader, *stats.Sampler, error) {
 	return s.r, s.sampler, s.err
 }
 
+// close stops the sampler's goroutine, if one was made.
+func (s *statsState) close() {
+	s.once.Do(func() { s.err = errors.New("the daemon is closed") })
+	if s.sampler != nil {
+		s.sampler.Close()
+	}
+}
+
 // cgroupPath is where both executors put container id's cgroup.
 func (d *Daemon) cgroupPath(id string) string {
 	parent := d.cfg.CgroupParent
@@ -98,6 +106,8 @@ func (d *Daemon) ContainerStats(ctx context.Context, ref string, stream, oneShot
 		pre = &s
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-d.streamsEnd:
 			return nil
 		case <-time.After(statsInterval):
 		}

@@ -27,6 +27,9 @@ type Sampler struct {
 	watched map[string]*watch // by container ID
 	asked   time.Time         // the last Previous call
 	running bool              // the goroutine runs
+	closed  bool              // Close: no goroutine starts any more
+	done    chan struct{}     // closed by Close, ends the goroutine
+	stopped chan struct{}     // closed by the goroutine as it ends
 }
 
 type watch struct {
@@ -44,7 +47,24 @@ type reading struct {
 // NewSampler returns a sampler reading through r every interval while
 // asked, stopping after idle without a request.
 func NewSampler(r *Reader, interval, idle time.Duration) *Sampler {
-	return &Sampler{r: r, interval: interval, idle: idle, watched: map[string]*watch{}}
+	return &Sampler{r: r, interval: interval, idle: idle, watched: map[string]*watch{}, done: make(chan struct{})}
+}
+
+// Close stops the sampling goroutine and waits for it to end; Previous
+// still answers from what was kept.
+func (s *Sampler) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.done)
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped != nil {
+		<-stopped
+	}
 }
 
 // Started records the first reading of a container that just started:
@@ -76,9 +96,10 @@ func (s *Sampler) Previous(id string) (cpu container.CPUStats, at time.Time, ok 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.asked = now
-	if !s.running {
+	if !s.running && !s.closed {
 		s.running = true
-		go s.loop()
+		s.stopped = make(chan struct{})
+		go s.loop(s.stopped)
 	}
 	w := s.watched[id]
 	if w == nil {
@@ -92,10 +113,16 @@ func (s *Sampler) Previous(id string) (cpu container.CPUStats, at time.Time, ok 
 
 // loop reads every watched container's CPU each interval until nobody
 // asked for idle.
-func (s *Sampler) loop() {
+func (s *Sampler) loop(stopped chan struct{}) {
+	defer close(stopped)
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
-	for range t.C {
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
 		s.mu.Lock()
 		if time.Since(s.asked) > s.idle {
 			s.running = false

@@ -273,6 +273,14 @@ func (s *Store) Remove(ctx context.Context, name string, force bool) error {
 	// meanwhile waits, and then finds it gone.
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Again under the lock: a remove that ran meanwhile deleted it, or a
+	// create made another volume of the name.
+	if r, err = s.Get(name); err != nil {
+		if force && errors.Is(err, drivers.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
 	users := s.users(name)
 	if len(users) > 0 {
 		return dockerdError{fmt.Sprintf("remove %s: volume is in use - [%s]", name, strings.Join(users, ", ")), ErrInUse}
