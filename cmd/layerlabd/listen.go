@@ -119,6 +119,13 @@ func endpoints(hosts []string, r remoteFlags) ([]endpoint, error) {
 				"use --tlsverify --tlscacert CA --tlscert CERT --tlskey KEY (clients need a certificate the CA signed), "+
 				"or add --insecure-tcp if you really want plain tcp", e, drivers.ErrInvalidArgument, e.addr)
 		}
+		if e.proto == "tcp" && r.tls && !r.tlsVerify {
+			// Encrypted, but anyone who reaches it gets root: refused
+			// like plain tcp (dockerd allows it; this issue asks for
+			// client certificates).
+			return nil, fmt.Errorf("-H %s: %w: --tls without --tlsverify lets in any client that reaches %s; "+
+				"add --tlsverify --tlscacert CA so only clients with a certificate the CA signed get in", e, drivers.ErrInvalidArgument, e.addr)
+		}
 		out = append(out, e)
 	}
 	return out, nil
@@ -181,9 +188,6 @@ func listen(eps []endpoint, tlsCfg *tls.Config, log *slog.Logger) (_ []net.Liste
 		case tlsCfg != nil:
 			l = tls.NewListener(l, tlsCfg)
 			out[len(out)-1] = l
-			if tlsCfg.ClientAuth != tls.RequireAndVerifyClientCert {
-				log.Warn("serving the API with TLS but without --tlsverify: any client that reaches it is let in", "host", e.String())
-			}
 		default:
 			log.Warn("!!! SECURITY WARNING: SERVING THE API ON PLAIN TCP WITHOUT TLS (--insecure-tcp) !!! "+
 				"anyone who can reach this address has root on this machine; use --tlsverify with client certificates instead", "host", e.String())

@@ -84,6 +84,7 @@ func TestEndpoints(t *testing.T) {
 		r     remoteFlags
 	}{
 		{[]string{"tcp://127.0.0.1"}, remoteFlags{tls: true, insecureTCP: true}},
+		{[]string{"tcp://127.0.0.1"}, remoteFlags{tls: true}}, // TLS without client certificates
 		{nil, remoteFlags{}},
 		{[]string{"unix:///a.sock", "unix:///a.sock"}, remoteFlags{}},
 	} {

@@ -94,7 +94,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&cfg.Runtime, "runtime", "libcontainer", "how containers run: libcontainer (in process) or runc (the runc binary)")
 	f.StringVar(&cfgFile, "config-file", defaultConfigFile, "daemon.json with dockerd's keys for these options (a key may not also be a flag)")
 	certs := defaultCertPath()
-	f.BoolVar(&remote.tls, "tls", false, "serve tcp:// with TLS, without checking clients (implied by --tlsverify)")
+	f.BoolVar(&remote.tls, "tls", false, "serve tcp:// with TLS (implied by --tlsverify, which tcp needs: clients must show a certificate --tlscacert signed)")
 	f.BoolVar(&remote.tlsVerify, "tlsverify", false, "serve tcp:// with TLS 1.2+ and require client certificates signed by --tlscacert")
 	f.StringVar(&remote.caFile, "tlscacert", certs+"/ca.pem", "trust client certificates signed only by this CA")
 	f.StringVar(&remote.certFile, "tlscert", certs+"/cert.pem", "the server's TLS certificate")
