@@ -23,6 +23,7 @@ targets=(
   "./cmd/layerlabd/ FuzzParseHost 30000"
   "./runtime/stats/ FuzzParse 60000"
   "./runtime/volumes/ FuzzParseBind 100000"
+  "./runtime/limits/ FuzzParseCgroupRule 100000"
   "./drivers/containerd/ FuzzActiveLabels 100000"
   "./reports/ FuzzMerge 20000"
 )

@@ -128,6 +128,9 @@ func TestEndToEndLimits(t *testing.T) {
 		{"Requested CPUs are not available - requested 64, available: ", "--cpuset-cpus 64"},
 		{"Range of CPUs is from 0.01 to", "--cpus 999"},
 		{"--device-write-bps /dev/null: not a block device", "--device-write-bps /dev/null:1mb"},
+		{"not supported by layerlabd", "--gpus all"},
+		{"invalid device cgroup rule", "--device-cgroup-rule x"},
+		{"not a device node", "--device /etc/hostname"},
 	} {
 		out := c.expect(1, bad.want, append(append([]string{"create"}, strings.Fields(bad.flags)...), "busybox", "true")...)
 		if !strings.Contains(out, "Error response from daemon") {
@@ -146,6 +149,18 @@ func TestEndToEndLimits(t *testing.T) {
 		t.Errorf("--cgroupns private: /proc/self/cgroup does not show the memory cgroup as its root:\n%s", out)
 	}
 	checkDeviceWriteBps(t, c, e.dataRoot)
+	// --device, --device-cgroup-rule and --ulimit reach the container:
+	// the tun node a container makes opens only when a rule allows it
+	// (unconfigured, it then answers EBADFD).
+	tun := "mknod /tmp/tun c 10 200; cat /tmp/tun 2>&1"
+	c.expect(1, "Operation not permitted", "run", "--rm", "busybox", "sh", "-c", tun)
+	out = c.expect(1, "", "run", "--rm", "--device", "/dev/fuse:/dev/xfuse:rw", "--device-cgroup-rule", "c 10:200 rwm",
+		"--ulimit", "nofile=1024:2048", "busybox", "sh", "-c", "ls -l /dev/xfuse; ulimit -n; ulimit -Hn; "+tun)
+	for _, want := range []string{"10, 229", "/dev/xfuse", "1024\n2048\n", "File descriptor in bad state"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--device /dev/fuse:/dev/xfuse --device-cgroup-rule 'c 10:200 rwm' --ulimit nofile=1024:2048: output lacks %q:\n%s", want, out)
+		}
+	}
 	checkOOMKill(t, c)
 	checkStatsAPI(t, c)
 	c.expect(0, "", "rm", "-f", "lim", "pinned")

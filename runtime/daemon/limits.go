@@ -67,7 +67,18 @@ func withResources(s *specs.Spec, hc *container.HostConfig) error {
 	if s.Linux.Resources != nil {
 		res.Devices = s.Linux.Resources.Devices
 	}
+	devs, rules, err := limits.Devices(hc.Resources)
+	if err != nil {
+		return err
+	}
+	s.Linux.Devices = append(s.Linux.Devices, devs...)
+	res.Devices = append(res.Devices, rules...)
 	s.Linux.Resources = res
+	rl, err := limits.Rlimits(hc.Resources)
+	if err != nil {
+		return err
+	}
+	s.Process.Rlimits = append(s.Process.Rlimits, rl...)
 	return nil
 }
 

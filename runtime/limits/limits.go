@@ -102,7 +102,20 @@ func Check(r *container.Resources, h *Host, update bool) ([]string, error) {
 		return w, err
 	}
 	bw, err := checkBlkio(r, h)
-	return append(w, bw...), err
+	w = append(w, bw...)
+	if err != nil {
+		return w, err
+	}
+	uw, err := checkUnsupported(r, h)
+	w = append(w, uw...)
+	if err != nil {
+		return w, err
+	}
+	if _, _, err := Devices(*r); err != nil {
+		return w, err
+	}
+	_, err = Rlimits(*r)
+	return w, err
 }
 
 func checkMemory(r *container.Resources, h *Host, update bool) (w []string, err error) {
