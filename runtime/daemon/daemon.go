@@ -434,8 +434,9 @@ func (d *Daemon) TagImage(_ context.Context, name, ref string) error {
 	return nil
 }
 
-// DeleteImage removes name; prune has no effect yet: images have no
-// parent images to prune until commit exists.
+// DeleteImage removes name. The prune flag (dockerd's: delete the untagged
+// parents too) is not acted on: an image is deleted alone, and a
+// committed image's untagged parent goes with docker image prune.
 func (d *Daemon) DeleteImage(_ context.Context, name string, force, _ bool) ([]image.DeleteResponse, error) {
 	id, _ := d.images.Resolve(name) // for the untag events, before the name goes
 	steps, err := d.images.Delete(name, force)
