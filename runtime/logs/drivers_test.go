@@ -317,3 +317,41 @@ func TestAttributes(t *testing.T) {
 		t.Fatalf("json-file line %q %v, want %q", data, err, want)
 	}
 }
+
+// TestFailedRotationKeepsLogging: a rotation that fails is reported once
+// and the output goes on into the live file.
+func TestFailedRotationKeepsLogging(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c-json.log")
+	r, err := openRotating(path, FileOptions{MaxSize: 10, MaxFile: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// path.1 a non-empty directory: the rename into it fails.
+	if err := os.MkdirAll(filepath.Join(path+".1", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.write([]byte("0123456789\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.write([]byte("second\n")); err == nil || !strings.Contains(err.Error(), "rotating container log") {
+		t.Fatalf("write across a failing rotation: %v, want the rotation's error", err)
+	}
+	if err := os.RemoveAll(path + ".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.write([]byte("third\n")); err != nil {
+		t.Fatalf("write after the failure: %v", err)
+	}
+	if err := r.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.write([]byte("late\n")); err == nil {
+		t.Fatal("a write after close succeeded")
+	}
+	old, _ := os.ReadFile(path + ".1")
+	live, _ := os.ReadFile(path)
+	if got := string(old) + string(live); got != "0123456789\nsecond\nthird\n" {
+		t.Fatalf("the log holds %q, want every line", got)
+	}
+}

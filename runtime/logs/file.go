@@ -25,6 +25,9 @@ type FileOptions struct {
 func parseFileOptions(driver, prefix string, opts map[string]string, o FileOptions) (FileOptions, error) {
 	if v, ok := opts[prefix+"max-size"]; ok {
 		n, err := units.RAMInBytes(v)
+		if v == "-1" { // dockerd's "no limit"
+			n, err = 0, nil
+		}
 		if err != nil || n < 0 {
 			return o, fmt.Errorf("%smax-size=%q for the %s log driver: want a size such as 10m or 1g (-1 or 0: never rotate): %w", prefix, v, driver, ErrOption)
 		}
@@ -61,8 +64,9 @@ func parseFileOptions(driver, prefix string, opts map[string]string, o FileOptio
 type rotatingFile struct {
 	path string
 	o    FileOptions
-	f    *os.File
-	size int64
+	f      *os.File
+	size   int64
+	closed bool
 }
 
 func openRotating(path string, o FileOptions) (*rotatingFile, error) {
@@ -92,18 +96,27 @@ func (r *rotatingFile) open(mode int) error {
 
 // write appends rec whole, rotating first when the live file would pass
 // MaxSize (a record larger than MaxSize still goes into a file of its own).
+// A rotation that fails (a full disk while compressing, say) is reported
+// and the live file reopened for appending, so the container's output
+// goes on being logged; the next write tries the rotation again.
 func (r *rotatingFile) write(rec []byte) error {
-	if r.f == nil {
-		return fmt.Errorf("container log %s: closed after a failed rotation", r.path)
+	if r.closed {
+		return fmt.Errorf("container log %s: closed", r.path)
 	}
-	if r.o.MaxSize > 0 && r.size > 0 && r.size+int64(len(rec)) > r.o.MaxSize {
+	var rotErr error
+	if r.f != nil && r.o.MaxSize > 0 && r.size > 0 && r.size+int64(len(rec)) > r.o.MaxSize {
 		if err := r.rotate(); err != nil {
-			return fmt.Errorf("rotating container log %s: %w", r.path, err)
+			rotErr = fmt.Errorf("rotating container log %s: %w", r.path, err)
+		}
+	}
+	if r.f == nil {
+		if err := r.open(os.O_APPEND); err != nil {
+			return errors.Join(rotErr, err)
 		}
 	}
 	n, err := r.f.Write(rec)
 	r.size += int64(n)
-	return err
+	return errors.Join(rotErr, err)
 }
 
 // rotate shifts path.N-1 to path.N ... path to path.1 (compressing it to
@@ -171,6 +184,7 @@ func gzipFile(from, to string) error {
 }
 
 func (r *rotatingFile) close() error {
+	r.closed = true
 	if r.f == nil {
 		return nil
 	}
