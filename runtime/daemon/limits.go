@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	eventtypes "github.com/docker/docker/api/types/events"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/containers"
+	"github.com/layerlab/layerlab/runtime/executor"
 	"github.com/layerlab/layerlab/runtime/limits"
 )
 
@@ -124,7 +126,10 @@ func (d *Daemon) UpdateContainer(ctx context.Context, ref string, upd container.
 		return out, err
 	}
 	if l.c != nil {
-		if err := l.c.Update(ctx, res); err != nil {
+		// A container that ended meanwhile (finish has not cleared l.c
+		// yet) has no cgroup left: its record takes the limits, for its
+		// next start, as for a stopped one.
+		if err := l.c.Update(ctx, res); err != nil && !ended(l.c) {
 			return out, fmt.Errorf("Cannot update container %s: %w", r.ID, err)
 		}
 	}
@@ -137,4 +142,13 @@ func (d *Daemon) UpdateContainer(ctx context.Context, ref string, upd container.
 	}
 	d.containerEvent(r, eventtypes.ActionUpdate, nil)
 	return out, nil
+}
+
+// ended reports whether c's init has exited (a Wait that returns at once;
+// a running one is given 100 ms).
+func ended(c executor.Container) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.Wait(ctx)
+	return err == nil
 }
