@@ -3,7 +3,7 @@ package loopfs
 import (
 	"os"
 
-	"golang.org/x/sys/unix"
+	"github.com/layerlab/layerlab/drivers/mount"
 )
 
 // SharedForTest makes a directory that is a shared mount point, so mounts
@@ -24,16 +24,16 @@ func SharedForTest(t TB) string {
 			t.Errorf("remove %s: %v", dir, err)
 		}
 	})
-	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+	if err := mount.Filesystem(dir, dir, "", "bind"); err != nil {
 		t.Fatalf("bind %s: %v", dir, err)
 	}
 	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
+		if err := mount.Unmount(dir); err != nil {
 			t.Errorf("unmount %s: %v", dir, err)
 		}
 	})
-	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
-		t.Fatalf("make %s shared: %v", dir, err)
+	if err := mount.MakeShared(dir); err != nil {
+		t.Fatalf("%v", err)
 	}
 	return dir
 }

@@ -361,3 +361,13 @@ func SyncFS(path string) error {
 	}
 	return nil
 }
+
+// MakeShared makes the mount at target a shared mount point: mounts made
+// below it later reach the copies of it in other mount namespaces whose
+// propagation is slave (a daemon a test starts with unshare).
+func MakeShared(target string) error {
+	if err := unix.Mount("", target, "", unix.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("make %s shared: %w", target, err)
+	}
+	return nil
+}
