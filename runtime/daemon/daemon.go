@@ -337,6 +337,12 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 			"runc":         {Runtime: system.Runtime{Path: "runc"}},
 		},
 	}
+	// The debug figures docker info prints with -D.
+	info.NGoroutines, info.NEventsListener = runtime.NumGoroutine(), d.events.Listeners()
+	info.SystemTime = time.Now().Format(time.RFC3339Nano)
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		info.NFd = len(fds)
+	}
 	recs, err := d.ctrs.List()
 	if err != nil {
 		return info, err

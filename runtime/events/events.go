@@ -132,6 +132,14 @@ func (b *Bus) Subscribe(since time.Time, f Filter) ([]events.Message, *Subscript
 	return replay, s
 }
 
+// Listeners is how many subscriptions are open (docker info's
+// EventsListeners).
+func (b *Bus) Listeners() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
+
 // Close ends every subscription (their streams end after what they hold)
 // and any made later: a daemon shutting down lets its event streams go,
 // so the HTTP server's graceful stop does not wait on them. Publish still
