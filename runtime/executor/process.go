@@ -34,8 +34,8 @@ type process struct {
 }
 
 // newProcess turns the spec's process into libcontainer's and wires its
-// stdio. For an init, the parts that apply to the whole container
-// (capabilities, rlimits) are in the config specconv made.
+// stdio. For an init, the capabilities are in the config specconv made;
+// rlimits are the process's own (specconv leaves them to its caller).
 func newProcess(what string, p *specs.Process, stdio Stdio, init bool) (*process, error) {
 	if len(p.Args) == 0 {
 		return nil, fmt.Errorf("%s: no command to run: %w", what, drivers.ErrInvalidArgument)
@@ -54,6 +54,11 @@ func newProcess(what string, p *specs.Process, stdio Stdio, init bool) (*process
 		Stderr:          stdio.Stderr,
 		Init:            init,
 	}
+	rl, err := rlimits(p.Rlimits)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	lp.Rlimits = rl
 	for _, g := range p.User.AdditionalGids {
 		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
 	}
