@@ -62,8 +62,8 @@ func parseFileOptions(driver, prefix string, opts map[string]string, o FileOptio
 // rotatingFile appends records to a log file, rotating it by size into
 // path.1 ... path.N (path.N.gz when compressed), as dockerd's loggerutils.
 type rotatingFile struct {
-	path string
-	o    FileOptions
+	path   string
+	o      FileOptions
 	f      *os.File
 	size   int64
 	closed bool
