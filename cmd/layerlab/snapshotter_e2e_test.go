@@ -12,7 +12,6 @@ import (
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/builtin"
 	"github.com/layerlab/layerlab/drivers/containerd"
-	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 )
 
@@ -31,19 +30,7 @@ func newProxyEnv(t *testing.T) proxyEnv {
 	dir := t.TempDir()
 	archive := archiveForContainerd(t, dir)
 	btrfs := loopfs.ForTest(t, "btrfs", 1<<30)
-	shared := loopfs.SharedForTest(t)
-	if err := loopfs.CheckZFS(); err != nil {
-		feature.Skip(t, feature.ZFS, "%v", err)
-	}
-	zfs, err := loopfs.NewZFS(context.Background(), shared, 0)
-	if err != nil {
-		t.Fatalf("zfs pool: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := zfs.Close(); err != nil {
-			t.Errorf("tear down zfs pool: %v", err)
-		}
-	})
+	zfs := loopfs.ZFSForTest(t)
 	e := proxyEnv{archive: archive, serves: map[string]*serveProc{}}
 	var list []*serveProc
 	for name, root := range map[string]string{

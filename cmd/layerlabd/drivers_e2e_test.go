@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 )
 
@@ -20,20 +18,8 @@ import (
 func TestEndToEndStorageDrivers(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := newTestEnv(t)
-	shared := loopfs.SharedForTest(t)
 	btrfs := loopfs.ForTest(t, "btrfs", 1<<30)
-	if err := loopfs.CheckZFS(); err != nil {
-		feature.Skip(t, feature.ZFS, "%v", err)
-	}
-	zfs, err := loopfs.NewZFS(context.Background(), shared, 0)
-	if err != nil {
-		t.Fatalf("zfs pool: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := zfs.Close(); err != nil {
-			t.Errorf("tear down zfs pool: %v", err)
-		}
-	})
+	zfs := loopfs.ZFSForTest(t)
 	zfsHome := filepath.Join(zfs.Dir, "layerlabd")
 	e.drivers = "vfs,overlay,overlay2,btrfs,zfs"
 	e.opts = []string{"--storage-opt", "btrfs.home=" + filepath.Join(btrfs.Dir, "layerlabd"), "--storage-opt", "zfs.home=" + zfsHome}

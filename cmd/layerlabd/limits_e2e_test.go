@@ -324,13 +324,7 @@ func checkStatsAPI(t *testing.T, c cli) {
 // update` for docker update (and an update of a stopped container at its
 // next start), docker stats, and an OOM kill.
 func TestEndToEndLimitsRunc(t *testing.T) {
-	t.Cleanup(func() { killLeftovers(t) })
-	e := newTestEnv(t)
-	e.opts = []string{"--runtime", "runc"}
-	e.start(t, "layerlabd.log")
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Default Runtime: runc", "info")
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	_, c := startRuncDaemon(t)
 	checkMemoryAndCPULimits(t, c)
 	c.expect(0, "lim", "update", "--memory", "32m", "--pids-limit", "20", "lim")
 	if got := c.cgroupValue("lim", "memory/memory.limit_in_bytes", "memory.max"); got != "33554432" {

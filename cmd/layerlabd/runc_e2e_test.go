@@ -15,16 +15,7 @@ import (
 // exec, top, pause, logs, stop; then a SIGKILL of the daemon with a
 // container running, whose restart purges it through runc.
 func TestEndToEndRuncRuntime(t *testing.T) {
-	if _, err := exec.LookPath("runc"); err != nil {
-		feature.Skip(t, feature.Runc, "runc: %v (make setup installs Debian's runc)", err)
-	}
-	t.Cleanup(func() { killLeftovers(t) })
-	e := newTestEnv(t)
-	e.opts = []string{"--runtime", "runc"}
-	e.start(t, "layerlabd.log")
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Default Runtime: runc", "info")
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	e, c := startRuncDaemon(t)
 
 	c.expect(0, "hello\n", "run", "--rm", "busybox", "echo", "hello")
 	c.expect(3, "", "run", "--rm", "busybox", "sh", "-c", "exit 3")
@@ -64,4 +55,21 @@ func TestEndToEndRuncRuntime(t *testing.T) {
 	c.expect(0, "orphan", "rm", "orphan")
 	e.d.terminate(t)
 	checkNoLeftovers(t)
+}
+
+// startRuncDaemon starts layerlabd --runtime runc (skipping without
+// Debian's runc), with busybox loaded; leftovers are killed at the end.
+func startRuncDaemon(t *testing.T) (testEnv, cli) {
+	t.Helper()
+	if _, err := exec.LookPath("runc"); err != nil {
+		feature.Skip(t, feature.Runc, "runc: %v (make setup installs Debian's runc)", err)
+	}
+	t.Cleanup(func() { killLeftovers(t) })
+	e := newTestEnv(t)
+	e.opts = []string{"--runtime", "runc"}
+	e.start(t, "layerlabd.log")
+	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
+	c.expect(0, "Default Runtime: runc", "info")
+	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	return e, c
 }

@@ -4,14 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/layerlab/layerlab/drivers/feature"
 	"github.com/layerlab/layerlab/drivers/loopfs"
 )
 
@@ -248,15 +246,7 @@ func checkBadVolumeRequests(t *testing.T, c cli) {
 // OCI spec's bind, volume and tmpfs mounts), and a volume through
 // docker-py.
 func TestEndToEndVolumesRunc(t *testing.T) {
-	if _, err := exec.LookPath("runc"); err != nil {
-		feature.Skip(t, feature.Runc, "runc: %v (make setup installs Debian's runc)", err)
-	}
-	t.Cleanup(func() { killLeftovers(t) })
-	e := newTestEnv(t)
-	e.opts = []string{"--runtime", "runc"}
-	e.start(t, "layerlabd.log")
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	e, c := startRuncDaemon(t)
 	host := t.TempDir()
 	c.expect(0, "", "run", "--rm", "-v", host+":/h", "-v", "named:/n", "busybox", "sh", "-c", "echo bound > /h/f; echo named > /n/f")
 	c.expect(0, "bound\nnamed\n", "run", "--rm", "--mount", "type=bind,source="+host+",target=/h,readonly,bind-propagation=rslave",

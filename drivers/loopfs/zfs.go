@@ -513,3 +513,26 @@ func stopDaemon() error {
 	os.Remove(statePath("zfs-fuse.pid"))
 	return nil
 }
+
+// ZFSForTest makes a zfs-fuse pool on a file below a shared directory
+// (SharedForTest: its datasets, mounted by the zfs-fuse daemon, reach a
+// daemon the test runs in a namespace with slave propagation) and
+// destroys it when the test ends. Without zfs-fuse here the test is
+// skipped as missing zfs, which LAYERLAB_REQUIRE turns into a failure.
+func ZFSForTest(t TB) *ZFS {
+	t.Helper()
+	shared := SharedForTest(t)
+	if err := CheckZFS(); err != nil {
+		feature.Skip(t, feature.ZFS, "%v", err)
+	}
+	zfs, err := NewZFS(context.Background(), shared, 0)
+	if err != nil {
+		t.Fatalf("zfs pool: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := zfs.Close(); err != nil {
+			t.Errorf("tear down zfs pool: %v", err)
+		}
+	})
+	return zfs
+}

@@ -92,17 +92,7 @@ func call(t *testing.T, srv *httptest.Server, method, path string, body []byte) 
 // TestImageRoutes goes through the API handler into a real daemon: load,
 // list with filters, tag, delete shapes, save errors before any byte.
 func TestImageRoutes(t *testing.T) {
-	archive, err := os.ReadFile(imagetest.ArchiveForTest(t, t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := newDaemon(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	srv := httptest.NewServer(api.Handler(d))
-	t.Cleanup(srv.Close)
+	_, srv, archive := servedDaemon(t)
 
 	resp, body := call(t, srv, "POST", "/v1.41/images/load?quiet=1", archive)
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `{"stream":"Loaded image: busybox:latest\n"}`) {
@@ -154,4 +144,23 @@ func TestImageRoutes(t *testing.T) {
 	if err := json.Unmarshal(body, &info); err != nil || info.Driver != "vfs" || info.Images != 1 || info.DriverStatus[0] != [2]string{"Strategy", "full-copy"} {
 		t.Fatalf("info: %d %s", resp.StatusCode, body)
 	}
+}
+
+// servedDaemon opens a vfs daemon in a fresh data root, serves its API on
+// a test server and returns them with the busybox archive's bytes; all
+// close when the test ends.
+func servedDaemon(t *testing.T) (*daemon.Daemon, *httptest.Server, []byte) {
+	t.Helper()
+	archive, err := os.ReadFile(imagetest.ArchiveForTest(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := newDaemon(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	srv := httptest.NewServer(api.Handler(d))
+	t.Cleanup(srv.Close)
+	return d, srv, archive
 }

@@ -18,8 +18,6 @@ import (
 	"github.com/docker/docker/api/types/events"
 
 	"github.com/layerlab/layerlab/drivers"
-	"github.com/layerlab/layerlab/runtime/api"
-	"github.com/layerlab/layerlab/runtime/images/imagetest"
 )
 
 // TestDiskUsageIsTheDriversUsage: GET /system/df adds up to what the
@@ -30,17 +28,7 @@ func TestDiskUsageIsTheDriversUsage(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("vfs keeps owners: needs root")
 	}
-	archive, err := os.ReadFile(imagetest.ArchiveForTest(t, t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := newDaemon(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	srv := httptest.NewServer(api.Handler(d))
-	t.Cleanup(srv.Close)
+	d, srv, archive := servedDaemon(t)
 	start := time.Now()
 	if resp, body := call(t, srv, "POST", "/v1.41/images/load?quiet=1", archive); resp.StatusCode != 200 {
 		t.Fatalf("load: %d %s", resp.StatusCode, body)
