@@ -522,3 +522,20 @@ func (t *Tx) IDs() (map[string]bool, error) {
 	})
 	return ids, err
 }
+
+// ListJSON decodes every value of bucket in db as a T, in key order: the
+// records the runtime's stores keep as JSON (containers, volumes).
+func ListJSON[T any](db *bolt.DB, bucket []byte) ([]T, error) {
+	var out []T
+	err := db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
+			var r T
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}

@@ -221,20 +221,7 @@ func get(tx *bolt.Tx, ref string) (Record, error) {
 }
 
 // List returns every record.
-func (s *Store) List() ([]Record, error) {
-	var out []Record
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketContainers).ForEach(func(_, v []byte) error {
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return err
-			}
-			out = append(out, r)
-			return nil
-		})
-	})
-	return out, err
-}
+func (s *Store) List() ([]Record, error) { return storage.ListJSON[Record](s.db, bucketContainers) }
 
 // Update applies f to the record id in one transaction and returns the
 // result. f changes the state through SetState to have it checked.

@@ -35,6 +35,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/mount"
+	"github.com/layerlab/layerlab/drivers/storage"
 )
 
 // LocalDriver is the one volume driver: dockerd's name for volumes kept
@@ -244,20 +245,7 @@ func (s *Store) Get(name string) (Record, error) {
 }
 
 // List returns every volume, by name.
-func (s *Store) List() ([]Record, error) {
-	var out []Record
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return err
-			}
-			out = append(out, r)
-			return nil
-		})
-	})
-	return out, err
-}
+func (s *Store) List() ([]Record, error) { return storage.ListJSON[Record](s.db, bucket) }
 
 // Remove deletes a volume no container uses; force makes a missing one
 // no error, as `docker volume rm -f`.
