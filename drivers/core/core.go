@@ -110,6 +110,7 @@ type Driver struct {
 	projects projects
 	recovery Recovery
 	closed   atomic.Bool
+	ops      sync.RWMutex // operations hold it shared; Close, alone (enter)
 	once     sync.Once
 	closeErr error
 }
@@ -240,9 +241,11 @@ func (d *Driver) sweep(ctx context.Context) error {
 // a Prepare is under way its storage is listed too: call it when the
 // driver is idle.
 func (d *Driver) Orphans(ctx context.Context) ([]string, error) {
-	if err := d.check(); err != nil {
+	done, err := d.enter()
+	if err != nil {
 		return nil, err
 	}
+	defer done()
 	var known map[string]bool
 	if err := d.store.View(ctx, func(tx *storage.Tx) (err error) {
 		known, err = tx.IDs()
@@ -287,14 +290,30 @@ func (d *Driver) check() error {
 	return nil
 }
 
+// enter admits an operation unless the driver is closed; the caller runs
+// done when the operation has finished. Close waits for the operations
+// admitted before it, so the backend never tears down (unmounts, on zfs)
+// storage an operation is still working in. An operation must not call
+// another that enters (Walk, whose callback may, does not enter).
+func (d *Driver) enter() (done func(), err error) {
+	d.ops.RLock()
+	if err := d.check(); err != nil {
+		d.ops.RUnlock()
+		return nil, err
+	}
+	return d.ops.RUnlock, nil
+}
+
 // Capabilities implements drivers.Driver.
 func (d *Driver) Capabilities() drivers.Capabilities { return d.backend.Capabilities() }
 
 // Stat implements drivers.Snapshotter.
 func (d *Driver) Stat(ctx context.Context, key string) (info drivers.Info, err error) {
-	if err := d.check(); err != nil {
+	done, err := d.enter()
+	if err != nil {
 		return info, err
 	}
+	defer done()
 	err = d.store.View(ctx, func(tx *storage.Tx) error {
 		info, err = tx.Info(key)
 		return err
@@ -304,9 +323,11 @@ func (d *Driver) Stat(ctx context.Context, key string) (info drivers.Info, err e
 
 // Update implements drivers.Snapshotter.
 func (d *Driver) Update(ctx context.Context, info drivers.Info, fieldpaths ...string) (out drivers.Info, err error) {
-	if err := d.check(); err != nil {
+	done, err := d.enter()
+	if err != nil {
 		return out, err
 	}
+	defer done()
 	// After a commit under way, not between its two steps.
 	defer d.locks.lock([]string{info.Name})()
 	err = d.store.Update(ctx, func(tx *storage.Tx) error {
@@ -329,16 +350,18 @@ func (d *Driver) get(ctx context.Context, key string) (s storage.Snapshot, err e
 // snapshots, measured now for the others, under the key's read lock so a
 // Remove cannot pull the storage away mid-walk.
 func (d *Driver) Usage(ctx context.Context, key string) (drivers.Usage, error) {
-	if err := d.check(); err != nil {
+	done, err := d.enter()
+	if err != nil {
 		return drivers.Usage{}, err
 	}
+	defer done()
 	defer d.locks.lock(nil, key)()
 	var (
 		s         storage.Snapshot
 		u         drivers.Usage
 		committed bool
 	)
-	err := d.store.View(ctx, func(tx *storage.Tx) (err error) {
+	err = d.store.View(ctx, func(tx *storage.Tx) (err error) {
 		if u, committed, err = tx.CommittedUsage(key); err != nil || committed {
 			return err
 		}
@@ -353,9 +376,11 @@ func (d *Driver) Usage(ctx context.Context, key string) (drivers.Usage, error) {
 
 // Mounts implements drivers.Snapshotter.
 func (d *Driver) Mounts(ctx context.Context, key string) ([]drivers.Mount, error) {
-	if err := d.check(); err != nil {
+	done, err := d.enter()
+	if err != nil {
 		return nil, err
 	}
+	defer done()
 	defer d.locks.lock(nil, key)()
 	s, err := d.get(ctx, key)
 	if err != nil {
@@ -369,9 +394,11 @@ func (d *Driver) Mounts(ctx context.Context, key string) ([]drivers.Mount, error
 
 // Changes implements drivers.Differ for the backends that can.
 func (d *Driver) Changes(ctx context.Context, key string) (drivers.Changes, error) {
-	if err := d.check(); err != nil {
+	done, err := d.enter()
+	if err != nil {
 		return drivers.Changes{}, err
 	}
+	defer done()
 	cb, ok := d.backend.(ChangesBackend)
 	if !ok {
 		return drivers.Changes{}, fmt.Errorf("%s keeps no per-snapshot change record; compare mounted views instead: %w", d.name, drivers.ErrNotImplemented)
@@ -386,9 +413,11 @@ func (d *Driver) Changes(ctx context.Context, key string) (drivers.Changes, erro
 
 // WalkChanges implements drivers.ChangeWalker for the backends that can.
 func (d *Driver) WalkChanges(ctx context.Context, key string, start func(root string) error, fn drivers.ChangeFunc) error {
-	if err := d.check(); err != nil {
+	done, err := d.enter()
+	if err != nil {
 		return err
 	}
+	defer done()
 	wb, ok := d.backend.(ChangeWalkerBackend)
 	if !ok {
 		return fmt.Errorf("%s cannot list a snapshot's changes natively; compare mounted views instead: %w", d.name, drivers.ErrNotImplemented)
@@ -414,9 +443,11 @@ func (d *Driver) View(ctx context.Context, key, parent string, opts ...drivers.O
 // create makes storage under a new id outside any transaction, then
 // records it; a failure at any step removes what the earlier ones made.
 func (d *Driver) create(ctx context.Context, kind drivers.Kind, key, parent string, opts []drivers.Opt) (_ []drivers.Mount, err error) {
-	if err := d.check(); err != nil {
+	done, err := d.enter()
+	if err != nil {
 		return nil, err
 	}
+	defer done()
 	defer d.locks.lock([]string{key}, parent)()
 	var s storage.Snapshot
 	if err := d.store.View(ctx, func(tx *storage.Tx) (err error) {
@@ -460,9 +491,11 @@ func (d *Driver) create(ctx context.Context, kind drivers.Kind, key, parent stri
 // Commit implements drivers.Snapshotter in two durable steps around the
 // backend's work (see the package comment).
 func (d *Driver) Commit(ctx context.Context, name, key string, opts ...drivers.Opt) error {
-	if err := d.check(); err != nil {
+	done, err := d.enter()
+	if err != nil {
 		return err
 	}
+	defer done()
 	defer d.locks.lock([]string{key, name})()
 	if err := d.store.Update(ctx, func(tx *storage.Tx) error {
 		_, err := tx.BeginCommit(key, name, opts...)
@@ -518,9 +551,11 @@ func (d *Driver) undoCommit(ctx context.Context, key string) error {
 // refused (unless the backend removes devices deferred, and says so in
 // its Capabilities).
 func (d *Driver) Remove(ctx context.Context, key string) error {
-	if err := d.check(); err != nil {
+	done, err := d.enter()
+	if err != nil {
 		return err
 	}
+	defer done()
 	defer d.locks.lock([]string{key})()
 	s, err := d.get(ctx, key)
 	if err != nil {
@@ -575,7 +610,9 @@ func (d *Driver) Walk(ctx context.Context, fn drivers.WalkFunc, filters ...drive
 // call's result.
 func (d *Driver) Close() error {
 	d.once.Do(func() {
+		d.ops.Lock() // the operations under way finish first
 		d.closed.Store(true)
+		d.ops.Unlock()
 		d.closeErr = errors.Join(d.store.Close(), d.backend.Close())
 	})
 	return d.closeErr
