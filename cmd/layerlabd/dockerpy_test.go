@@ -27,7 +27,8 @@ func runDockerPy(t *testing.T, script string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(python3, path, e.sock, e.archive).CombinedOutput()
+	// -B: importing dockerpy_common writes no __pycache__ into testdata.
+	out, err := exec.Command(python3, "-B", path, e.sock, e.archive).CombinedOutput()
 	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "OK") {
 		t.Fatalf("docker-py %s: %v\n%s\ndaemon log:\n%s", script, err, out, e.d.logText())
 	}

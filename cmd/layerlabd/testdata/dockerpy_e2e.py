@@ -5,21 +5,11 @@ import sys
 
 import docker
 from docker import errors
+from dockerpy_common import check, connect
 
-sock, archive = sys.argv[1], sys.argv[2]
-client = docker.DockerClient(base_url="unix://" + sock, version="1.41", timeout=60)
-
-
-def check(what, ok, detail=""):
-    print(("ok   " if ok else "FAIL ") + what + ("" if ok else ": " + str(detail)))
-    if not ok:
-        sys.exit(1)
-
-
+client, loaded = connect()
 check("ping", client.ping() is True)
 check("version", client.version()["ApiVersion"] == "1.41", client.version())
-with open(archive, "rb") as f:
-    loaded = client.images.load(f.read())
 tags = sorted(t for img in loaded for t in img.tags)
 check("images.load", "busybox:latest" in tags, tags)
 img = client.images.get("busybox")

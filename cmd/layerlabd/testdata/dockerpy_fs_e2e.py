@@ -8,19 +8,9 @@ import tarfile
 
 import docker
 from docker import errors
+from dockerpy_common import check, connect
 
-sock, archive = sys.argv[1], sys.argv[2]
-client = docker.DockerClient(base_url="unix://" + sock, version="1.41", timeout=60)
-
-
-def check(what, ok, detail=""):
-    print(("ok   " if ok else "FAIL ") + what + ("" if ok else ": " + str(detail)))
-    if not ok:
-        sys.exit(1)
-
-
-with open(archive, "rb") as f:
-    client.images.load(f.read())
+client, _ = connect()
 
 c = client.containers.run("busybox", ["sh", "-c", "echo x > /f; rm /bin/ls"], detach=True, name="pyc")
 check("wait", c.wait()["StatusCode"] == 0)
