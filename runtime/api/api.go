@@ -49,6 +49,7 @@ type Backend interface {
 	SystemBackend
 	ResourceBackend
 	VolumeBackend
+	BuildBackend
 }
 
 // Handler returns the API's http.Handler over b.
@@ -131,6 +132,11 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 			}
 			return fmt.Errorf("No such image: %s (layerlabd does not pull images; docker load them): %w", ref, drivers.ErrNotFound)
 		})
+	case "/build":
+		return only(r.Method == http.MethodPost, func() error { return rt.build(w, r) })
+	case "/session":
+		// BuildKit's session: the CLI opens it only for a BuildKit build.
+		return errBuildKit
 	case "/commit":
 		return only(r.Method == http.MethodPost, func() error { return rt.commit(w, r) })
 	case "/images/prune":
@@ -186,6 +192,8 @@ func ping(w http.ResponseWriter, r *http.Request) error {
 	h := w.Header()
 	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
 	h.Set("Pragma", "no-cache")
+	// The classic builder: the docker CLI then builds without BuildKit.
+	h.Set("Builder-Version", "1")
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
