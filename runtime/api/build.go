@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -135,6 +136,11 @@ func (rt router) build(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	msg := err.Error()
-	out.write(map[string]any{"errorDetail": map[string]any{"message": msg, "code": Status(err)}, "error": msg})
+	detail := map[string]any{"message": msg}
+	var run *build.RunError
+	if errors.As(err, &run) {
+		detail["code"] = run.Code // what the CLI exits with
+	}
+	out.write(map[string]any{"errorDetail": detail, "error": msg})
 	return nil
 }

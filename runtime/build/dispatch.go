@@ -431,7 +431,7 @@ func (s *session) runStep(ctx context.Context, st *stage, c *instructions.RunCom
 	s.say(" ---> Running in %s\n", short(id))
 	code, err := s.b.Run(ctx, id, streamWriter{s})
 	if err == nil && code != 0 {
-		err = fmt.Errorf("The command '%s' returned a non-zero code: %d", strings.Join(argv, " "), code)
+		err = &RunError{Command: strings.Join(argv, " "), Code: code}
 	}
 	return s.commitContainer(ctx, st, id, createdBy, key, err)
 }
@@ -519,4 +519,15 @@ func exposedPort(p string) (string, error) {
 func jsonText(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// RunError is a RUN whose command failed; the stream's error carries its
+// code, which `docker build` exits with, as with dockerd.
+type RunError struct {
+	Command string
+	Code    int
+}
+
+func (e *RunError) Error() string {
+	return fmt.Sprintf("The command '%s' returned a non-zero code: %d", e.Command, e.Code)
 }

@@ -46,7 +46,7 @@ func parse(dockerfile []byte, o Options) (*plan, error) {
 	if err != nil {
 		var unknown *instructions.UnknownInstructionError
 		if errors.As(err, &unknown) {
-			return nil, fmt.Errorf("%w: %w (see https://docs.docker.com/reference/dockerfile/ for the instructions)", err, drivers.ErrInvalidArgument)
+			return nil, fmt.Errorf("%w (see https://docs.docker.com/reference/dockerfile/ for the instructions): %w", err, drivers.ErrInvalidArgument)
 		}
 		return nil, fmt.Errorf("%w: %w", err, drivers.ErrInvalidArgument)
 	}
