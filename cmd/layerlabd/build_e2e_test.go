@@ -127,6 +127,10 @@ func TestEndToEndBuild(t *testing.T) {
 		t.Errorf("first build used a cache:\n%s", out)
 	}
 	first := builtID(t, out)
+	// The intermediate images show only with -a, as with dockerd.
+	if shown, all := c.expect(0, "", "images", "-q"), c.expect(0, "", "images", "-aq"); strings.Count(all, "\n") < strings.Count(shown, "\n")+20 {
+		t.Errorf("docker images -q lists %d images, -aq %d: want the 20 intermediate ones only with -a", strings.Count(shown, "\n"), strings.Count(all, "\n"))
+	}
 	c.expect(0, "hi from builder", "run", "--rm", "app:1")
 	c.expect(0, "hello file", "run", "--rm", "app:1", "cat", "/home/app/hello.txt")
 	c.expect(0, "1000:1000", "run", "--rm", "app:1", "stat", "-c", "%u:%g", "/home/app/other.txt")

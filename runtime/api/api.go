@@ -38,7 +38,9 @@ type Backend interface {
 	Info(ctx context.Context) (system.Info, error)
 	LoadImages(ctx context.Context, r io.Reader) ([]images.Loaded, error)
 	SaveImages(ctx context.Context, w io.Writer, names []string) error
-	ListImages(ctx context.Context, f filters.Args) ([]image.Summary, error)
+	// ListImages lists the images f passes; all includes a build's
+	// intermediate images.
+	ListImages(ctx context.Context, f filters.Args, all bool) ([]image.Summary, error)
 	InspectImage(ctx context.Context, name string) (image.InspectResponse, error)
 	ImageHistory(ctx context.Context, name string) ([]image.HistoryResponseItem, error)
 	TagImage(ctx context.Context, name, ref string) error

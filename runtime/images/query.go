@@ -96,7 +96,7 @@ func (s *Store) List(f filters.Args) ([]dimage.Summary, error) {
 				}
 			}
 			out = append(out, dimage.Summary{
-				ID: e.rec.ID.String(), RepoTags: nonNil(tags), RepoDigests: []string{},
+				ID: e.rec.ID.String(), ParentID: e.rec.Parent.String(), RepoTags: nonNil(tags), RepoDigests: []string{},
 				Created: created(e).Unix(), Size: e.rec.Size, Labels: e.config.Config.Labels,
 				Containers: -1, SharedSize: -1,
 			})
