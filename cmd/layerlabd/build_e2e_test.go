@@ -104,12 +104,12 @@ func TestEndToEndBuild(t *testing.T) {
 	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
 	ctx := t.TempDir()
 	writeFiles(t, ctx, map[string]string{
-		"Dockerfile":    buildDockerfile,
-		"src/hello.txt": "hello file\n",
-		"src/other.txt": "other file\n",
-		"secret.txt":    "do not ship\n",
-		".dockerignore": "secret.txt\n",
-		"Dockerfile.child": "FROM app:1\nRUN echo child-step\n",
+		"Dockerfile":        buildDockerfile,
+		"src/hello.txt":     "hello file\n",
+		"src/other.txt":     "other file\n",
+		"secret.txt":        "do not ship\n",
+		".dockerignore":     "secret.txt\n",
+		"Dockerfile.child":  "FROM app:1\nRUN echo child-step\n",
 		"Dockerfile.secret": "FROM busybox\nCOPY secret.txt /\n",
 	})
 	if err := os.WriteFile(filepath.Join(ctx, "files.tar.gz"), tarGz(t, map[string]string{"inner/a.txt": "from the archive\n"}), 0o644); err != nil {
@@ -266,15 +266,15 @@ func TestEndToEndBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	for df, want := range map[string]string{
-		"FROM busybox\nCOPY ../outside.txt /\n":               "forbidden path outside the build context",
-		"FROM busybox\nCOPY link /\n":                         "file not found in build context",
-		"FROM busybox\nFOO bar\n":                             "unknown instruction: FOO",
-		"FROM busybox\nADD http://example.com/x.tar /\n":      "no network access",
-		"FROM busybox\nRUN --mount=type=cache,target=/x true": "needs BuildKit",
-		"FROM nosuchimage\n":                                  "No such image",
-		"FROM busybox\nRUN exit 3\n":                          "returned a non-zero code: 3",
+		"FROM busybox\nCOPY ../outside.txt /\n":                     "forbidden path outside the build context",
+		"FROM busybox\nCOPY link /\n":                               "file not found in build context",
+		"FROM busybox\nFOO bar\n":                                   "unknown instruction: FOO",
+		"FROM busybox\nADD http://example.com/x.tar /\n":            "no network access",
+		"FROM busybox\nRUN --mount=type=cache,target=/x true":       "needs BuildKit",
+		"FROM nosuchimage\n":                                        "No such image",
+		"FROM busybox\nRUN exit 3\n":                                "returned a non-zero code: 3",
 		"FROM busybox\nARG A=$B\nARG B=$A\nRUN echo \"[$A][$B]\"\n": "",
-		"FROM busybox\n" + strings.Repeat("RUN true\n", 10000): "at most 1000",
+		"FROM busybox\n" + strings.Repeat("RUN true\n", 10000):      "at most 1000",
 	} {
 		writeFiles(t, hostile, map[string]string{"Dockerfile": df})
 		code := 1

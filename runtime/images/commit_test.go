@@ -124,7 +124,7 @@ func TestCreateEmptyLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, err := s.Create(images.NewImage{Parent: parent, Config: ocispec.ImageConfig{Env: []string{"A=1"}},
-		Ext: dockerspec.DockerOCIImageConfigExt{OnBuild: []string{"RUN true"}, Shell: []string{"/bin/ash", "-c"}},
+		Ext:       dockerspec.DockerOCIImageConfigExt{OnBuild: []string{"RUN true"}, Shell: []string{"/bin/ash", "-c"}},
 		CreatedBy: "/bin/sh -c #(nop)  ENV A=1", BuildKey: "k1"})
 	if err != nil {
 		t.Fatal(err)
