@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 
+	buildtypes "github.com/docker/docker/api/types/build"
+
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/build"
 	"github.com/layerlab/layerlab/runtime/images"
@@ -16,6 +18,7 @@ import (
 // BuildBackend runs builds.
 type BuildBackend interface {
 	Build(ctx context.Context, r io.Reader, o build.Options, out build.Output) (string, error)
+	PruneBuildCache(ctx context.Context) (buildtypes.CachePruneReport, error)
 }
 
 // errBuildKit answers a BuildKit client: layerlabd runs the classic

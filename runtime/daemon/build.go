@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	buildtypes "github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/opencontainers/go-digest"
@@ -150,4 +151,28 @@ func (b buildOps) Tag(ctx context.Context, id, ref string) error {
 		return fmt.Errorf("tag %q: %w", ref, drivers.ErrInvalidArgument)
 	}
 	return b.d.TagImage(ctx, id, ref)
+}
+
+// PruneBuildCache answers POST /build/prune (docker builder prune): the
+// untagged images of build steps that no container uses. A step's image
+// is deleted alone; the layers its children share stay with them.
+func (d *Daemon) PruneBuildCache(ctx context.Context) (buildtypes.CachePruneReport, error) {
+	rep := buildtypes.CachePruneReport{CachesDeleted: []string{}}
+	before := d.images.BlobBytes()
+	for _, id := range d.images.BuildCache() {
+		if d.imageInUse(id) {
+			continue
+		}
+		if _, err := d.DeleteImage(ctx, id.String(), true, true); err != nil {
+			if errors.Is(err, drivers.ErrNotFound) || errors.Is(err, drivers.ErrFailedPrecondition) {
+				continue
+			}
+			return rep, err
+		}
+		rep.CachesDeleted = append(rep.CachesDeleted, id.String())
+	}
+	if after := d.images.BlobBytes(); after < before {
+		rep.SpaceReclaimed = uint64(before - after)
+	}
+	return rep, nil
 }

@@ -322,3 +322,19 @@ func (s *Store) Child(parent digest.Digest, key string) (digest.Digest, bool) {
 	})
 	return found.ID, found.ID != ""
 }
+
+// BuildCache returns the untagged images a build step made: the build
+// cache that `docker builder prune` empties.
+func (s *Store) BuildCache() []digest.Digest {
+	var out []digest.Digest
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketImages).ForEach(func(k, v []byte) error {
+			var r Record
+			if json.Unmarshal(v, &r) == nil && r.BuildKey != "" && len(tagsOf(tx, r.ID)) == 0 {
+				out = append(out, r.ID)
+			}
+			return nil
+		})
+	})
+	return out
+}
