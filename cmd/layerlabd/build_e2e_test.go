@@ -259,6 +259,12 @@ func TestEndToEndBuild(t *testing.T) {
 		}
 	}
 
+	// Without DOCKER_BUILDKIT the CLI (no buildx plugin here) builds with
+	// the classic builder too.
+	os.Unsetenv("DOCKER_BUILDKIT")
+	c.expect(0, "Successfully built", "build", "-f", filepath.Join(sizes, "Dockerfile.one"), sizes)
+	t.Setenv("DOCKER_BUILDKIT", "0")
+
 	// docker builder prune empties the cache: the tagged images stay, the
 	// next build runs every step again.
 	c.expect(0, "Total reclaimed space", "builder", "prune", "-f")

@@ -35,8 +35,6 @@ const DriverArg = "LAYERLAB_STORAGE_DRIVER"
 type Image struct {
 	ID     string // "" for scratch
 	Config dockerspec.DockerOCIImageConfig
-	// Layers is how many layers the image has; a scratch base has none.
-	Layers int
 }
 
 // Commit is an image a step makes on top of Parent.

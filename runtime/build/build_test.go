@@ -32,7 +32,7 @@ type memBackend struct {
 
 func newMem() *memBackend {
 	m := &memBackend{images: map[string]Image{}, cache: map[string]string{}, tags: map[string]string{}}
-	base := Image{ID: "sha256:base", Layers: 1, Config: dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{
+	base := Image{ID: "sha256:base", Config: dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{
 		Env: []string{"PATH=/bin"}, Cmd: []string{"sh"},
 	}}}
 	m.images["busybox"], m.images[base.ID] = base, base

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	buildtypes "github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
@@ -21,13 +20,9 @@ import (
 )
 
 // Build answers POST /build: the classic builder over the daemon's own
-// operations (buildOps). Contexts are unpacked under the data root, on the
-// filesystem of the image store.
+// operations (buildOps). Contexts are unpacked in the image store's
+// temporary directory, which the next start empties after a crash.
 func (d *Daemon) Build(ctx context.Context, r io.Reader, o build.Options, out build.Output) (string, error) {
-	tmp := filepath.Join(d.cfg.DataRoot, "build")
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return "", err
-	}
 	if o.Driver == "" {
 		if v := o.BuildArgs[build.DriverArg]; v != nil {
 			o.Driver = *v
@@ -38,7 +33,7 @@ func (d *Daemon) Build(ctx context.Context, r io.Reader, o build.Options, out bu
 			return "", fmt.Errorf("%s=%s: %w", build.DriverArg, o.Driver, err)
 		}
 	}
-	return build.New(buildOps{d}, tmp).Build(ctx, r, o, out)
+	return build.New(buildOps{d}, d.images.TempDir()).Build(ctx, r, o, out)
 }
 
 // buildOps is the daemon as the builder's Backend.
@@ -49,7 +44,7 @@ func (b buildOps) Image(_ context.Context, ref string) (build.Image, error) {
 	if err != nil {
 		return build.Image{}, err
 	}
-	out := build.Image{ID: img.ID, Layers: len(img.RootFS.Layers)}
+	out := build.Image{ID: img.ID}
 	if img.Config != nil {
 		out.Config = *img.Config
 	}
@@ -86,6 +81,12 @@ func (b buildOps) Run(ctx context.Context, id string, w io.Writer) (int, error) 
 	if err := b.d.StartContainer(ctx, id); err != nil {
 		return 0, err
 	}
+	// A client that goes away ends the build: the step's container is
+	// killed and removed, as dockerd does, rather than left running.
+	stop := context.AfterFunc(ctx, func() {
+		_ = b.d.DeleteContainer(context.WithoutCancel(ctx), id, true, true)
+	})
+	defer stop()
 	pr, pw := io.Pipe()
 	copied := make(chan error, 1)
 	go func() {

@@ -55,6 +55,10 @@ func (s *Store) TempFile(pattern string) (*os.File, error) {
 	return os.CreateTemp(s.tmpDir(), pattern)
 }
 
+// TempDir is the store's temporary directory, emptied when the store
+// opens: scratch space that a crash cannot leak (a build's context).
+func (s *Store) TempDir() string { return s.tmpDir() }
+
 // Create records the image n describes and returns its ID: its config
 // lists the parent's DiffIDs and history plus the new layer's, with the
 // config given, as `docker commit` and `docker import` make them.
