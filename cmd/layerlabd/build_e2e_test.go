@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/layerlab/layerlab/drivers/loopfs"
 )
 
 // buildDockerfile uses every instruction the seeds name, in two stages.
@@ -25,11 +27,12 @@ WORKDIR $APP_HOME
 COPY src/ ./src/
 RUN echo "$GREETING from builder" > greeting.txt && cat greeting.txt
 ADD files.tar.gz /app/unpacked/
-RUN cat /app/unpacked/inner/a.txt
+ADD src/hello.txt /bin
+RUN cat /app/unpacked/inner/a.txt && test -f /bin/hello.txt
 
 FROM busybox AS final
 MAINTAINER layerlab
-LABEL purpose=practice
+LABEL "purpose"="practice"
 COPY --from=builder /app/greeting.txt /greeting.txt
 COPY --chown=1000:1000 src/*.txt /home/app/
 USER 1000
@@ -94,12 +97,16 @@ func builtID(t *testing.T, out string) string {
 // (DOCKER_BUILDKIT=0): a multi-stage build using every instruction,
 // --build-arg, .dockerignore, ADD of a local tar.gz, ONBUILD in a child
 // build, --target, the cache and --no-cache, history's empty layers, the
-// seeds' size lesson on two storage drivers picked per build, the errors
+// seeds' size lesson on three storage drivers picked per build, the errors
 // of hostile Dockerfiles, and the refusal of BuildKit requests.
 func TestEndToEndBuild(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	t.Setenv("DOCKER_BUILDKIT", "0")
-	e := startTestDaemon(t)
+	e := newTestEnv(t)
+	btrfs := loopfs.ForTest(t, "btrfs", 1<<30)
+	e.drivers = "vfs,overlay2,btrfs"
+	e.opts = []string{"--storage-opt", "btrfs.home=" + filepath.Join(btrfs.Dir, "layerlabd")}
+	e.start(t, "layerlabd.log")
 	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
 	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
 	ctx := t.TempDir()
@@ -118,7 +125,7 @@ func TestEndToEndBuild(t *testing.T) {
 	since := strconv.FormatInt(time.Now().Unix()-1, 10)
 
 	out := c.expect(0, "Successfully tagged app:1", "build", "-t", "app:1", "-t", "app:latest", "--build-arg", "GREETING=hi", "--label", "build=e2e", ctx)
-	for _, want := range []string{"Step 1/23 : FROM ${BASE} AS builder", "hi from builder", "from the archive", "Successfully tagged app:latest", "Removing intermediate container"} {
+	for _, want := range []string{"Step 1/24 : FROM ${BASE} AS builder", "hi from builder", "from the archive", "Successfully tagged app:latest", "Removing intermediate container"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("build output lacks %q:\n%s", want, out)
 		}
@@ -127,11 +134,11 @@ func TestEndToEndBuild(t *testing.T) {
 		t.Errorf("first build used a cache:\n%s", out)
 	}
 	first := builtID(t, out)
-	// The intermediate images show only with -a, as with dockerd: the 21
+	// The intermediate images show only with -a, as with dockerd: the 22
 	// steps' images but the tagged one and the builder stage's last (no
 	// child: a dangling image docker images lists).
-	if shown, all := c.expect(0, "", "images", "-q"), c.expect(0, "", "images", "-aq"); strings.Count(all, "\n") != strings.Count(shown, "\n")+19 {
-		t.Errorf("docker images -q lists %d images, -aq %d: want 19 more with -a", strings.Count(shown, "\n"), strings.Count(all, "\n"))
+	if shown, all := c.expect(0, "", "images", "-q"), c.expect(0, "", "images", "-aq"); strings.Count(all, "\n") != strings.Count(shown, "\n")+20 {
+		t.Errorf("docker images -q lists %d images, -aq %d: want 20 more with -a", strings.Count(shown, "\n"), strings.Count(all, "\n"))
 	}
 	c.expect(0, "hi from builder", "run", "--rm", "app:1")
 	c.expect(0, "hello file", "run", "--rm", "app:1", "cat", "/home/app/hello.txt")
@@ -175,8 +182,8 @@ func TestEndToEndBuild(t *testing.T) {
 
 	// The same build again: every step from the cache, the same image.
 	out = c.expect(0, "Successfully tagged app:1", "build", "-t", "app:1", "--build-arg", "GREETING=hi", "--label", "build=e2e", ctx)
-	if n := strings.Count(out, "Using cache"); n != 21 || builtID(t, out) != first {
-		t.Errorf("rebuild: %d steps from the cache (want 21), image %s (want %s):\n%s", n, builtID(t, out), first, out)
+	if n := strings.Count(out, "Using cache"); n != 22 || builtID(t, out) != first {
+		t.Errorf("rebuild: %d steps from the cache (want 22), image %s (want %s):\n%s", n, builtID(t, out), first, out)
 	}
 	// A changed build argument rebuilds from the RUN that sees it: the
 	// builder's ARG..COPY and the final stage's MAINTAINER and LABEL come
@@ -190,12 +197,22 @@ func TestEndToEndBuild(t *testing.T) {
 	// content, so that COPY is cached, and the COPY of src/*.txt is not.
 	writeFiles(t, ctx, map[string]string{"src/other.txt": "other file, changed\n"})
 	out = c.expect(0, "Successfully built", "build", "-t", "app:changed", "--build-arg", "GREETING=hi", ctx)
-	if n := strings.Count(out, "Using cache"); n != 6 || !strings.Contains(out, "Step 5/23 : COPY src/ ./src/\n ---> Running in") && strings.Contains(out, "Step 5/23 : COPY src/ ./src/\n ---> Using cache") {
+	if n := strings.Count(out, "Using cache"); n != 6 || strings.Contains(out, "Step 5/24 : COPY src/ ./src/\n ---> Using cache") {
 		t.Errorf("after changing src/other.txt: %d steps from the cache, want 6 (not the COPY of src/):\n%s", n, out)
 	}
 	out = c.expect(0, "Successfully built", "build", "--no-cache", "--build-arg", "GREETING=hi", ctx)
 	if strings.Contains(out, "Using cache") || builtID(t, out) == first {
 		t.Errorf("--no-cache used the cache:\n%s", out)
+	}
+
+	// -q prints no steps; --iidfile gets the image's ID from the aux
+	// message.
+	iid := filepath.Join(e.tmp, "iid")
+	if out := c.expect(0, "", "build", "-q", "--iidfile", iid, "--build-arg", "GREETING=hi", ctx); strings.Contains(out, "Step") {
+		t.Errorf("build -q printed the steps:\n%s", out)
+	}
+	if b, err := os.ReadFile(iid); err != nil || !regexp.MustCompile(`^sha256:[0-9a-f]{64}\n?$`).Match(b) {
+		t.Errorf("--iidfile: %q, %v", b, err)
 	}
 
 	// --target stops at the builder stage.
@@ -218,16 +235,16 @@ func TestEndToEndBuild(t *testing.T) {
 	// .dockerignore keeps secret.txt out of the context.
 	c.expect(1, "secret.txt", "build", "-f", filepath.Join(ctx, "Dockerfile.secret"), ctx)
 
-	// The seeds' size lesson, on overlay2 (the default) and on vfs picked
-	// for the build: a 100 MB file made and deleted in two RUNs weighs on
-	// the image, in one RUN it does not.
+	// The seeds' size lesson, on overlay2 (the default) and on vfs and
+	// btrfs picked for the build: a 100 MB file made and deleted in two
+	// RUNs weighs on the image, in one RUN it does not.
 	sizes := t.TempDir()
 	writeFiles(t, sizes, map[string]string{
 		"Dockerfile.two": "FROM busybox\nRUN mkdir /test\nRUN dd if=/dev/zero of=/test/dummy bs=1M count=100\nRUN rm /test/dummy\n",
 		"Dockerfile.one": "FROM busybox\nRUN mkdir /test && dd if=/dev/zero of=/test/dummy bs=1M count=100 && rm /test/dummy\n",
 	})
 	base := imageSize(t, c, "busybox")
-	for _, driver := range []string{"overlay2", "vfs"} {
+	for _, driver := range []string{"overlay2", "vfs", "btrfs"} {
 		for _, df := range []string{"two", "one"} {
 			tag := "size-" + df + ":" + driver
 			out := c.expect(0, "Successfully tagged", "build", "--no-cache", "--rm=false", "--build-arg", "LAYERLAB_STORAGE_DRIVER="+driver,

@@ -152,6 +152,10 @@ func (bd *Builder) Build(ctx context.Context, r io.Reader, o Options, out Output
 		}
 		s.say("Successfully tagged %s\n", t)
 	}
+	if o.Quiet {
+		// All that `docker build -q` prints, as dockerd sends it.
+		out.Stream(id + "\n")
+	}
 	return id, nil
 }
 
