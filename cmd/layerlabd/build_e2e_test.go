@@ -320,6 +320,14 @@ func TestEndToEndBuild(t *testing.T) {
 		c.expect(code, want, "build", hostile)
 	}
 
+	// A RUN in a WORKDIR no step made yet; a predefined argument reaches
+	// RUN without an ARG and stays out of the history.
+	writeFiles(t, hostile, map[string]string{"Dockerfile": "FROM busybox\nWORKDIR /made/here\nRUN pwd && echo \"proxy=$no_proxy\"\n"})
+	c.expect(0, "/made/here\nproxy=localhost", "build", "--build-arg", "no_proxy=localhost", "-t", "wd", hostile)
+	if hist := c.expect(0, "", "history", "--no-trunc", "wd"); strings.Contains(hist, "no_proxy=localhost") {
+		t.Errorf("a predefined argument is in the history:\n%s", hist)
+	}
+
 	// BuildKit requests and bad build queries are refused, saying why and
 	// what to do; /_ping tells the CLI to use the classic builder.
 	checkAPIErrors(t, apiClient(e.sock), []apiError{

@@ -411,6 +411,15 @@ func (s *session) runStep(ctx context.Context, st *stage, c *instructions.RunCom
 			recorded = append(recorded, k+"="+v)
 		}
 	}
+	// A predefined argument reaches RUN without an ARG, as in dockerd.
+	for k := range predefined {
+		if v, ok := s.o.BuildArgs[k]; ok && v != nil {
+			if _, declared := st.args[k]; !declared {
+				argEnv = append(argEnv, k+"="+*v)
+			}
+		}
+	}
+	slices.Sort(argEnv)
 	createdBy := strings.Join(argv, " ")
 	if len(recorded) > 0 {
 		createdBy = fmt.Sprintf("|%d %s %s", len(recorded), strings.Join(recorded, " "), createdBy)
