@@ -1,6 +1,7 @@
 """docker-py's images.build against layerlabd: a two-stage build with
 buildargs, labels and a .dockerignore, the cache on a rebuild, nocache,
-target, a failing step's BuildError, and the image run."""
+target, the per-build storage driver, a failing step's BuildError, and
+the image run."""
 import io
 import os
 import sys
@@ -48,6 +49,18 @@ out = client.containers.run("py:base", ["cat", "/who.txt"], remove=True).decode(
 check("target stops at base, the ARG default used", out == "built by nobody\n" and "final" not in text, out + text)
 out = client.containers.run("py:1", ["ls", "/"], remove=True).decode()
 check(".dockerignore keeps ignored.txt out", "ignored.txt" not in out, out)
+
+# The per-build storage driver: the build's kept containers ran on vfs.
+before = {c.id for c in client.containers.list(all=True)}  # docker-py's rm defaults to False
+vfs, text = build(tag="py:vfs", buildargs={"WHO": "vfs", "LAYERLAB_STORAGE_DRIVER": "vfs"}, nocache=True, rm=False)
+kept = [c for c in client.containers.list(all=True) if c.id not in before]
+check("LAYERLAB_STORAGE_DRIVER=vfs runs the build on vfs",
+      kept and all(c.attrs["GraphDriver"]["Name"] == "vfs" for c in kept) and "not consumed" not in text,
+      [c.attrs["GraphDriver"]["Name"] for c in kept])
+for c in kept:
+    c.remove()
+out = client.containers.run("py:vfs", remove=True).decode()
+check("the vfs-built image runs", out.startswith("built by vfs"), out)
 
 with open(os.path.join(ctx, "Dockerfile"), "w") as f:
     f.write("FROM busybox\nRUN echo failing; exit 7\n")
