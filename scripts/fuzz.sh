@@ -26,6 +26,9 @@ targets=(
   "./runtime/limits/ FuzzParseCgroupRule 100000"
   "./drivers/containerd/ FuzzActiveLabels 100000"
   "./reports/ FuzzMerge 20000"
+  "./runtime/build/ FuzzParseArgs 100000"
+  "./runtime/build/ FuzzDockerfile 2000"
+  "./runtime/build/ FuzzIgnore 5000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"
