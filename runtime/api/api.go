@@ -49,6 +49,7 @@ type Backend interface {
 	SystemBackend
 	ResourceBackend
 	VolumeBackend
+	NetworkBackend
 }
 
 // Handler returns the API's http.Handler over b.
@@ -146,6 +147,9 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 	if strings.HasPrefix(p, "/containers/") {
 		return rt.containerRoute(w, r, p)
 	}
+	if p == "/networks" || strings.HasPrefix(p, "/networks/") {
+		return rt.networkRoute(w, r, p)
+	}
 	if p == "/volumes" || strings.HasPrefix(p, "/volumes/") {
 		return rt.volumeRoute(w, r, p)
 	}
@@ -207,6 +211,8 @@ func Status(err error) int {
 		return http.StatusMethodNotAllowed
 	case errors.Is(err, drivers.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, drivers.ErrInvalidArgument):
 		return http.StatusBadRequest
 	case errors.Is(err, drivers.ErrAlreadyExists), errors.Is(err, drivers.ErrFailedPrecondition):

@@ -11,7 +11,6 @@ import (
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/logs"
@@ -26,9 +25,8 @@ type SystemBackend interface {
 	DiskUsage(ctx context.Context) (types.DiskUsage, error)
 }
 
-// systemRoute serves /events, /system/df and the prunes of what layerlabd
-// keeps none of yet (networks, build cache), which `docker system prune`
-// calls.
+// systemRoute serves /events, /system/df and the prune of what layerlabd
+// keeps none of yet (build cache), which `docker system prune` calls.
 func (rt router) systemRoute(w http.ResponseWriter, r *http.Request, p string) (bool, error) {
 	post, get := r.Method == http.MethodPost, r.Method == http.MethodGet
 	switch p {
@@ -41,11 +39,6 @@ func (rt router) systemRoute(w http.ResponseWriter, r *http.Request, p string) (
 				return err
 			}
 			return writeJSON(w, http.StatusOK, du)
-		})
-	case "/networks/prune":
-		// No user-defined networks exist in layerlabd yet: nothing to prune.
-		return true, only(post, func() error {
-			return writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: []string{}})
 		})
 	case "/build/prune":
 		// No builder yet, so no build cache.

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/layerlab/layerlab/drivers/feature"
+)
+
+// inspectNet is what the network test reads of docker inspect.
+type inspectNet struct {
+	NetworkSettings struct {
+		IPAddress, Gateway, MacAddress, SandboxKey string
+		IPPrefixLen                                int
+		Ports                                      map[string][]struct{ HostIP, HostPort string }
+		Networks                                   map[string]struct {
+			IPAddress, Gateway, MacAddress, NetworkID string
+			IPPrefixLen                               int
+			Aliases                                   []string
+		}
+	}
+	HostConfig struct{ NetworkMode string }
+}
+
+// netCLI is the network test's docker CLI with its helpers.
+type netCLI struct {
+	cli
+	e testEnv
+}
+
+func (c netCLI) inspect(name string) inspectNet {
+	c.t.Helper()
+	var out []inspectNet
+	if err := json.Unmarshal([]byte(c.expect(0, "", "inspect", name)), &out); err != nil || len(out) != 1 {
+		c.t.Fatalf("docker inspect %s: %v", name, err)
+	}
+	return out[0]
+}
+
+// inDaemonNet runs a command in the daemon's network namespace (the one
+// startDaemon made), returning its output and error.
+func (c netCLI) inDaemonNet(name string, args ...string) (string, error) {
+	out, err := inNetns(c.e.d.cmd.Process.Pid, name, args...).CombinedOutput()
+	return string(out), err
+}
+
+// fetch gets url with busybox wget from the daemon's namespace, retrying
+// for up to ten seconds while the server in the container comes up.
+func (c netCLI) fetch(url string) string {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := c.inDaemonNet("busybox", "wget", "-qO-", "-T", "2", url)
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("wget %s from the daemon's namespace: %v\n%s\nlayerlabd log:\n%s", url, err, out, c.d.logText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// links lists the interface names ip link shows in the daemon's namespace.
+func (c netCLI) links() []string {
+	c.t.Helper()
+	out, err := c.inDaemonNet("ip", "-o", "link", "show")
+	if err != nil {
+		c.t.Fatalf("ip link in the daemon's namespace: %v\n%s", err, out)
+	}
+	return ifNames(out)
+}
+
+// ifNames reads the names out of `ip -o link` output ("2: eth0@if5: ...").
+func ifNames(out string) []string {
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		names = append(names, name)
+	}
+	return names
+}
+
+// httpdLine is a busybox shell line that serves body over HTTP on port.
+func httpdLine(port int, body string) string {
+	return "mkdir -p /www && echo " + body + " > /www/index.html && exec httpd -f -p " + strconv.Itoa(port) + " -h /www"
+}
+
+// TestEndToEndNetworks walks issue 14's must-shows with the real docker
+// CLI against a layerlabd in a network namespace the test made (no
+// traffic leaves it): published ports answered through the userland
+// proxy from the daemon's namespace, -P and docker port, none, host and
+// container:X modes, a user bridge with --subnet/--ip-range/--gateway and
+// a static --ip, connect/disconnect adding and removing an interface in a
+// running container, network ls/inspect/rm/prune and their refusals,
+// network events, and no veth, bridge or namespace file left at the end.
+func TestEndToEndNetworks(t *testing.T) {
+	t.Cleanup(func() { killLeftovers(t) })
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		feature.Skip(t, feature.Busybox, "busybox-static (wget in the daemon's namespace): %v", err)
+	}
+	e := newTestEnv(t)
+	withLoopback(t, &e)
+	e.start(t, "layerlabd.log")
+	c := netCLI{cli: cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}, e: e}
+	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	since := strconv.FormatInt(time.Now().Unix()-1, 10)
+
+	ls := c.expect(0, "bridge", "network", "ls")
+	for _, want := range []string{"host", "none"} {
+		if !strings.Contains(ls, want) {
+			t.Errorf("docker network ls lacks %s:\n%s", want, ls)
+		}
+	}
+
+	// -p 127.0.0.1:8080:80 on the default bridge, answered from the
+	// daemon's namespace through the proxy.
+	c.expect(0, "", "run", "-d", "--name", "web", "-p", "127.0.0.1:8080:80", "busybox", "sh", "-c", httpdLine(80, "hello-from-web"))
+	if got := c.fetch("http://127.0.0.1:8080/"); strings.TrimSpace(got) != "hello-from-web" {
+		t.Errorf("wget 127.0.0.1:8080: %q", got)
+	}
+	c.expect(0, "80/tcp -> 127.0.0.1:8080", "port", "web")
+	web := c.inspect("web")
+	ns := web.NetworkSettings
+	if !strings.HasPrefix(ns.IPAddress, "172.29.") || ns.Gateway != "172.29.0.1" || ns.IPPrefixLen != 16 || !strings.HasPrefix(ns.MacAddress, "02:42:") ||
+		ns.Networks["bridge"].IPAddress != ns.IPAddress || web.HostConfig.NetworkMode != "bridge" {
+		t.Errorf("inspect web: %+v", web)
+	}
+	if b := ns.Ports["80/tcp"]; len(b) != 1 || b[0].HostIP != "127.0.0.1" || b[0].HostPort != "8080" {
+		t.Errorf("inspect web: Ports %+v", ns.Ports)
+	}
+	if !strings.Contains(c.expect(0, "", "ps"), "127.0.0.1:8080->80/tcp") {
+		t.Errorf("docker ps lacks the published port")
+	}
+	// The container reaches its gateway, the daemon's namespace.
+	c.expect(0, "1 packets received", "exec", "web", "ping", "-c1", "-W", "2", "172.29.0.1")
+	hosts := c.expect(0, ns.IPAddress, "exec", "web", "cat", "/etc/hosts")
+	if !strings.Contains(hosts, "localhost") {
+		t.Errorf("/etc/hosts of web:\n%s", hosts)
+	}
+	c.expect(0, "", "exec", "web", "cat", "/etc/resolv.conf")
+
+	// -P publishes the exposed port on a free host port docker port names.
+	c.expect(0, "", "run", "-d", "--name", "pub", "--expose", "7000", "-P", "busybox", "sh", "-c", httpdLine(7000, "hello-from-pub"))
+	port := strings.TrimSpace(c.expect(0, "7000/tcp -> 0.0.0.0:", "port", "pub", "7000"))
+	_, hostPort, _ := strings.Cut(port, "0.0.0.0:")
+	if got := c.fetch("http://127.0.0.1:" + strings.TrimSpace(hostPort) + "/"); strings.TrimSpace(got) != "hello-from-pub" {
+		t.Errorf("wget the -P port %s: %q", hostPort, got)
+	}
+	c.expect(0, "", "rm", "-f", "pub")
+
+	// none has only lo; container:web shares web's interfaces; host sees
+	// the daemon's namespace (its bridge).
+	if got := ifNames(c.expect(0, "", "run", "--rm", "--net", "none", "busybox", "ip", "-o", "link")); strings.Join(got, ",") != "lo" {
+		t.Errorf("--net none: interfaces %v, want only lo", got)
+	}
+	c.expect(0, ns.IPAddress+"/16", "run", "--rm", "--net", "container:web", "busybox", "ip", "-o", "addr", "show", "eth0")
+	if got := ifNames(c.expect(0, "", "run", "--rm", "--net", "host", "busybox", "ip", "-o", "link")); !contains(got, "layerlab0") {
+		t.Errorf("--net host: interfaces %v, want the daemon's namespace's (layerlab0)", got)
+	}
+
+	// A user bridge with its address plan; a static --ip and an
+	// automatic one from the range; the two reach each other.
+	c.expect(0, "", "network", "create", "--subnet", "10.77.0.0/24", "--ip-range", "10.77.0.128/25", "--gateway", "10.77.0.1", "--label", "team=a", "net1")
+	c.expect(1, "already exists", "network", "create", "net1")
+	c.expect(1, "overlaps", "network", "create", "--subnet", "10.77.0.0/16", "net2")
+	c.expect(0, "", "run", "-d", "--name", "a", "--network", "net1", "--ip", "10.77.0.10", "--network-alias", "al", "busybox", "sleep", "1000")
+	c.expect(0, "", "run", "-d", "--name", "b", "--network", "net1", "busybox", "sleep", "1000")
+	a, b := c.inspect("a"), c.inspect("b")
+	if n := a.NetworkSettings.Networks["net1"]; n.IPAddress != "10.77.0.10" || n.Gateway != "10.77.0.1" || n.IPPrefixLen != 24 || !contains(n.Aliases, "al") {
+		t.Errorf("inspect a on net1: %+v", n)
+	}
+	if n := b.NetworkSettings.Networks["net1"]; n.IPAddress != "10.77.0.128" {
+		t.Errorf("inspect b on net1: %+v, want the first address of the range 10.77.0.128", n)
+	}
+	c.expect(0, "1 packets received", "exec", "b", "ping", "-c1", "-W", "2", "10.77.0.10")
+	c.expect(125, "already in use", "run", "--rm", "--network", "net1", "--ip", "10.77.0.10", "busybox", "true")
+	c.expect(125, "user defined networks", "run", "--rm", "--ip", "172.29.9.9", "busybox", "true")
+	c.expect(125, "not found", "run", "--rm", "--network", "nosuch", "busybox", "true")
+	var nets []struct {
+		Name, Driver string
+		IPAM         struct{ Config []struct{ Subnet, IPRange, Gateway string } }
+		Containers   map[string]struct{ Name, IPv4Address string }
+		Labels       map[string]string
+	}
+	if err := json.Unmarshal([]byte(c.expect(0, "", "network", "inspect", "net1")), &nets); err != nil || len(nets) != 1 {
+		t.Fatalf("network inspect net1: %v", err)
+	}
+	if n := nets[0]; n.Driver != "bridge" || len(n.IPAM.Config) != 1 || n.IPAM.Config[0] != (struct{ Subnet, IPRange, Gateway string }{"10.77.0.0/24", "10.77.0.128/25", "10.77.0.1"}) ||
+		len(n.Containers) != 2 || n.Labels["team"] != "a" {
+		t.Errorf("network inspect net1: %+v", n)
+	}
+	if got := c.expect(0, "net1", "network", "ls", "--filter", "label=team=a", "--format", "{{.Name}}"); strings.TrimSpace(got) != "net1" {
+		t.Errorf("network ls --filter label=team=a: %q", got)
+	}
+	if got := c.expect(0, "", "network", "ls", "--filter", "type=builtin", "--format", "{{.Name}}"); strings.Join(strings.Fields(got), ",") != "bridge,host,none" {
+		t.Errorf("network ls --filter type=builtin: %q", got)
+	}
+
+	// connect and disconnect add and remove an interface in a running
+	// container.
+	c.expect(0, "", "network", "connect", "net1", "web")
+	c.expect(0, "10.77.0.", "exec", "web", "ip", "-o", "addr", "show", "eth1")
+	c.expect(0, "1 packets received", "exec", "web", "ping", "-c1", "-W", "2", "10.77.0.10")
+	c.expect(0, "", "network", "disconnect", "net1", "web")
+	if got := ifNames(c.expect(0, "", "exec", "web", "ip", "-o", "link")); contains(got, "eth1") {
+		t.Errorf("after disconnect web still has eth1: %v", got)
+	}
+	// A stopped container is connected too: its next start has both.
+	c.expect(0, "", "stop", "-t", "0", "b")
+	c.expect(0, "", "network", "connect", "bridge", "b")
+	c.expect(0, "", "start", "b")
+	if got := ifNames(c.expect(0, "", "exec", "b", "ip", "-o", "link")); !contains(got, "eth0") || !contains(got, "eth1") {
+		t.Errorf("b after connect while stopped and start: %v, want eth0 and eth1", got)
+	}
+
+	// Refusals, with dockerd's statuses.
+	c.expect(1, "active endpoints", "network", "rm", "net1")
+	c.expect(1, "pre-defined", "network", "rm", "bridge")
+	client := apiClient(e.sock)
+	checkAPIErrors(t, client, []apiError{
+		{"POST", "/v1.41/networks/create", []byte(`{"Name":"bad","IPAM":{"Config":[{"Subnet":"10.1.2.3/33"}]}}`), 400, "invalid subnet"},
+		{"POST", "/v1.41/networks/create", []byte(`{"Name":"bad","IPAM":{"Config":[{"Subnet":"10.1.0.0/16","Gateway":"10.2.0.1"}]}}`), 400, "gateway"},
+		{"POST", "/v1.41/networks/create", []byte(`{"Name":"net1"}`), 409, "already exists"},
+		{"POST", "/v1.41/networks/create", []byte(`{"Name":"m","Driver":"macvlan"}`), 501, "not supported"},
+		{"POST", "/v1.41/networks/create", []byte(`{not json`), 400, "invalid JSON"},
+		{"DELETE", "/v1.41/networks/net1", nil, 403, "active endpoints"},
+		{"DELETE", "/v1.41/networks/none", nil, 403, "pre-defined"},
+		{"GET", "/v1.41/networks/nosuch", nil, 404, "not found"},
+		{"POST", "/v1.41/networks/host/connect", []byte(`{"Container":"web"}`), 403, "host"},
+		{"POST", "/v1.41/containers/create", []byte(`{"Image":"busybox","Cmd":["true"],"HostConfig":{"PortBindings":{"80/sctp":[{"HostPort":"1"}]}}}`), 400, "protocol"},
+		{"POST", "/v1.41/containers/create", []byte(`{"Image":"busybox","Cmd":["true"],"HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"99999"}]}}}`), 400, "invalid port"},
+		{"POST", "/v1.41/containers/create", []byte(`{"Image":"busybox","Cmd":["true"],"HostConfig":{"PortBindings":{"80/tcp":[{"HostIp":"nope"}]}}}`), 400, "host IP"},
+	})
+	resp, err := client.Get("http://layerlabd/v1.41/networks?filters=%7Bbad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("GET /networks with bad filters: %d, want 400", resp.StatusCode)
+	}
+
+	// Teardown: containers and user networks go with their veths,
+	// namespaces and bridges.
+	c.expect(0, "", "rm", "-f", "web", "a", "b")
+	c.expect(0, "net1", "network", "rm", "net1")
+	c.expect(0, "", "network", "create", "spare")
+	c.expect(0, "spare", "network", "prune", "-f")
+	events := c.expect(0, "", "events", "--since", since, "--until", strconv.FormatInt(time.Now().Unix()+1, 10), "--filter", "type=network")
+	for _, want := range []string{"network create", "network connect", "network disconnect", "network destroy"} {
+		if !strings.Contains(events, want) {
+			t.Errorf("network events lack %q:\n%s", want, events)
+		}
+	}
+	for _, l := range c.links() {
+		if strings.HasPrefix(l, "llv") || strings.HasPrefix(l, "llbr-") {
+			t.Errorf("link %s left behind in the daemon's namespace", l)
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(e.tmp, "exec", "netns")); len(left) > 0 {
+		t.Errorf("network namespace files left behind: %v", left)
+	}
+
+	// A daemon killed with containers running: its successor sweeps the
+	// namespace files and reports the containers exited.
+	c.expect(0, "", "run", "-d", "--name", "orphan", "busybox", "sleep", "1000")
+	if _, err := os.Stat(filepath.Join(e.tmp, "exec", "netns")); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.d.cmd.Process.Kill()
+	<-e.d.exited
+	killLeftovers(t)
+	e.start(t, "layerlabd2.log")
+	c = netCLI{cli: cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}, e: e}
+	c.expect(0, "exited", "inspect", "-f", "{{.State.Status}}", "orphan")
+	if left, _ := os.ReadDir(filepath.Join(e.tmp, "exec", "netns")); len(left) > 0 {
+		t.Errorf("network namespace files the killed daemon left were not swept: %v", left)
+	}
+	c.expect(0, "", "start", "orphan")
+	c.expect(0, "", "rm", "-f", "orphan")
+	for _, l := range c.links() {
+		if strings.HasPrefix(l, "llv") {
+			t.Errorf("veth %s left behind", l)
+		}
+	}
+	e.d.terminate(t)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
