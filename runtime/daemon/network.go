@@ -85,6 +85,7 @@ func (d *Daemon) networkMode(m container.NetworkMode) string {
 // named, container:X by X's ID.
 func (d *Daemon) attachAtCreate(rec *containers.Record, nc *nettypes.NetworkingConfig) error {
 	hc := rec.HostConfig
+	raw := string(hc.NetworkMode)
 	mode := d.networkMode(hc.NetworkMode)
 	if ref, ok := strings.CutPrefix(mode, "container:"); ok {
 		x, err := d.ctrs.Get(ref)
@@ -110,9 +111,12 @@ func (d *Daemon) attachAtCreate(rec *containers.Record, nc *nettypes.NetworkingC
 	}
 	var es *nettypes.EndpointSettings
 	if nc != nil {
-		es = nc.EndpointsConfig[nw.Name]
-		if es == nil {
-			es = nc.EndpointsConfig[nw.ID]
+		// The CLI keys it by the mode as typed ("default" without
+		// --network).
+		for _, k := range []string{string(rec.HostConfig.NetworkMode), raw, nw.Name, nw.ID, "default"} {
+			if es = nc.EndpointsConfig[k]; es != nil {
+				break
+			}
 		}
 	}
 	_, _, err = d.connect(nw, rec, es)
