@@ -63,7 +63,9 @@ func (c netCLI) fetch(url string) string {
 	c.t.Helper()
 	pid := c.e.d.cmd.Process.Pid
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) { return dialInNetns(ctx, pid, network, addr) }}}
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialInNetns(ctx, pid, network, addr)
+		}}}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := client.Get(url)
@@ -231,9 +233,11 @@ func TestEndToEndNetworks(t *testing.T) {
 	c.expect(125, "not found", "run", "--rm", "--network", "nosuch", "busybox", "true")
 	var nets []struct {
 		Name, Driver string
-		IPAM         struct{ Config []struct{ Subnet, IPRange, Gateway string } }
-		Containers   map[string]struct{ Name, IPv4Address string }
-		Labels       map[string]string
+		IPAM         struct {
+			Config []struct{ Subnet, IPRange, Gateway string }
+		}
+		Containers map[string]struct{ Name, IPv4Address string }
+		Labels     map[string]string
 	}
 	if err := json.Unmarshal([]byte(c.expect(0, "", "network", "inspect", "net1")), &nets); err != nil || len(nets) != 1 {
 		t.Fatalf("network inspect net1: %v", err)
