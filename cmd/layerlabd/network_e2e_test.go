@@ -351,3 +351,10 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestEndToEndNetworksDockerPy: networks.create/list/get/remove/prune,
+// a container on a user network with a static address, network.connect
+// and disconnect (testdata/dockerpy_networks.py).
+func TestEndToEndNetworksDockerPy(t *testing.T) {
+	runDockerPy(t, "dockerpy_networks.py")
+}
