@@ -253,6 +253,34 @@ func TestEndToEndNetworks(t *testing.T) {
 		t.Errorf("network ls --filter type=builtin: %q", got)
 	}
 
+	// The embedded DNS server: three containers share an alias, a
+	// fourth's nslookup gets all three and its pings reach more than one.
+	var aliasIPs []string
+	for _, n := range []string{"as-1", "as-2", "as-3"} {
+		c.expect(0, "", "run", "-d", "--name", n, "--network", "net1", "--net-alias", "as1", "busybox", "sleep", "1000")
+		aliasIPs = append(aliasIPs, c.inspect(n).NetworkSettings.Networks["net1"].IPAddress)
+	}
+	look := c.expect(0, "", "exec", "cb", "nslookup", "as1")
+	for _, ip := range aliasIPs {
+		if !strings.Contains(look, ip) {
+			t.Errorf("nslookup as1 lacks %s:\n%s", ip, look)
+		}
+	}
+	c.expect(0, "10.77.0.10", "exec", "cb", "nslookup", "ca")
+	reached := map[string]bool{}
+	for i := 0; i < 20 && len(reached) < 2; i++ {
+		out := c.expect(0, "1 packets received", "exec", "cb", "ping", "-c1", "-W", "2", "as1")
+		for _, ip := range aliasIPs {
+			if strings.Contains(out, "("+ip+")") {
+				reached[ip] = true
+			}
+		}
+	}
+	if len(reached) < 2 {
+		t.Errorf("20 pings of as1 reached only %v, want round robin over %v", reached, aliasIPs)
+	}
+	c.expect(0, "", "rm", "-f", "as-1", "as-2", "as-3")
+
 	// connect and disconnect add and remove an interface in a running
 	// container.
 	c.expect(0, "", "network", "connect", "net1", "web")

@@ -81,7 +81,8 @@ type Daemon struct {
 	stats   statsState  // docker stats' cgroup reader and CPU sampler (stats.go)
 	vols    *volumes.Store
 	nets    *network.Store
-	host    *network.Host // netlink in the daemon's network namespace
+	host    *network.Host     // netlink in the daemon's network namespace
+	dns     *network.Resolver // user bridges' embedded DNS servers
 
 	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
 	lives map[string]*live // by container ID

@@ -56,8 +56,69 @@ func (d *Daemon) openNetworks() error {
 		return fmt.Errorf("the daemon's network namespace: %w", err)
 	}
 	defer self.Close()
-	d.host, err = network.NewHost(self)
-	return err
+	if d.host, err = network.NewHost(self); err != nil {
+		return err
+	}
+	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
+	d.dns = network.NewResolver(d.dnsLookup, hostResolv)
+	return nil
+}
+
+// embeddedDNS says nw has the embedded DNS server: user bridges, as in
+// dockerd (the default bridge has none).
+func embeddedDNS(nw network.Record) bool {
+	return nw.Driver == network.DriverBridge && nw.Name != network.DefaultBridge
+}
+
+// dnsLookup answers the embedded DNS server of network netID: the
+// addresses of the running containers named name (container name, short
+// ID or --network-alias) on the user networks the asking container is
+// on, or on netID when the client is not known there.
+func (d *Daemon) dnsLookup(netID string, client netip.Addr, name string) []netip.Addr {
+	all, err := d.nets.List()
+	if err != nil {
+		return nil
+	}
+	asker := ""
+	for _, nw := range all {
+		if nw.ID != netID {
+			continue
+		}
+		for id, ep := range nw.Endpoints {
+			if ep.IP == client.String() {
+				asker = id
+			}
+		}
+	}
+	var out []netip.Addr
+	for _, nw := range all {
+		if !embeddedDNS(nw) {
+			continue
+		}
+		if _, on := nw.Endpoints[asker]; nw.ID != netID && !on {
+			continue
+		}
+		for id, ep := range nw.Endpoints {
+			if !nameMatches(name, ep) {
+				continue
+			}
+			r, err := d.ctrs.Get(id)
+			if err != nil || r.State.Status != containers.Running {
+				continue
+			}
+			if ip, err := netip.ParseAddr(ep.IP); err == nil && !slices.Contains(out, ip) {
+				out = append(out, ip)
+			}
+		}
+	}
+	return out
+}
+
+func nameMatches(name string, ep network.Endpoint) bool {
+	if name == strings.ToLower(ep.Container) || name == ep.ContainerID[:12] {
+		return true
+	}
+	return slices.ContainsFunc(ep.Aliases, func(a string) bool { return strings.ToLower(a) == name })
 }
 
 // netnsPath is the bind-mounted network namespace of a container with
@@ -193,6 +254,10 @@ func (d *Daemon) startNetwork(r containers.Record) (nsPath string, mounts []spec
 	}
 	var entries []network.HostEntry
 	var target netip.Addr
+	resolv := network.ContainerResolv(hostResolv)
+	if len(eps) > 0 && embeddedDNS(eps[0].Network) {
+		resolv = network.EmbeddedResolv(netip.MustParseAddr(eps[0].Network.Gateway), hostResolv)
+	}
 	for i, a := range eps {
 		gw := i == 0 // the first network gives the default route
 		if err := d.plug(r.ID, a.Network, a.Endpoint, fmt.Sprintf("eth%d", i), gw); err != nil {
@@ -205,7 +270,7 @@ func (d *Daemon) startNetwork(r containers.Record) (nsPath string, mounts []spec
 		}
 	}
 	entries = append(entries, extraHosts(r.HostConfig.ExtraHosts)...)
-	if err := writeFiles(dir, network.Hosts(entries), network.ContainerResolv(hostResolv)); err != nil {
+	if err := writeFiles(dir, network.Hosts(entries), resolv); err != nil {
 		return "", nil, err
 	}
 	if err := d.publish(r, target); err != nil {
@@ -254,6 +319,11 @@ func (d *Daemon) plug(id string, nw network.Record, ep network.Endpoint, ifname 
 	}
 	if err := d.host.EnsureBridge(nw.BridgeName, netip.PrefixFrom(p.Gateway, p.Subnet.Bits())); err != nil {
 		return err
+	}
+	if embeddedDNS(nw) {
+		if err := d.dns.Serve(nw.ID, p.Gateway); err != nil {
+			return err
+		}
 	}
 	v := network.Veth{HostName: network.VethName(id, nw.ID), Bridge: nw.BridgeName, NetnsPath: d.netnsPath(id),
 		IfName: ifname, Addr: netip.PrefixFrom(ip, p.Subnet.Bits()), MAC: ep.MAC}
@@ -324,7 +394,7 @@ func (d *Daemon) removeBridges() error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	errs := []error{d.dns.Close()}
 	for _, nw := range all {
 		if nw.BridgeName != "" {
 			errs = append(errs, d.host.DeleteLink(nw.BridgeName))

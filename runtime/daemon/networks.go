@@ -162,6 +162,9 @@ func (d *Daemon) RemoveNetwork(_ context.Context, ref string) error {
 	if err != nil {
 		return forbidden(err)
 	}
+	if err := d.dns.Stop(nw.ID); err != nil {
+		d.cfg.Log.Error("stopping a network's DNS server failed", "network", nw.Name, "err", err)
+	}
 	if nw.BridgeName != "" {
 		if err := d.host.DeleteLink(nw.BridgeName); err != nil {
 			d.cfg.Log.Error("removing a network's bridge failed; ip link del it", "bridge", nw.BridgeName, "err", err)

@@ -62,6 +62,24 @@ func ContainerResolv(host []byte) []byte {
 	return b.Bytes()
 }
 
+// EmbeddedResolv is the resolv.conf of a container whose first network
+// is a user bridge: the network's embedded DNS server on its gateway,
+// with the host's search domains and options; the host's nameservers
+// are that server's upstream.
+func EmbeddedResolv(server netip.Addr, host []byte) []byte {
+	r := ParseResolv(host)
+	var b bytes.Buffer
+	b.WriteString("# written by layerlabd: the network's embedded DNS server answers container names and aliases\n")
+	fmt.Fprintf(&b, "nameserver %s\n", server)
+	if len(r.Search) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(r.Search, " "))
+	}
+	if len(r.Options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(r.Options, " "))
+	}
+	return b.Bytes()
+}
+
 // HostEntry is one line of /etc/hosts.
 type HostEntry struct {
 	IP    string
