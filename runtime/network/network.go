@@ -434,6 +434,27 @@ func (s *Store) Of(containerID string) ([]Attached, error) {
 	return out, nil
 }
 
+// Rename gives the container's endpoints its new name.
+func (s *Store) Rename(containerID, name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNetworks)
+		all, err := list(b)
+		if err != nil {
+			return err
+		}
+		for _, r := range all {
+			if ep, ok := r.Endpoints[containerID]; ok {
+				ep.Container = name
+				r.Endpoints[containerID] = ep
+				if err := put(b, r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
 // Release removes the container from every network, freeing its
 // addresses; the daemon calls it when the container is removed.
 func (s *Store) Release(containerID string) error {

@@ -104,6 +104,12 @@ func TestStore(t *testing.T) {
 	if _, e3, err := s.Connect("net1", Attach{ContainerID: strings.Repeat("c", 64), Container: "three"}); err != nil || e3.IP != "10.9.0.65" {
 		t.Fatalf("connect three after a reopen: %+v, %v", e3, err)
 	}
+	if err := s.Rename(strings.Repeat("c", 64), "renamed"); err != nil {
+		t.Fatal(err)
+	}
+	if of, _ := s.Of(strings.Repeat("c", 64)); len(of) != 1 || of[0].Endpoint.Container != "renamed" {
+		t.Errorf("after a rename: %+v", of)
+	}
 	if _, _, err := s.Disconnect("net1", strings.Repeat("c", 64)); err != nil {
 		t.Fatal(err)
 	}
