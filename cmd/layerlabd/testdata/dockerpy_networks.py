@@ -18,9 +18,11 @@ check("networks.list by name", [n.name for n in client.networks.list(names=["pyn
 check("networks.list by label", [n.name for n in client.networks.list(filters={"label": "from=py"})] == ["pynet"])
 check("networks.list has the predefined ones", {"bridge", "host", "none"} <= {n.name for n in client.networks.list()})
 
-c = client.containers.create("busybox", ["sleep", "1000"], name="pyctr", network="pynet",
-                             networking_config=client.api.create_networking_config(
-                                 {"pynet": client.api.create_endpoint_config(ipv4_address="10.66.0.50")}))
+# docker-py 5's models take no static address: the low-level API does.
+created = client.api.create_container(
+    "busybox", ["sleep", "1000"], name="pyctr", host_config=client.api.create_host_config(network_mode="pynet"),
+    networking_config=client.api.create_networking_config({"pynet": client.api.create_endpoint_config(ipv4_address="10.66.0.50")}))
+c = client.containers.get(created["Id"])
 c.start()
 c.reload()
 check("the container's static address", c.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"] == "10.66.0.50", c.attrs["NetworkSettings"])
