@@ -29,6 +29,7 @@ targets=(
   "./runtime/network/ FuzzParsePool 100000"
   "./runtime/network/ FuzzParseBindings 100000"
   "./runtime/network/ FuzzParseResolv 100000"
+  "./runtime/network/ FuzzParseLink 100000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

@@ -193,6 +193,20 @@ func TestEndToEndNetworks(t *testing.T) {
 	}
 	c.expect(0, "", "exec", "web", "cat", "/etc/resolv.conf")
 
+	// --link: the target's address in /etc/hosts under the alias, and
+	// Docker's legacy environment.
+	c.expect(0, "", "run", "-d", "--name", "db", "--expose", "5432", "-e", "DBPASS=secret", "busybox", "sleep", "1000")
+	dbIP := c.inspect("db").NetworkSettings.IPAddress
+	linked := c.expect(0, "", "run", "--rm", "--link", "db:mydb", "busybox", "sh", "-c", "env; cat /etc/hosts; ping -c1 -W 2 mydb")
+	for _, want := range []string{"MYDB_PORT_5432_TCP_ADDR=" + dbIP, "MYDB_PORT=tcp://" + dbIP + ":5432", "MYDB_ENV_DBPASS=secret", "MYDB_NAME=/", dbIP + "\tmydb ", "1 packets received"} {
+		if !strings.Contains(linked, want) {
+			t.Errorf("--link db:mydb: output lacks %q:\n%s", want, linked)
+		}
+	}
+	c.expect(125, "could not get container for nosuch", "run", "--rm", "--link", "nosuch:x", "busybox", "true")
+	c.expect(125, "can't be used with links", "run", "--rm", "--net", "host", "--link", "db", "busybox", "true")
+	c.expect(0, "", "rm", "-f", "db")
+
 	// -P publishes the exposed port on a free host port docker port names.
 	c.expect(0, "", "run", "-d", "--name", "pub", "--expose", "7000", "-P", "busybox", "sh", "-c", httpdLine(7000, "hello-from-pub"))
 	c.expect(0, "7000/tcp -> 0.0.0.0:", "port", "pub")

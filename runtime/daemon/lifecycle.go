@@ -126,7 +126,7 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 			err = errors.Join(err, log.Close(), mount.UnmountAll(rootfs))
 		}
 	}()
-	nsPath, etc, err := d.startNetwork(r)
+	nsPath, etc, linkEnv, err := d.startNetwork(r)
 	if err != nil {
 		return err
 	}
@@ -140,6 +140,7 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 		return err
 	}
 	withMounts(spec, etc)
+	spec.Process.Env = append(spec.Process.Env, linkEnv...)
 	vm, err := d.mountVolumes(ctx, r, rootfs)
 	if err != nil {
 		return err

@@ -151,7 +151,7 @@ func (d *Daemon) attachAtCreate(rec *containers.Record, nc *nettypes.NetworkingC
 	if ref, ok := strings.CutPrefix(mode, "container:"); ok {
 		x, err := d.ctrs.Get(ref)
 		if err != nil {
-			return fmt.Errorf("--network container:%s: %w", ref, err)
+			return fmt.Errorf("--network container:%s: %v: %w", ref, err, drivers.ErrInvalidArgument)
 		}
 		if x.ID == rec.ID {
 			return fmt.Errorf("--network container:%s: a container cannot join its own network namespace: %w", ref, drivers.ErrInvalidArgument)
@@ -164,9 +164,12 @@ func (d *Daemon) attachAtCreate(rec *containers.Record, nc *nettypes.NetworkingC
 	}
 	nw, err := d.nets.Get(mode)
 	if err != nil {
-		return fmt.Errorf("network %s not found: create it with docker network create, or use bridge, host or none: %w", mode, drivers.ErrNotFound)
+		return fmt.Errorf("network %s not found: create it with docker network create, or use bridge, host or none: %w", mode, drivers.ErrInvalidArgument)
 	}
 	hc.NetworkMode = container.NetworkMode(nw.Name)
+	if err := d.checkLinks(rec, nw); err != nil {
+		return err
+	}
 	if nw.Driver != network.DriverBridge {
 		return nil // host and none hold no endpoint records
 	}
@@ -182,6 +185,66 @@ func (d *Daemon) attachAtCreate(rec *containers.Record, nc *nettypes.NetworkingC
 	}
 	_, _, err = d.connect(nw, rec, es)
 	return err
+}
+
+// checkLinks checks the --link targets of rec, on network nw, and stores
+// them as dockerd shows them, /TARGET:/NAME/ALIAS.
+func (d *Daemon) checkLinks(rec *containers.Record, nw network.Record) error {
+	hc := rec.HostConfig
+	if len(hc.Links) > 0 && nw.Driver != network.DriverBridge {
+		return fmt.Errorf("conflicting options: %s type networking can't be used with links; links need a bridge network: %w", nw.Name, drivers.ErrInvalidArgument)
+	}
+	for i, l := range hc.Links {
+		name, alias, err := network.ParseLink(l)
+		if err != nil {
+			return err
+		}
+		target, err := d.ctrs.Get(name)
+		if err != nil {
+			// 400, not 404: the CLI takes a 404 from create for a
+			// missing image and tries to pull it.
+			return fmt.Errorf("could not get container for %s: %v: %w", name, err, drivers.ErrInvalidArgument)
+		}
+		hc.Links[i] = "/" + target.Name + ":/" + rec.Name + "/" + alias
+	}
+	return nil
+}
+
+// linked resolves r's links at its start: the /etc/hosts entries and the
+// environment Docker's legacy links give. A target must be running.
+func (d *Daemon) linked(r containers.Record) ([]network.HostEntry, []string, error) {
+	var hosts []network.HostEntry
+	var env []string
+	for _, l := range r.HostConfig.Links {
+		name, alias, err := network.ParseLink(l)
+		if err != nil {
+			return nil, nil, err
+		}
+		target, err := d.ctrs.Get(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("link %s: %w", l, err)
+		}
+		if target.State.Status != containers.Running {
+			return nil, nil, fmt.Errorf("cannot link to a non running container: /%s AS /%s/%s: start it first: %w", target.Name, r.Name, alias, drivers.ErrFailedPrecondition)
+		}
+		eps, err := d.nets.Of(target.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		var ip netip.Addr
+		for _, a := range eps {
+			if a.Endpoint.IP != "" {
+				ip, _ = netip.ParseAddr(a.Endpoint.IP)
+				break
+			}
+		}
+		if !ip.IsValid() {
+			return nil, nil, fmt.Errorf("link %s: container %s has no address on a bridge network: %w", l, target.Name, drivers.ErrFailedPrecondition)
+		}
+		hosts = append(hosts, network.HostEntry{IP: ip.String(), Names: []string{alias, target.ID[:12], target.Name}})
+		env = append(env, network.LinkEnv(r.Name, alias, network.Linked{Name: target.Name, IP: ip, Exposed: target.Config.ExposedPorts, Env: target.Config.Env})...)
+	}
+	return hosts, env, nil
 }
 
 // connect records rec's endpoint on nw from the endpoint settings (nil:
@@ -210,18 +273,19 @@ func (d *Daemon) connect(nw network.Record, rec *containers.Record, es *nettypes
 // its namespace (a new one, or the one of the container it shares), a
 // veth on each bridge network it is attached to, its /etc files and its
 // published ports. It returns the namespace to join ("" for host) and
-// the bind mounts of the files. On error nothing is left.
-func (d *Daemon) startNetwork(r containers.Record) (nsPath string, mounts []specs.Mount, err error) {
+// the bind mounts of the files, and the environment --link adds. On
+// error nothing is left.
+func (d *Daemon) startNetwork(r containers.Record) (nsPath string, mounts []specs.Mount, env []string, err error) {
 	mode := string(r.HostConfig.NetworkMode)
 	if xid, ok := strings.CutPrefix(mode, "container:"); ok {
 		x, err := d.ctrs.Get(xid)
 		if err != nil {
-			return "", nil, fmt.Errorf("joining the network of container %s: %w", xid, err)
+			return "", nil, nil, fmt.Errorf("joining the network of container %s: %w", xid, err)
 		}
 		if x.State.Status != containers.Running || x.State.Pid == 0 {
-			return "", nil, fmt.Errorf("cannot join network of a non running container: %s: start it first: %w", x.Name, drivers.ErrFailedPrecondition)
+			return "", nil, nil, fmt.Errorf("cannot join network of a non running container: %s: start it first: %w", x.Name, drivers.ErrFailedPrecondition)
 		}
-		return fmt.Sprintf("/proc/%d/ns/net", x.State.Pid), d.etcMounts(x.ID), nil
+		return fmt.Sprintf("/proc/%d/ns/net", x.State.Pid), d.etcMounts(x.ID), nil, nil
 	}
 	dir := d.containerDir(r.ID)
 	hostname := r.Config.Hostname
@@ -229,19 +293,19 @@ func (d *Daemon) startNetwork(r containers.Record) (nsPath string, mounts []spec
 		hostname = r.ID[:12]
 	}
 	if err := os.WriteFile(filepath.Join(dir, "hostname"), []byte(hostname+"\n"), 0o644); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf") // none: a file without nameservers
 	if mode == network.HostNetwork {
 		hosts, _ := os.ReadFile("/etc/hosts")
 		if err := writeFiles(dir, hosts, hostResolv); err != nil {
-			return "", nil, err
+			return "", nil, nil, err
 		}
-		return "", d.etcMounts(r.ID), nil
+		return "", d.etcMounts(r.ID), nil, nil
 	}
 	nsPath = d.netnsPath(r.ID)
 	if err := network.NewNetns(nsPath); err != nil {
-		return "", nil, fmt.Errorf("network namespace of %s: %w", r.Name, err)
+		return "", nil, nil, fmt.Errorf("network namespace of %s: %w", r.Name, err)
 	}
 	defer func() {
 		if err != nil {
@@ -250,7 +314,7 @@ func (d *Daemon) startNetwork(r containers.Record) (nsPath string, mounts []spec
 	}()
 	eps, err := d.nets.Of(r.ID)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	var entries []network.HostEntry
 	var target netip.Addr
@@ -261,7 +325,7 @@ func (d *Daemon) startNetwork(r containers.Record) (nsPath string, mounts []spec
 	for i, a := range eps {
 		gw := i == 0 // the first network gives the default route
 		if err := d.plug(r.ID, a.Network, a.Endpoint, fmt.Sprintf("eth%d", i), gw); err != nil {
-			return "", nil, fmt.Errorf("network %s of %s: %w", a.Network.Name, r.Name, err)
+			return "", nil, nil, fmt.Errorf("network %s of %s: %w", a.Network.Name, r.Name, err)
 		}
 		names := []string{hostname}
 		entries = append(entries, network.HostEntry{IP: a.Endpoint.IP, Names: names})
@@ -269,14 +333,19 @@ func (d *Daemon) startNetwork(r containers.Record) (nsPath string, mounts []spec
 			target, _ = netip.ParseAddr(a.Endpoint.IP)
 		}
 	}
+	linkHosts, env, err := d.linked(r)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	entries = append(entries, linkHosts...)
 	entries = append(entries, extraHosts(r.HostConfig.ExtraHosts)...)
 	if err := writeFiles(dir, network.Hosts(entries), resolv); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	if err := d.publish(r, target); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return nsPath, d.etcMounts(r.ID), nil
+	return nsPath, d.etcMounts(r.ID), env, nil
 }
 
 // extraHosts reads --add-host's NAME:IP entries (the CLI checked them).
@@ -371,17 +440,21 @@ func (d *Daemon) stopNetwork(id string) error {
 }
 
 // sweepNetwork runs at start, after recover: no container runs, so every
-// namespace file and layerlab veth a killed daemon left goes.
+// namespace file under the exec root and the veth of every endpoint a
+// killed daemon left goes (by name: another daemon's in the same
+// namespace stay).
 func (d *Daemon) sweepNetwork() error {
 	var errs []error
 	files, _ := os.ReadDir(filepath.Join(d.cfg.ExecRoot, "netns"))
 	for _, f := range files {
 		errs = append(errs, network.RemoveNetns(filepath.Join(d.cfg.ExecRoot, "netns", f.Name())))
 	}
-	links, err := d.host.Links(network.VethPrefix)
+	all, err := d.nets.List()
 	errs = append(errs, err)
-	for _, l := range links {
-		errs = append(errs, d.host.DeleteLink(l))
+	for _, nw := range all {
+		for id := range nw.Endpoints {
+			errs = append(errs, d.host.DeleteLink(network.VethName(id, nw.ID)))
+		}
 	}
 	return errors.Join(errs...)
 }
