@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -299,6 +301,8 @@ func TestEndToEndNetworks(t *testing.T) {
 	}
 	c.expect(0, "", "rm", "-f", "as-1", "as-2", "as-3")
 
+	fiftyOnOneBridge(t, c, "net1")
+
 	// connect and disconnect add and remove an interface in a running
 	// container.
 	c.expect(0, "", "network", "connect", "net1", "web")
@@ -403,4 +407,91 @@ func contains(list []string, s string) bool {
 // and disconnect (testdata/dockerpy_networks.py).
 func TestEndToEndNetworksDockerPy(t *testing.T) {
 	runDockerPy(t, "dockerpy_networks.py")
+}
+
+// rawCall sends a JSON request without touching t, for goroutines.
+func rawCall(client *http.Client, method, path string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, "http://layerlabd/v1.41"+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}
+
+// fiftyOnOneBridge creates and starts 50 containers on the network at
+// once (issue 14's concurrency target): none may fail, each gets its own
+// address, the first reaches the last by name, and all go again.
+func fiftyOnOneBridge(t *testing.T, c netCLI, net string) {
+	t.Helper()
+	client := apiClient(c.sock)
+	const n = 50
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			name := fmt.Sprintf("fifty-%02d", i)
+			req := map[string]any{"Image": "busybox", "Cmd": []string{"sleep", "1000"}, "HostConfig": map[string]any{"NetworkMode": net}}
+			status, data, err := rawCall(client, "POST", "/containers/create?name="+name, req)
+			if err == nil && status != http.StatusCreated {
+				err = fmt.Errorf("create %s: %d %s", name, status, data)
+			}
+			if err == nil {
+				if status, data, err = rawCall(client, "POST", "/containers/"+name+"/start", nil); err == nil && status != http.StatusNoContent {
+					err = fmt.Errorf("start %s: %d %s", name, status, data)
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Errorf("50 concurrent starts on %s: %v\nlayerlabd log:\n%s", net, err, c.d.logText())
+	}
+	ips := map[string]bool{}
+	for i := range n {
+		ins := c.inspectQuiet(fmt.Sprintf("fifty-%02d", i))
+		ips[ins.NetworkSettings.Networks[net].IPAddress] = true
+	}
+	if len(ips) != n {
+		t.Errorf("50 containers got %d distinct addresses: %v", len(ips), ips)
+	}
+	c.expect(0, "1 packets received", "exec", "fifty-00", "ping", "-c1", "-W", "2", "fifty-49")
+	errs = make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			if status, data, err := rawCall(client, "DELETE", fmt.Sprintf("/containers/fifty-%02d?force=1", i), nil); err != nil || status != http.StatusNoContent {
+				errs[i] = fmt.Errorf("rm fifty-%02d: %d %s %v", i, status, data, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Errorf("removing the 50: %v", err)
+	}
+}
+
+// inspectQuiet is inspect without logging the whole document.
+func (c netCLI) inspectQuiet(name string) inspectNet {
+	c.t.Helper()
+	out, code := c.run("inspect", name)
+	var got []inspectNet
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 1 {
+		c.t.Fatalf("docker inspect %s: exit %d, %v:\n%s", name, code, err, out)
+	}
+	return got[0]
 }
