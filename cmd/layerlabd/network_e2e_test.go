@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -147,11 +148,14 @@ func httpdLine(port int, body string) string {
 // TestEndToEndNetworks walks issue 14's must-shows with the real docker
 // CLI against a layerlabd in a network namespace the test made (no
 // traffic leaves it): published ports answered through the userland
-// proxy from the daemon's namespace, -P and docker port, none, host and
-// container:X modes, a user bridge with --subnet/--ip-range/--gateway and
-// a static --ip, connect/disconnect adding and removing an interface in a
-// running container, network ls/inspect/rm/prune and their refusals,
-// network events, and no veth, bridge or namespace file left at the end.
+// proxy from the daemon's namespace, -P and docker port, --link's hosts
+// entry and environment, none, host and container:X modes, a user bridge
+// with --subnet/--ip-range/--gateway and a static --ip, the embedded DNS
+// server's aliases in round robin, 50 containers started at once on one
+// bridge, connect/disconnect adding and removing an interface in a
+// running container, macvlan on a parent, network ls/inspect/rm/prune
+// and their refusals, network events, no veth, bridge or namespace file
+// left at the end, and a killed daemon's namespace files swept.
 func TestEndToEndNetworks(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := newTestEnv(t)
@@ -328,7 +332,9 @@ func TestEndToEndNetworks(t *testing.T) {
 		{"POST", "/v1.41/networks/create", []byte(`{"Name":"bad","IPAM":{"Config":[{"Subnet":"10.1.2.3/33"}]}}`), 400, "invalid subnet"},
 		{"POST", "/v1.41/networks/create", []byte(`{"Name":"bad","IPAM":{"Config":[{"Subnet":"10.1.0.0/16","Gateway":"10.2.0.1"}]}}`), 400, "gateway"},
 		{"POST", "/v1.41/networks/create", []byte(`{"Name":"net1"}`), 409, "already exists"},
-		{"POST", "/v1.41/networks/create", []byte(`{"Name":"m","Driver":"macvlan"}`), 501, "not supported"},
+		{"POST", "/v1.41/networks/create", []byte(`{"Name":"m","Driver":"ipvlan"}`), 501, "not supported"},
+		{"POST", "/v1.41/networks/create", []byte(`{"Name":"m","Driver":"macvlan"}`), 400, "parent"},
+		{"POST", "/v1.41/networks/create", []byte(`{"Name":"m","Driver":"macvlan","Options":{"parent":"nosuch0"}}`), 400, "does not exist"},
 		{"POST", "/v1.41/networks/create", []byte(`{not json`), 400, "invalid JSON"},
 		{"DELETE", "/v1.41/networks/net1", nil, 403, "active endpoints"},
 		{"DELETE", "/v1.41/networks/none", nil, 403, "pre-defined"},
@@ -345,6 +351,32 @@ func TestEndToEndNetworks(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("GET /networks with bad filters: %d, want 400", resp.StatusCode)
+	}
+
+	// macvlan on a parent the test makes in the daemon's namespace (a
+	// veth pair: this kernel has no dummy links): the containers get
+	// addresses from the subnet and reach each other through the parent.
+	for _, args := range [][]string{{"link", "add", "llpar0", "type", "veth", "peer", "name", "llpar1"},
+		{"link", "set", "llpar0", "up"}, {"link", "set", "llpar1", "up"}} {
+		if out, err := c.inDaemonNet("ip", args...); err != nil {
+			t.Fatalf("ip %v in the daemon's namespace: %v\n%s", args, err, out)
+		}
+	}
+	c.expect(0, "", "network", "create", "-d", "macvlan", "--subnet", "10.99.0.0/24", "-o", "parent=llpar0", "mv")
+	c.expect(0, "", "run", "-d", "--name", "mv1", "--network", "mv", "busybox", "sleep", "1000")
+	other := c.expect(0, "inet 10.99.0.3/24", "run", "--rm", "--network", "mv", "busybox", "sh", "-c", "ip -o addr show eth0; ping -c1 -W 2 10.99.0.2")
+	if !strings.Contains(other, "1 packets received") {
+		t.Errorf("a macvlan container did not reach the other:\n%s", other)
+	}
+	c.expect(0, "10.99.0.2/24", "exec", "mv1", "ip", "-o", "addr", "show", "eth0")
+	mvPid := strings.TrimSpace(c.expect(0, "", "inspect", "-f", "{{.State.Pid}}", "mv1"))
+	if out, err := exec.Command("nsenter", "--net=/proc/"+mvPid+"/ns/net", "ip", "-d", "link", "show", "eth0").CombinedOutput(); err != nil || !strings.Contains(string(out), "macvlan mode bridge") {
+		t.Errorf("mv1's eth0 is not a bridge-mode macvlan: %v\n%s", err, out)
+	}
+	c.expect(0, "", "rm", "-f", "mv1")
+	c.expect(0, "mv", "network", "rm", "mv")
+	if out, err := c.inDaemonNet("ip", "link", "del", "llpar0"); err != nil {
+		t.Errorf("ip link del llpar0: %v\n%s", err, out)
 	}
 
 	// Teardown: containers and user networks go with their veths,

@@ -170,7 +170,7 @@ func (d *Daemon) attachAtCreate(rec *containers.Record, nc *nettypes.NetworkingC
 	if err := d.checkLinks(rec, nw); err != nil {
 		return err
 	}
-	if nw.Driver != network.DriverBridge {
+	if !nw.Addressed() {
 		return nil // host and none hold no endpoint records
 	}
 	var es *nettypes.EndpointSettings
@@ -191,7 +191,7 @@ func (d *Daemon) attachAtCreate(rec *containers.Record, nc *nettypes.NetworkingC
 // them as dockerd shows them, /TARGET:/NAME/ALIAS.
 func (d *Daemon) checkLinks(rec *containers.Record, nw network.Record) error {
 	hc := rec.HostConfig
-	if len(hc.Links) > 0 && nw.Driver != network.DriverBridge {
+	if len(hc.Links) > 0 && !nw.Addressed() {
 		return fmt.Errorf("conflicting options: %s type networking can't be used with links; links need a bridge network: %w", nw.Name, drivers.ErrInvalidArgument)
 	}
 	for i, l := range hc.Links {
@@ -376,7 +376,8 @@ func (d *Daemon) etcMounts(id string) []specs.Mount {
 }
 
 // plug gives the running container id an interface named ifname on the
-// bridge network nw; with gw its default route goes through nw's gateway.
+// network nw (a veth on its bridge, or a macvlan on its parent); with gw
+// its default route goes through nw's gateway.
 func (d *Daemon) plug(id string, nw network.Record, ep network.Endpoint, ifname string, gw bool) error {
 	p, err := nw.Pool()
 	if err != nil {
@@ -385,6 +386,14 @@ func (d *Daemon) plug(id string, nw network.Record, ep network.Endpoint, ifname 
 	ip, err := netip.ParseAddr(ep.IP)
 	if err != nil {
 		return fmt.Errorf("endpoint address %q: %w", ep.IP, err)
+	}
+	if nw.Driver == network.DriverMacvlan {
+		m := network.Macvlan{Parent: nw.Options["parent"], NetnsPath: d.netnsPath(id), IfName: ifname,
+			Addr: netip.PrefixFrom(ip, p.Subnet.Bits()), MAC: ep.MAC}
+		if gw && !nw.Internal {
+			m.Gateway = p.Gateway
+		}
+		return d.host.AttachMacvlan(m)
 	}
 	if err := d.host.EnsureBridge(nw.BridgeName, netip.PrefixFrom(p.Gateway, p.Subnet.Bits())); err != nil {
 		return err

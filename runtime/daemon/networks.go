@@ -23,7 +23,7 @@ import (
 // inspectNetwork is a record in dockerd's shape.
 func inspectNetwork(nw network.Record) nettypes.Inspect {
 	out := nettypes.Inspect{
-		Name: nw.Name, ID: nw.ID, Created: nw.Created, Scope: "local", Driver: nw.Driver, EnableIPv4: nw.Driver == network.DriverBridge,
+		Name: nw.Name, ID: nw.ID, Created: nw.Created, Scope: "local", Driver: nw.Driver, EnableIPv4: nw.Addressed(),
 		Internal: nw.Internal, Attachable: nw.Attachable, Containers: map[string]nettypes.EndpointResource{},
 		Options: nw.Options, Labels: nw.Labels, IPAM: nettypes.IPAM{Driver: "default", Config: []nettypes.IPAMConfig{}},
 	}
@@ -113,7 +113,8 @@ func (d *Daemon) InspectNetwork(_ context.Context, ref string) (nettypes.Inspect
 }
 
 // CreateNetwork answers POST /networks/create: a bridge network with its
-// own Linux bridge (made when a container first needs it).
+// own Linux bridge (made when a container first needs it), or a macvlan
+// network on an existing parent interface.
 func (d *Daemon) CreateNetwork(_ context.Context, req nettypes.CreateRequest) (nettypes.CreateResponse, error) {
 	o := network.CreateOptions{Name: req.Name, Driver: req.Driver, Internal: req.Internal, Attachable: req.Attachable,
 		Labels: req.Labels, Options: req.Options, BridgeName: userBridgeName}
@@ -138,6 +139,11 @@ func (d *Daemon) CreateNetwork(_ context.Context, req nettypes.CreateRequest) (n
 			return nettypes.CreateResponse{}, fmt.Errorf("bridge name %q is longer than the kernel's 15 characters: %w", name, drivers.ErrInvalidArgument)
 		}
 		o.BridgeName = func(string) string { return name }
+	}
+	if parent := req.Options["parent"]; req.Driver == network.DriverMacvlan && parent != "" {
+		if names, err := d.host.Links(parent); err != nil || !slices.Contains(names, parent) {
+			return nettypes.CreateResponse{}, fmt.Errorf("macvlan parent interface %s does not exist in the daemon's network namespace (%v): %w", parent, err, drivers.ErrInvalidArgument)
+		}
 	}
 	nw, err := d.nets.Create(o)
 	if err != nil {
@@ -214,7 +220,7 @@ func (d *Daemon) ConnectNetwork(_ context.Context, ref string, o nettypes.Connec
 	}
 	mode := string(r.HostConfig.NetworkMode)
 	switch {
-	case nw.Driver != network.DriverBridge:
+	case !nw.Addressed():
 		return fmt.Errorf("container cannot be disconnected from or connected to the %s network: %w", nw.Name, api.ErrForbidden)
 	case mode == network.HostNetwork || strings.HasPrefix(mode, "container:"):
 		return fmt.Errorf("container %s shares another network namespace (%s): it cannot be connected to networks: %w", r.Name, mode, api.ErrForbidden)
@@ -258,7 +264,7 @@ func (d *Daemon) DisconnectNetwork(_ context.Context, ref string, o nettypes.Dis
 	if err != nil {
 		return err
 	}
-	if nw.Driver != network.DriverBridge {
+	if !nw.Addressed() {
 		return fmt.Errorf("container cannot be disconnected from the %s network: %w", nw.Name, api.ErrForbidden)
 	}
 	r, err := d.ctrs.Get(o.Container)
@@ -268,7 +274,8 @@ func (d *Daemon) DisconnectNetwork(_ context.Context, ref string, o nettypes.Dis
 	l := d.live(r.ID)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, _, err := d.nets.Disconnect(nw.ID, r.ID); err != nil {
+	_, ep, err := d.nets.Disconnect(nw.ID, r.ID)
+	if err != nil {
 		return err
 	}
 	if string(r.HostConfig.NetworkMode) == nw.Name {
@@ -277,7 +284,11 @@ func (d *Daemon) DisconnectNetwork(_ context.Context, ref string, o nettypes.Dis
 		d.cfg.Log.Info("container disconnected from its primary network", "container", r.ID, "network", nw.Name)
 	}
 	if l.c != nil {
-		if err := d.host.DeleteLink(network.VethName(r.ID, nw.ID)); err != nil {
+		unplug := func() error { return d.host.DeleteLink(network.VethName(r.ID, nw.ID)) }
+		if nw.Driver == network.DriverMacvlan {
+			unplug = func() error { return network.DeleteByMAC(d.netnsPath(r.ID), ep.MAC) }
+		}
+		if err := unplug(); err != nil {
 			return fmt.Errorf("removing the interface of %s on %s: %w", r.Name, nw.Name, err)
 		}
 	}

@@ -158,25 +158,94 @@ func (h *Host) Attach(v Veth) (err error) {
 	if err := h.h.LinkSetUp(veth); err != nil {
 		return fmt.Errorf("veth %s up: %w", v.HostName, err)
 	}
+	return configure(ns, v.IfName, v.Addr, v.Gateway)
+}
+
+// configure gives the interface ifname in ns its address, brings it up
+// and, when gw is valid, routes the default through it.
+func configure(ns netns.NsHandle, ifname string, addr netip.Prefix, gw netip.Addr) error {
 	in, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	peer, err := in.LinkByName(v.IfName)
+	link, err := in.LinkByName(ifname)
 	if err != nil {
-		return fmt.Errorf("%s in %s: %w", v.IfName, v.NetnsPath, err)
+		return fmt.Errorf("%s in the container's namespace: %w", ifname, err)
 	}
-	if err := in.AddrAdd(peer, &netlink.Addr{IPNet: ipNet(v.Addr)}); err != nil {
-		return fmt.Errorf("address %s on %s: %w", v.Addr, v.IfName, err)
+	if err := in.AddrAdd(link, &netlink.Addr{IPNet: ipNet(addr)}); err != nil {
+		return fmt.Errorf("address %s on %s: %w", addr, ifname, err)
 	}
-	if err := in.LinkSetUp(peer); err != nil {
-		return fmt.Errorf("%s up: %w", v.IfName, err)
+	if err := in.LinkSetUp(link); err != nil {
+		return fmt.Errorf("%s up: %w", ifname, err)
 	}
-	if v.Gateway.IsValid() {
-		route := &netlink.Route{LinkIndex: peer.Attrs().Index, Gw: v.Gateway.AsSlice()}
+	if gw.IsValid() {
+		route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw.AsSlice()}
 		if err := in.RouteAdd(route); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("default route via %s: %w", v.Gateway, err)
+			return fmt.Errorf("default route via %s: %w", gw, err)
+		}
+	}
+	return nil
+}
+
+// Macvlan is one endpoint's macvlan interface on a parent of the host.
+type Macvlan struct {
+	Parent    string
+	NetnsPath string
+	IfName    string
+	Addr      netip.Prefix
+	Gateway   netip.Addr
+	MAC       string
+}
+
+// AttachMacvlan makes a bridge-mode macvlan on the parent, born in the
+// container's namespace under its final name, and configures it. It dies
+// with the namespace; on error nothing is left.
+func (h *Host) AttachMacvlan(m Macvlan) (err error) {
+	ns, err := netns.GetFromPath(m.NetnsPath)
+	if err != nil {
+		return fmt.Errorf("network namespace %s: %w", m.NetnsPath, err)
+	}
+	defer ns.Close()
+	parent, err := h.h.LinkByName(m.Parent)
+	if err != nil {
+		return fmt.Errorf("macvlan parent %s: %w: %w", m.Parent, err, drivers.ErrFailedPrecondition)
+	}
+	mac, err := net.ParseMAC(m.MAC)
+	if err != nil {
+		return fmt.Errorf("MAC %q: %w: %w", m.MAC, err, drivers.ErrInvalidArgument)
+	}
+	link := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: m.IfName, ParentIndex: parent.Attrs().Index,
+		HardwareAddr: mac, Namespace: netlink.NsFd(int(ns))}, Mode: netlink.MACVLAN_MODE_BRIDGE}
+	if err := h.h.LinkAdd(link); err != nil {
+		return fmt.Errorf("macvlan on %s for %s: %w", m.Parent, m.NetnsPath, err)
+	}
+	if err := configure(ns, m.IfName, m.Addr, m.Gateway); err != nil {
+		return errors.Join(err, DeleteByMAC(m.NetnsPath, m.MAC))
+	}
+	return nil
+}
+
+// DeleteByMAC removes the interface with that MAC from the namespace at
+// path (a macvlan lives there only); none is not an error.
+func DeleteByMAC(path, mac string) error {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	in, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	links, err := in.LinkList()
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if l.Attrs().HardwareAddr.String() == mac {
+			return in.LinkDel(l)
 		}
 	}
 	return nil

@@ -26,7 +26,8 @@ import (
 
 // The drivers a network record may name.
 const (
-	DriverBridge = "bridge"
+	DriverBridge  = "bridge"
+	DriverMacvlan = "macvlan" // on a parent interface given as -o parent=
 	DriverHost   = "host"
 	DriverNull   = "null" // the "none" network
 )
@@ -79,6 +80,10 @@ type Endpoint struct {
 	Static                 bool      `json:",omitempty"` // --ip
 	Created                time.Time // orders a container's interfaces
 }
+
+// Addressed says containers on r get addresses from its pool: bridge and
+// macvlan networks.
+func (r Record) Addressed() bool { return r.Driver == DriverBridge || r.Driver == DriverMacvlan }
 
 // Pool is the record's address plan.
 func (r Record) Pool() (Pool, error) { return ParsePool(r.Subnet, r.IPRange, r.Gateway) }
@@ -242,8 +247,15 @@ func (s *Store) Create(o CreateOptions) (Record, error) {
 	if o.Driver == "" {
 		o.Driver = DriverBridge
 	}
-	if o.Driver != DriverBridge {
-		return Record{}, fmt.Errorf("network driver %q is not supported (bridge is): %w", o.Driver, drivers.ErrNotImplemented)
+	switch o.Driver {
+	case DriverBridge:
+	case DriverMacvlan:
+		if o.Options["parent"] == "" {
+			return Record{}, fmt.Errorf("macvlan network %s: give its parent interface with -o parent=IFACE (layerlabd makes no dummy parent): %w", o.Name, drivers.ErrInvalidArgument)
+		}
+		o.BridgeName = func(string) string { return "" }
+	default:
+		return Record{}, fmt.Errorf("network driver %q is not supported (bridge and macvlan are): %w", o.Driver, drivers.ErrNotImplemented)
 	}
 	if o.Subnet == "" && (o.IPRange != "" || o.Gateway != "") {
 		return Record{}, fmt.Errorf("--ip-range and --gateway need a --subnet: %w", drivers.ErrInvalidArgument)
@@ -353,7 +365,7 @@ func (s *Store) Connect(ref string, a Attach) (Record, Endpoint, error) {
 			return fmt.Errorf("endpoint with name %s already exists in network %s: %w", a.Container, r.Name, drivers.ErrAlreadyExists)
 		}
 		ep = Endpoint{ContainerID: a.ContainerID, Container: a.Container, Aliases: slices.Clone(a.Aliases), Static: a.IP != "", Created: time.Now().UTC()}
-		if r.Driver == DriverBridge {
+		if r.Addressed() {
 			if a.IP != "" && !r.UserSubnet {
 				return fmt.Errorf("user specified IP address is supported only when connecting to networks with user configured subnets: %w", drivers.ErrInvalidArgument)
 			}

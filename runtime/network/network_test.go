@@ -58,6 +58,7 @@ func TestStore(t *testing.T) {
 		{CreateOptions{Name: "bad name"}, drivers.ErrInvalidArgument},
 		{CreateOptions{Name: "x", Gateway: "10.0.0.1"}, drivers.ErrInvalidArgument},
 		{CreateOptions{Name: "x", Driver: "overlay"}, drivers.ErrNotImplemented},
+		{CreateOptions{Name: "x", Driver: "macvlan"}, drivers.ErrInvalidArgument},
 	} {
 		c.o.BridgeName = bridgeName
 		if _, err := s.Create(c.o); !errors.Is(err, c.want) {
