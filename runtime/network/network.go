@@ -28,8 +28,8 @@ import (
 const (
 	DriverBridge  = "bridge"
 	DriverMacvlan = "macvlan" // on a parent interface given as -o parent=
-	DriverHost   = "host"
-	DriverNull   = "null" // the "none" network
+	DriverHost    = "host"
+	DriverNull    = "null" // the "none" network
 )
 
 // The predefined networks' names; they cannot be removed.
