@@ -384,6 +384,12 @@ func TestEndToEndNetworks(t *testing.T) {
 	c.expect(0, "", "rm", "-f", "web", "ca", "cb")
 	c.expect(0, "net1", "network", "rm", "net1")
 	c.expect(0, "", "network", "create", "spare")
+	if got := c.expect(0, "spare", "network", "ls", "--filter", "dangling=true", "--format", "{{.Name}}"); strings.TrimSpace(got) != "spare" {
+		t.Errorf("network ls --filter dangling=true: %q", got)
+	}
+	if got := c.expect(0, "", "network", "prune", "-f", "--filter", "until=2000-01-01T00:00:00Z"); strings.Contains(got, "spare") {
+		t.Errorf("prune --filter until=2000 removed a network created now:\n%s", got)
+	}
 	c.expect(0, "spare", "network", "prune", "-f")
 	events := c.expect(0, "", "events", "--since", since, "--until", strconv.FormatInt(time.Now().Unix()+1, 10), "--filter", "type=network")
 	for _, want := range []string{"network create", "network connect", "network disconnect", "network destroy"} {

@@ -50,7 +50,7 @@ func inspectNetwork(nw network.Record) nettypes.Inspect {
 
 // networkFilters are the keys docker network ls and prune filter on.
 func networkFilters() map[string]bool {
-	return map[string]bool{"name": true, "id": true, "driver": true, "label": true, "label!": true, "type": true, "scope": true, "dangling": true, "until": true}
+	return map[string]bool{"name": true, "id": true, "driver": true, "label": true, "label!": true, "type": true, "scope": true, "dangling": true}
 }
 
 // ListNetworks answers GET /networks.
@@ -62,6 +62,9 @@ func (d *Daemon) ListNetworks(_ context.Context, f filters.Args) ([]nettypes.Sum
 		if t != "custom" && t != "builtin" {
 			return nil, badFilter("invalid filter: 'type'='%s': want custom or builtin", t)
 		}
+	}
+	if _, err := f.GetBoolOrDefault("dangling", false); err != nil {
+		return nil, badFilter("%v", err)
 	}
 	all, err := d.nets.List()
 	if err != nil {
@@ -77,7 +80,8 @@ func (d *Daemon) ListNetworks(_ context.Context, f filters.Args) ([]nettypes.Sum
 }
 
 // matchNetwork says nw passes the filters: name and id by substring and
-// prefix as in dockerd, driver, label, type (custom or builtin).
+// prefix as in dockerd, driver, label, type (custom or builtin), scope
+// and dangling (a user network without endpoints).
 func matchNetwork(f filters.Args, nw network.Record) bool {
 	if f.Contains("name") && !slices.ContainsFunc(f.Get("name"), func(n string) bool { return strings.Contains(nw.Name, n) }) {
 		return false
@@ -90,6 +94,12 @@ func matchNetwork(f filters.Args, nw network.Record) bool {
 	}
 	if f.Contains("scope") && !f.ExactMatch("scope", "local") {
 		return false
+	}
+	if f.Contains("dangling") {
+		want, _ := f.GetBoolOrDefault("dangling", false) // checked by ListNetworks
+		if want != (!nw.Predefined() && len(nw.Endpoints) == 0) {
+			return false
+		}
 	}
 	if f.Contains("type") {
 		kind := "custom"
@@ -181,11 +191,12 @@ func (d *Daemon) RemoveNetwork(_ context.Context, ref string) error {
 }
 
 // PruneNetworks answers POST /networks/prune: user networks without
-// endpoints that the label filters select.
+// endpoints that the until and label filters select.
 func (d *Daemon) PruneNetworks(ctx context.Context, f filters.Args) (nettypes.PruneReport, error) {
 	rep := nettypes.PruneReport{NetworksDeleted: []string{}}
-	if err := f.Validate(map[string]bool{"label": true, "label!": true, "until": true}); err != nil {
-		return rep, badFilter("%v", err)
+	until, err := pruneFilters(f)
+	if err != nil {
+		return rep, err
 	}
 	all, err := d.nets.List()
 	if err != nil {
@@ -193,7 +204,7 @@ func (d *Daemon) PruneNetworks(ctx context.Context, f filters.Args) (nettypes.Pr
 	}
 	var errs []error
 	for _, nw := range all {
-		if nw.Predefined() || len(nw.Endpoints) > 0 || !labelsMatch(f, nw.Labels) {
+		if nw.Predefined() || len(nw.Endpoints) > 0 || !labelsMatch(f, nw.Labels) || !until.IsZero() && !nw.Created.Before(until) {
 			continue
 		}
 		if err := d.RemoveNetwork(ctx, nw.ID); err != nil {
