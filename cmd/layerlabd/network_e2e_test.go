@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
 )
 
@@ -532,4 +533,59 @@ func (c netCLI) inspectQuiet(name string) inspectNet {
 		c.t.Fatalf("docker inspect %s: exit %d, %v:\n%s", name, code, err, out)
 	}
 	return got[0]
+}
+
+// natTables counts the layerlab nftables tables in the network namespace
+// of process pid.
+func natTables(t *testing.T, pid int) int {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, tb := range all {
+		if tb.Name == "layerlab" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestEndToEndNetworksNAT publishes with nftables DNAT
+// (--userland-proxy=false): the port answers through the rules from the
+// daemon's namespace, docker port names it, and the table goes with the
+// last published container.
+func TestEndToEndNetworksNAT(t *testing.T) {
+	t.Cleanup(func() { killLeftovers(t) })
+	e := newTestEnv(t)
+	withLoopback(t, &e)
+	e.opts = []string{"--userland-proxy=false"}
+	e.start(t, "layerlabd.log")
+	c := netCLI{cli: cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}, e: e}
+	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c.expect(0, "", "run", "-d", "--name", "web", "-p", "8082:80", "busybox", "sh", "-c", httpdLine(80, "hello-through-dnat"))
+	c.expect(0, "80/tcp -> 0.0.0.0:8082", "port", "web")
+	if n := natTables(t, e.d.cmd.Process.Pid); n != 1 {
+		t.Errorf("%d layerlab nftables tables with a port published, want 1", n)
+	}
+	// To the bridge's address: the output chain's DNAT takes it to the
+	// container (the ports' listeners only hold them).
+	if got := c.fetch("http://172.29.0.1:8082/"); strings.TrimSpace(got) != "hello-through-dnat" {
+		t.Errorf("GET through DNAT: %q", got)
+	}
+	c.expect(0, "", "rm", "-f", "web")
+	if n := natTables(t, e.d.cmd.Process.Pid); n != 0 {
+		t.Errorf("%d layerlab nftables tables left after the container went", n)
+	}
+	e.d.terminate(t)
 }

@@ -60,7 +60,10 @@ type Config struct {
 	// DefaultBridge); "none" has no default bridge network, so
 	// containers get network none by default.
 	Bridge string
-	Log    *slog.Logger // what the daemon does on its own (nil: slog's default)
+	// NATPorts publishes ports by nftables DNAT in the daemon's
+	// namespace instead of the userland proxy (--userland-proxy=false).
+	NATPorts bool
+	Log      *slog.Logger // what the daemon does on its own (nil: slog's default)
 	// Metrics, when --metrics-addr is set, times the drivers and reads
 	// the containers' cgroups at scrape time (nil: no metrics).
 	Metrics *metrics.Metrics
@@ -83,6 +86,7 @@ type Daemon struct {
 	nets    *network.Store
 	host    *network.Host     // netlink in the daemon's network namespace
 	dns     *network.Resolver // user bridges' embedded DNS servers
+	nat     *network.NAT      // nil: published ports go through the userland proxy
 
 	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
 	lives map[string]*live // by container ID

@@ -27,7 +27,8 @@ import (
 const DefaultBridge = "layerlab0"
 
 // netState is a running container's network state the daemon keeps in
-// memory: its port proxy and what it published.
+// memory: its port proxy (or, with NAT, the listeners holding the ports)
+// and what it published.
 type netState struct {
 	proxy     *network.Proxy
 	published []network.Published
@@ -61,6 +62,17 @@ func (d *Daemon) openNetworks() error {
 	}
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
 	d.dns = network.NewResolver(d.dnsLookup, hostResolv)
+	// The table a killed daemon left goes, whichever way this one
+	// publishes.
+	if err := network.NewNAT(-1).Sweep(); err != nil {
+		if d.cfg.NATPorts {
+			return fmt.Errorf("--userland-proxy=false publishes through nftables, which fails here: %w", err)
+		}
+		d.cfg.Log.Debug("no nftables here to sweep; the userland proxy needs none", "err", err)
+	}
+	if d.cfg.NATPorts {
+		d.nat = network.NewNAT(-1)
+	}
 	return nil
 }
 
@@ -418,9 +430,18 @@ func (d *Daemon) publish(r containers.Record, target netip.Addr) error {
 	if err != nil || len(bindings) == 0 || !target.IsValid() {
 		return err
 	}
-	proxy, pub, err := network.Publish(bindings, target)
+	proxy, pub, err := network.Publish(bindings, target, d.nat == nil)
 	if err != nil {
 		return err
+	}
+	if d.nat != nil {
+		var rules []network.DNAT
+		for _, p := range pub {
+			rules = append(rules, network.DNAT{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, Target: netip.AddrPortFrom(target, uint16(p.CtrPort))})
+		}
+		if err := d.nat.Set(r.ID, rules); err != nil {
+			return errors.Join(err, proxy.Close())
+		}
 	}
 	d.mu.Lock()
 	d.netStates[r.ID] = &netState{proxy: proxy, published: pub}
@@ -438,6 +459,9 @@ func (d *Daemon) stopNetwork(id string) error {
 	var errs []error
 	if st != nil {
 		errs = append(errs, st.proxy.Close())
+	}
+	if d.nat != nil {
+		errs = append(errs, d.nat.Set(id, nil))
 	}
 	eps, err := d.nets.Of(id)
 	errs = append(errs, err)
@@ -468,7 +492,8 @@ func (d *Daemon) sweepNetwork() error {
 	return errors.Join(errs...)
 }
 
-// removeBridges deletes the Linux bridges of every network at shutdown,
+// removeBridges deletes the Linux bridges of every network (and the DNS
+// servers and nftables table that go with them) at shutdown,
 // once no container runs: a stopped daemon leaves no bridge, and the next
 // one makes them again when a container needs them.
 func (d *Daemon) removeBridges() error {
@@ -477,6 +502,9 @@ func (d *Daemon) removeBridges() error {
 		return err
 	}
 	errs := []error{d.dns.Close()}
+	if d.nat != nil {
+		errs = append(errs, d.nat.Close())
+	}
 	for _, nw := range all {
 		if nw.BridgeName != "" {
 			errs = append(errs, d.host.DeleteLink(nw.BridgeName))

@@ -141,12 +141,15 @@ type Proxy struct {
 	closers []io.Closer
 	wg      sync.WaitGroup
 	closed  bool
+	// reserveOnly holds the ports without serving them.
+	reserveOnly bool
 }
 
-// Publish listens for each binding and forwards to target. On error
-// nothing stays open.
-func Publish(bindings []Binding, target netip.Addr) (*Proxy, []Published, error) {
-	p := &Proxy{}
+// Publish listens for each binding and forwards to target. Without
+// forward the listeners only hold the ports (nftables DNAT moves the
+// traffic before it reaches them). On error nothing stays open.
+func Publish(bindings []Binding, target netip.Addr, forward bool) (*Proxy, []Published, error) {
+	p := &Proxy{reserveOnly: !forward}
 	var out []Published
 	for _, b := range bindings {
 		pub, err := p.listen(b, target)
@@ -173,7 +176,9 @@ func (p *Proxy) listen(b Binding, target netip.Addr) (Published, error) {
 			if c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))); err == nil {
 				pub.HostPort = c.LocalAddr().(*net.UDPAddr).Port
 				p.add(c)
-				p.wg.Go(func() { p.serveUDP(c, to) })
+				if !p.reserveOnly {
+					p.wg.Go(func() { p.serveUDP(c, to) })
+				}
 				return pub, nil
 			}
 		} else {
@@ -181,7 +186,9 @@ func (p *Proxy) listen(b Binding, target netip.Addr) (Published, error) {
 			if l, err = net.Listen("tcp4", addr); err == nil {
 				pub.HostPort = l.Addr().(*net.TCPAddr).Port
 				p.add(l)
-				p.wg.Go(func() { p.serveTCP(l, to) })
+				if !p.reserveOnly {
+					p.wg.Go(func() { p.serveTCP(l, to) })
+				}
 				return pub, nil
 			}
 		}

@@ -81,7 +81,7 @@ func TestProxy(t *testing.T) {
 		}
 	}()
 	tcpPort, udpPort := tcpSrv.Addr().(*net.TCPAddr).Port, udpSrv.LocalAddr().(*net.UDPAddr).Port
-	p, pub, err := Publish([]Binding{{Proto: "tcp", CtrPort: tcpPort, HostIP: lo}, {Proto: "udp", CtrPort: udpPort, HostIP: lo}}, lo)
+	p, pub, err := Publish([]Binding{{Proto: "tcp", CtrPort: tcpPort, HostIP: lo}, {Proto: "udp", CtrPort: udpPort, HostIP: lo}}, lo, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestProxy(t *testing.T) {
 		t.Errorf("through the UDP proxy: %q, %v", buf[:n], err)
 	}
 	// The same host port again is refused.
-	if _, _, err := Publish([]Binding{{Proto: "tcp", CtrPort: 1, HostIP: lo, Port: pub[0].HostPort, Last: pub[0].HostPort}}, lo); !errors.Is(err, drivers.ErrAlreadyExists) {
+	if _, _, err := Publish([]Binding{{Proto: "tcp", CtrPort: 1, HostIP: lo, Port: pub[0].HostPort, Last: pub[0].HostPort}}, lo, false); !errors.Is(err, drivers.ErrAlreadyExists) {
 		t.Errorf("publishing a port in use: %v", err)
 	}
 	if err := p.Close(); err != nil {
