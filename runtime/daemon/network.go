@@ -76,63 +76,6 @@ func (d *Daemon) openNetworks() error {
 	return nil
 }
 
-// embeddedDNS says nw has the embedded DNS server: user bridges, as in
-// dockerd (the default bridge has none).
-func embeddedDNS(nw network.Record) bool {
-	return nw.Driver == network.DriverBridge && nw.Name != network.DefaultBridge
-}
-
-// dnsLookup answers the embedded DNS server of network netID: the
-// addresses of the running containers named name (container name, short
-// ID or --network-alias) on the user networks the asking container is
-// on, or on netID when the client is not known there.
-func (d *Daemon) dnsLookup(netID string, client netip.Addr, name string) []netip.Addr {
-	all, err := d.nets.List()
-	if err != nil {
-		return nil
-	}
-	asker := ""
-	for _, nw := range all {
-		if nw.ID != netID {
-			continue
-		}
-		for id, ep := range nw.Endpoints {
-			if ep.IP == client.String() {
-				asker = id
-			}
-		}
-	}
-	var out []netip.Addr
-	for _, nw := range all {
-		if !embeddedDNS(nw) {
-			continue
-		}
-		if _, on := nw.Endpoints[asker]; nw.ID != netID && !on {
-			continue
-		}
-		for id, ep := range nw.Endpoints {
-			if !nameMatches(name, ep) {
-				continue
-			}
-			r, err := d.ctrs.Get(id)
-			if err != nil || r.State.Status != containers.Running {
-				continue
-			}
-			if ip, err := netip.ParseAddr(ep.IP); err == nil && !slices.Contains(out, ip) {
-				out = append(out, ip)
-			}
-		}
-	}
-	return out
-}
-
-func nameMatches(name string, ep network.Endpoint) bool {
-	if name == strings.ToLower(ep.Container) || name == ep.ContainerID[:12] {
-		return true
-	}
-	return slices.ContainsFunc(ep.Aliases, func(a string) bool { return strings.ToLower(a) == name })
-}
-
 // netnsPath is the bind-mounted network namespace of a container with
 // its own network.
 func (d *Daemon) netnsPath(id string) string { return filepath.Join(d.cfg.ExecRoot, "netns", id) }
@@ -197,66 +140,6 @@ func (d *Daemon) attachAtCreate(rec *containers.Record, nc *nettypes.NetworkingC
 	}
 	_, _, err = d.connect(nw, rec, es)
 	return err
-}
-
-// checkLinks checks the --link targets of rec, on network nw, and stores
-// them as dockerd shows them, /TARGET:/NAME/ALIAS.
-func (d *Daemon) checkLinks(rec *containers.Record, nw network.Record) error {
-	hc := rec.HostConfig
-	if len(hc.Links) > 0 && !nw.Addressed() {
-		return fmt.Errorf("conflicting options: %s type networking can't be used with links; links need a bridge network: %w", nw.Name, drivers.ErrInvalidArgument)
-	}
-	for i, l := range hc.Links {
-		name, alias, err := network.ParseLink(l)
-		if err != nil {
-			return err
-		}
-		target, err := d.ctrs.Get(name)
-		if err != nil {
-			// 400, not 404: the CLI takes a 404 from create for a
-			// missing image and tries to pull it.
-			return fmt.Errorf("could not get container for %s: %v: %w", name, err, drivers.ErrInvalidArgument)
-		}
-		hc.Links[i] = "/" + target.Name + ":/" + rec.Name + "/" + alias
-	}
-	return nil
-}
-
-// linked resolves r's links at its start: the /etc/hosts entries and the
-// environment Docker's legacy links give. A target must be running.
-func (d *Daemon) linked(r containers.Record) ([]network.HostEntry, []string, error) {
-	var hosts []network.HostEntry
-	var env []string
-	for _, l := range r.HostConfig.Links {
-		name, alias, err := network.ParseLink(l)
-		if err != nil {
-			return nil, nil, err
-		}
-		target, err := d.ctrs.Get(name)
-		if err != nil {
-			return nil, nil, fmt.Errorf("link %s: %w", l, err)
-		}
-		if target.State.Status != containers.Running {
-			return nil, nil, fmt.Errorf("cannot link to a non running container: /%s AS /%s/%s: start it first: %w", target.Name, r.Name, alias, drivers.ErrFailedPrecondition)
-		}
-		eps, err := d.nets.Of(target.ID)
-		if err != nil {
-			return nil, nil, err
-		}
-		var ip netip.Addr
-		for _, a := range eps {
-			if a.Endpoint.IP != "" {
-				ip, _ = netip.ParseAddr(a.Endpoint.IP)
-				break
-			}
-		}
-		if !ip.IsValid() {
-			return nil, nil, fmt.Errorf("link %s: container %s has no address on a bridge network: %w", l, target.Name, drivers.ErrFailedPrecondition)
-		}
-		hosts = append(hosts, network.HostEntry{IP: ip.String(), Names: []string{alias, target.ID[:12], target.Name}})
-		env = append(env, network.LinkEnv(r.Name, alias, network.Linked{Name: target.Name, IP: ip, Exposed: target.Config.ExposedPorts, Env: target.Config.Env})...)
-	}
-	return hosts, env, nil
 }
 
 // connect records rec's endpoint on nw from the endpoint settings (nil:
