@@ -334,6 +334,8 @@ func TestEndToEndNetworks(t *testing.T) {
 		{"POST", "/v1.41/networks/create", []byte(`{"Name":"bad","IPAM":{"Config":[{"Subnet":"10.1.0.0/16","Gateway":"10.2.0.1"}]}}`), 400, "gateway"},
 		{"POST", "/v1.41/networks/create", []byte(`{"Name":"net1"}`), 409, "already exists"},
 		{"POST", "/v1.41/networks/create", []byte(`{"Name":"m","Driver":"ipvlan"}`), 501, "not supported"},
+		{"POST", "/v1.41/networks/create", []byte(`{"Name":"m","Scope":"swarm"}`), 501, "local"},
+		{"POST", "/v1.41/networks/create", []byte(`{"Name":"m","EnableIPv6":true}`), 501, "IPv6"},
 		{"POST", "/v1.41/networks/create", []byte(`{"Name":"m","Driver":"macvlan"}`), 400, "parent"},
 		{"POST", "/v1.41/networks/create", []byte(`{"Name":"m","Driver":"macvlan","Options":{"parent":"nosuch0"}}`), 400, "does not exist"},
 		{"POST", "/v1.41/networks/create", []byte(`{not json`), 400, "invalid JSON"},

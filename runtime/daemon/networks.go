@@ -128,6 +128,14 @@ func (d *Daemon) InspectNetwork(_ context.Context, ref string) (nettypes.Inspect
 func (d *Daemon) CreateNetwork(_ context.Context, req nettypes.CreateRequest) (nettypes.CreateResponse, error) {
 	o := network.CreateOptions{Name: req.Name, Driver: req.Driver, Internal: req.Internal, Attachable: req.Attachable,
 		Labels: req.Labels, Options: req.Options, BridgeName: userBridgeName}
+	switch {
+	case req.ConfigOnly || req.ConfigFrom != nil:
+		return nettypes.CreateResponse{}, fmt.Errorf("--config-only and --config-from networks are not supported: %w", drivers.ErrNotImplemented)
+	case req.Ingress || req.Scope != "" && req.Scope != "local":
+		return nettypes.CreateResponse{}, fmt.Errorf("swarm networks (--ingress, --scope %s) are not supported: layerlabd's networks are local: %w", req.Scope, drivers.ErrNotImplemented)
+	case req.EnableIPv4 != nil && !*req.EnableIPv4:
+		return nettypes.CreateResponse{}, fmt.Errorf("networks without IPv4 are not supported: %w", drivers.ErrNotImplemented)
+	}
 	if req.EnableIPv6 != nil && *req.EnableIPv6 {
 		return nettypes.CreateResponse{}, fmt.Errorf("--ipv6: IPv6 networks are not supported: %w", drivers.ErrNotImplemented)
 	}
