@@ -134,6 +134,9 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 		undoMounts()
 		return out, err
 	}
+	if m := d.networkMode(hc.NetworkMode); (m == "host" || m == "none") && (len(hc.PortBindings) > 0 || hc.PublishAllPorts) {
+		warnings = append(warnings, "Published ports are discarded when using "+m+" network mode")
+	}
 	if err := d.attachAtCreate(rec, req.NetworkingConfig); err == nil {
 		_, err = d.ctrs.Update(rec.ID, func(r *containers.Record) error { r.HostConfig = rec.HostConfig; return nil })
 	} else {
