@@ -119,7 +119,7 @@ func (d *Daemon) attachAtCreate(rec *containers.Record, nc *nettypes.NetworkingC
 	}
 	nw, err := d.nets.Get(mode)
 	if err != nil {
-		return fmt.Errorf("network %s not found: create it with docker network create, or use bridge, host or none: %w", mode, drivers.ErrInvalidArgument)
+		return fmt.Errorf("network %s not found (%v): create it with docker network create, or use bridge, host or none: %w", mode, err, drivers.ErrInvalidArgument)
 	}
 	hc.NetworkMode = container.NetworkMode(nw.Name)
 	if err := d.checkLinks(rec, nw); err != nil {
@@ -132,7 +132,7 @@ func (d *Daemon) attachAtCreate(rec *containers.Record, nc *nettypes.NetworkingC
 	if nc != nil {
 		// The CLI keys it by the mode as typed ("default" without
 		// --network).
-		for _, k := range []string{string(rec.HostConfig.NetworkMode), raw, nw.Name, nw.ID, "default"} {
+		for _, k := range []string{raw, nw.Name, nw.ID, "default"} {
 			if es = nc.EndpointsConfig[k]; es != nil {
 				break
 			}
