@@ -204,8 +204,11 @@ func daemonRuns(ctx context.Context, r *run, t *target, dir, archive string) (er
 	name := t.info.Driver
 	// Its own cgroup parent: the containers of a layerlabd that runs
 	// next to the bench (an e2e test) live under /layerlab.
+	// --bridge none: cli-run's `docker run` gets network none, as
+	// api-run's creates ask, the match of dockerd-nonet-cli-run.
 	args := []string{"-H", "unix://" + sock, "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
-		"--cgroup-parent", daemonCgroupParent, "--storage-driver", name, "--storage-opt", name + ".home=" + filepath.Join(dir, "home")}
+		"--cgroup-parent", daemonCgroupParent, "--storage-driver", name, "--storage-opt", name + ".home=" + filepath.Join(dir, "home"),
+		"--bridge", "none"}
 	keys := make([]string, 0, len(t.info.DriverOptions))
 	for k := range t.info.DriverOptions {
 		keys = append(keys, k)

@@ -29,6 +29,10 @@ targets=(
   "./runtime/build/ FuzzParseArgs 100000"
   "./runtime/build/ FuzzDockerfile 2000"
   "./runtime/build/ FuzzIgnore 5000"
+  "./runtime/network/ FuzzParsePool 100000"
+  "./runtime/network/ FuzzParseBindings 100000"
+  "./runtime/network/ FuzzParseResolv 100000"
+  "./runtime/network/ FuzzParseLink 100000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

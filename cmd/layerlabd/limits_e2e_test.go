@@ -228,7 +228,7 @@ func checkOOMKill(t *testing.T, c cli) {
 // interfaces but lo (a veth pair the test adds there).
 func checkStatsAPI(t *testing.T, c cli) {
 	t.Helper()
-	c.expect(0, "", "run", "-d", "--name", "busy", "--cpus", ".5", "busybox", "sh", "-c", "while :; do :; done")
+	c.expect(0, "", "run", "-d", "--name", "busy", "--net", "none", "--cpus", ".5", "busybox", "sh", "-c", "while :; do :; done")
 	pid := strings.TrimSpace(c.expect(0, "", "inspect", "-f", "{{.State.Pid}}", "busy"))
 	if _, err := strconv.Atoi(pid); err != nil {
 		t.Fatalf("inspect busy: pid %q", pid)

@@ -45,6 +45,8 @@ func newRoot() *cobra.Command {
 		logOpts  []string
 		remote   remoteFlags
 		cfgFile  string
+		// userlandProxy is dockerd's flag; the daemon takes its opposite.
+		userlandProxy bool
 	)
 	cmd := &cobra.Command{
 		Use:           "layerlabd",
@@ -62,6 +64,7 @@ func newRoot() *cobra.Command {
 			cfg.Registry = builtin.Registry()
 			cfg.Version, cfg.Commit = version, commit
 			cfg.Drivers = enabled
+			cfg.NATPorts = !userlandProxy
 			opts, err := storageOptions(cfg.Registry, optFlags)
 			if err != nil {
 				return err
@@ -92,6 +95,8 @@ func newRoot() *cobra.Command {
 	f.StringVar(&cfg.LogDriver, "log-driver", "json-file", "default log driver of new containers: json-file, local, syslog, fluentd or none")
 	f.StringArrayVar(&logOpts, "log-opt", nil, "default log driver option as KEY=VALUE (repeatable), e.g. max-size=10m")
 	f.StringVar(&cfg.Runtime, "runtime", "libcontainer", "how containers run: libcontainer (in process) or runc (the runc binary)")
+	f.BoolVar(&userlandProxy, "userland-proxy", true, "publish ports through a proxy in the daemon; false: nftables DNAT rules in the daemon's network namespace")
+	f.StringVar(&cfg.Bridge, "bridge", daemon.DefaultBridge, "Linux bridge of the default bridge network; none: no default bridge, containers get network none by default")
 	f.StringVar(&cfgFile, "config-file", defaultConfigFile, "daemon.json with dockerd's keys for these options (a key may not also be a flag)")
 	certs := defaultCertPath()
 	f.BoolVar(&remote.tls, "tls", false, "serve tcp:// with TLS (implied by --tlsverify, which tcp needs: clients must show a certificate --tlscacert signed)")

@@ -52,6 +52,7 @@ type Backend interface {
 	ResourceBackend
 	VolumeBackend
 	BuildBackend
+	NetworkBackend
 }
 
 // Handler returns the API's http.Handler over b.
@@ -154,6 +155,9 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 	if strings.HasPrefix(p, "/containers/") {
 		return rt.containerRoute(w, r, p)
 	}
+	if p == "/networks" || strings.HasPrefix(p, "/networks/") {
+		return rt.networkRoute(w, r, p)
+	}
 	if p == "/volumes" || strings.HasPrefix(p, "/volumes/") {
 		return rt.volumeRoute(w, r, p)
 	}
@@ -217,6 +221,8 @@ func Status(err error) int {
 		return http.StatusMethodNotAllowed
 	case errors.Is(err, drivers.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, drivers.ErrInvalidArgument):
 		return http.StatusBadRequest
 	case errors.Is(err, drivers.ErrAlreadyExists), errors.Is(err, drivers.ErrFailedPrecondition):

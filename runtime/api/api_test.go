@@ -28,6 +28,7 @@ func TestStatus(t *testing.T) {
 		{fmt.Errorf("x: %w", containers.ErrNameConflict), http.StatusConflict},
 		{fmt.Errorf("x: %w", containers.ErrBadTransition), http.StatusConflict},
 		{errMethod, http.StatusMethodNotAllowed},
+		{fmt.Errorf("network in use: %w", ErrForbidden), http.StatusForbidden},
 		{errors.New("disk on fire"), http.StatusInternalServerError},
 		{fmt.Errorf("x: %w", drivers.ErrUnavailable), http.StatusInternalServerError},
 	} {

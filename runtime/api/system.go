@@ -10,7 +10,6 @@ import (
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/logs"
@@ -25,9 +24,8 @@ type SystemBackend interface {
 	DiskUsage(ctx context.Context) (types.DiskUsage, error)
 }
 
-// systemRoute serves /events, /system/df and the prunes `docker system
-// prune` calls that are not an object's own: networks (layerlabd keeps
-// none yet) and the build cache.
+// systemRoute serves /events, /system/df and the build cache's prune,
+// which `docker system prune` calls.
 func (rt router) systemRoute(w http.ResponseWriter, r *http.Request, p string) (bool, error) {
 	post, get := r.Method == http.MethodPost, r.Method == http.MethodGet
 	switch p {
@@ -40,11 +38,6 @@ func (rt router) systemRoute(w http.ResponseWriter, r *http.Request, p string) (
 				return err
 			}
 			return writeJSON(w, http.StatusOK, du)
-		})
-	case "/networks/prune":
-		// No user-defined networks exist in layerlabd yet: nothing to prune.
-		return true, only(post, func() error {
-			return writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: []string{}})
 		})
 	case "/build/prune":
 		return true, only(post, func() error {

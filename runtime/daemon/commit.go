@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -205,6 +206,16 @@ func (d *Daemon) ContainerChanges(ctx context.Context, ref string) ([]container.
 				}
 			}
 		}
+	}
+	// The files the runtime made to bind-mount the managed /etc files
+	// on: dockerd's init layer holds them, so they never show.
+	for _, p := range []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"} {
+		if kinds[p] == container.ChangeAdd {
+			delete(kinds, p)
+		}
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Keys(kinds)), func(p string) bool { return strings.HasPrefix(p, "/etc/") }) {
+		delete(kinds, "/etc") // the layer has it only for those files
 	}
 	// dockerd lists the directories holding a change as modified.
 	for p := range kinds {

@@ -14,11 +14,13 @@ import (
 	"github.com/docker/docker/api/types/container"
 	eventtypes "github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/storage"
+	"github.com/docker/go-connections/nat"
 	"github.com/docker/go-units"
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/containers"
 	"github.com/layerlab/layerlab/runtime/logs"
+	"github.com/layerlab/layerlab/runtime/network"
 )
 
 // driverKey is the --storage-opt key that picks a container's driver (a
@@ -70,8 +72,8 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 		}
 		snapOpts = append(snapOpts, drivers.WithSize(size))
 	}
-	if m := string(hc.NetworkMode); m != "" && m != "default" && m != "none" && m != "host" {
-		return out, fmt.Errorf("network mode %q: only none and host for now: %w", m, drivers.ErrInvalidArgument)
+	if _, err := network.ParseBindings(hc.PortBindings, nil, false); err != nil {
+		return out, err
 	}
 	imageID, err := d.images.Resolve(req.Config.Image)
 	if err != nil {
@@ -96,6 +98,15 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 		if cfg.User == "" {
 			cfg.User = ic.User
 		}
+		for p := range ic.ExposedPorts {
+			if cfg.ExposedPorts == nil {
+				cfg.ExposedPorts = nat.PortSet{}
+			}
+			cfg.ExposedPorts[nat.Port(p)] = struct{}{}
+		}
+	}
+	if _, err := network.ParseBindings(nil, cfg.ExposedPorts, true); err != nil {
+		return out, fmt.Errorf("exposed ports: %w", err)
 	}
 	args := append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...)
 	if len(args) == 0 {
@@ -123,11 +134,20 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 		undoMounts()
 		return out, err
 	}
+	if m := d.networkMode(hc.NetworkMode); (m == "host" || m == "none") && (len(hc.PortBindings) > 0 || hc.PublishAllPorts) {
+		warnings = append(warnings, "Published ports are discarded when using "+m+" network mode")
+	}
+	if err := d.attachAtCreate(rec, req.NetworkingConfig); err == nil {
+		_, err = d.ctrs.Update(rec.ID, func(r *containers.Record) error { r.HostConfig = rec.HostConfig; return nil })
+	} else {
+		undoMounts()
+		return out, errors.Join(err, d.nets.Release(rec.ID), d.ctrs.Delete(rec.ID))
+	}
 	d.useImage(imageID, 1)
 	if err := d.prepareRootfs(ctx, drv, rec, snapOpts...); err != nil {
 		d.useImage(imageID, -1)
 		undoMounts()
-		return out, errors.Join(err, d.ctrs.Delete(rec.ID))
+		return out, errors.Join(err, d.nets.Release(rec.ID), d.ctrs.Delete(rec.ID))
 	}
 	d.live(rec.ID)
 	d.containerEvent(*rec, eventtypes.ActionCreate, nil)
@@ -205,7 +225,7 @@ func (d *Daemon) InspectContainer(ctx context.Context, ref string) (container.In
 			Platform: "linux", HostConfig: r.HostConfig, GraphDriver: d.graphDriver(ctx, r), RestartCount: r.RestartCount,
 		},
 		Mounts: d.mountPoints(r), Config: r.Config,
-		NetworkSettings: &container.NetworkSettings{},
+		NetworkSettings: d.networkSettings(r),
 	}, nil
 }
 
@@ -265,7 +285,7 @@ func (d *Daemon) ListContainers(_ context.Context, all bool) ([]container.Summar
 		s := container.Summary{
 			ID: r.ID, Names: []string{"/" + r.Name}, Image: r.Image, ImageID: r.ImageID.String(),
 			Command: strings.Join(append([]string{r.Path}, r.Args...), " "), Created: r.Created.Unix(),
-			Ports: []container.Port{}, Labels: r.Config.Labels, State: r.State.Status, Status: statusText(r.State),
+			Ports: d.summaryPorts(r), Labels: r.Config.Labels, State: r.State.Status, Status: statusText(r.State),
 			Mounts: d.mountPoints(r),
 		}
 		s.HostConfig.NetworkMode = string(r.HostConfig.NetworkMode)
@@ -334,10 +354,14 @@ func (d *Daemon) remove(ctx context.Context, id string, volumes bool) error {
 	if err := logs.Remove(d.logInfo(r)); err != nil {
 		return err
 	}
-	for _, p := range []string{d.rootfs(r.ID), d.containerDir(r.ID)} {
+	for _, p := range []string{d.rootfs(r.ID), filepath.Join(d.containerDir(r.ID), "hosts"), filepath.Join(d.containerDir(r.ID), "resolv.conf"),
+		filepath.Join(d.containerDir(r.ID), "hostname"), d.containerDir(r.ID)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
+	}
+	if err := d.nets.Release(r.ID); err != nil {
+		return fmt.Errorf("releasing the network addresses of container %s: %w", r.Name, err)
 	}
 	if err := d.ctrs.Delete(r.ID); err != nil {
 		return err

@@ -37,6 +37,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/images"
 	"github.com/layerlab/layerlab/runtime/logs"
 	"github.com/layerlab/layerlab/runtime/metrics"
+	"github.com/layerlab/layerlab/runtime/network"
 	"github.com/layerlab/layerlab/runtime/volumes"
 )
 
@@ -55,7 +56,14 @@ type Config struct {
 	CgroupParent  string            // where containers' cgroups go; "" for /layerlab
 	LogDriver     string            // --log-driver: new containers' default; "" for json-file
 	LogOpts       map[string]string // --log-opt: the default driver's options
-	Log           *slog.Logger      // what the daemon does on its own (nil: slog's default)
+	// Bridge is the default bridge network's Linux bridge ("":
+	// DefaultBridge); "none" has no default bridge network, so
+	// containers get network none by default.
+	Bridge string
+	// NATPorts publishes ports by nftables DNAT in the daemon's
+	// namespace instead of the userland proxy (--userland-proxy=false).
+	NATPorts bool
+	Log      *slog.Logger // what the daemon does on its own (nil: slog's default)
 	// Metrics, when --metrics-addr is set, times the drivers and reads
 	// the containers' cgroups at scrape time (nil: no metrics).
 	Metrics *metrics.Metrics
@@ -75,6 +83,10 @@ type Daemon struct {
 	limits  hostLimits  // what the host's cgroups can limit (limits.go)
 	stats   statsState  // docker stats' cgroup reader and CPU sampler (stats.go)
 	vols    *volumes.Store
+	nets    *network.Store
+	host    *network.Host     // netlink in the daemon's network namespace
+	dns     *network.Resolver // user bridges' embedded DNS servers
+	nat     *network.NAT      // nil: published ports go through the userland proxy
 
 	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
 	lives map[string]*live // by container ID
@@ -82,8 +94,10 @@ type Daemon struct {
 	// image in use; in memory because the image store asks inside its
 	// own write transaction.
 	imageUse map[digest.Digest]int
-	execs    execStore   // docker exec's records, in memory as dockerd's (exec.go)
-	closing  atomic.Bool // set by Close: no restart policy acts any more
+	execs    execStore // docker exec's records, in memory as dockerd's (exec.go)
+	// netStates are the running containers' port proxies, by ID.
+	netStates map[string]*netState
+	closing   atomic.Bool // set by Close: no restart policy acts any more
 	// streamsEnd closes when the daemon shuts down (EndStreams): the
 	// streams that would run for ever (events, docker stats) end.
 	streamsEnd     chan struct{}
@@ -132,7 +146,7 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 	}
-	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}, lives: map[string]*live{}, imageUse: map[digest.Digest]int{}, events: events.New(0), streamsEnd: make(chan struct{})}
+	d := &Daemon{cfg: cfg, drivers: map[string]drivers.Driver{}, lives: map[string]*live{}, imageUse: map[digest.Digest]int{}, netStates: map[string]*netState{}, events: events.New(0), streamsEnd: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, d.Close())
@@ -163,11 +177,17 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.openVolumes(recs); err != nil {
 		return nil, err
 	}
+	if err := d.openNetworks(); err != nil {
+		return nil, err
+	}
 	if d.exec, err = newExecutor(cfg); err != nil {
 		return nil, err
 	}
 	if err := d.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovering the containers a previous daemon left: %w", err)
+	}
+	if err := d.sweepNetwork(); err != nil {
+		return nil, fmt.Errorf("removing the network namespaces and veths a previous daemon left: %w", err)
 	}
 	if err := d.vols.Recover(); err != nil {
 		return nil, fmt.Errorf("unmounting the volumes a previous daemon left mounted: %w", err)
@@ -266,6 +286,11 @@ func (d *Daemon) Close() error {
 	d.closing.Store(true)
 	d.cancelRestarts()
 	errs := []error{d.StopAll(ctx)}
+	if d.host != nil {
+		errs = append(errs, d.removeBridges())
+		d.host.Close()
+		d.host = nil
+	}
 	d.EndStreams()
 	d.stats.close()
 	if d.exec != nil {

@@ -126,10 +126,21 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 			err = errors.Join(err, log.Close(), mount.UnmountAll(rootfs))
 		}
 	}()
-	spec, err := d.spec(r, rootfs)
+	nsPath, etc, linkEnv, err := d.startNetwork(r)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, d.stopNetwork(r.ID))
+		}
+	}()
+	spec, err := d.spec(r, rootfs, nsPath)
+	if err != nil {
+		return err
+	}
+	withMounts(spec, etc)
+	spec.Process.Env = append(spec.Process.Env, linkEnv...)
 	vm, err := d.mountVolumes(ctx, r, rootfs)
 	if err != nil {
 		return err
@@ -215,13 +226,14 @@ func (d *Daemon) failedStart(ctx context.Context, r containers.Record, l *live, 
 
 // spec is the OCI spec for r on rootfs (mounted: users are looked up in
 // the image's /etc/passwd and /etc/group).
-func (d *Daemon) spec(r containers.Record, rootfs string) (*specs.Spec, error) {
+// nsPath is the network namespace to join ("" with the host's network).
+func (d *Daemon) spec(r containers.Record, rootfs, nsPath string) (*specs.Spec, error) {
 	u, err := lookupUser(rootfs, r.Config.User)
 	if err != nil {
 		return nil, err
 	}
 	network := executor.NetworkNone
-	if r.HostConfig.NetworkMode == "host" {
+	if nsPath == "" {
 		network = executor.NetworkHost
 	}
 	hostname := r.Config.Hostname
@@ -234,7 +246,7 @@ func (d *Daemon) spec(r containers.Record, rootfs string) (*specs.Spec, error) {
 	}
 	s, err := executor.DefaultSpec(append([]string{r.Path}, r.Args...), rootfs, executor.SpecOpts{
 		Env: env, Cwd: r.Config.WorkingDir, UID: uint32(u.Uid), GID: uint32(u.Gid), Hostname: hostname,
-		Network: network, Terminal: r.Config.Tty, ReadOnly: r.HostConfig.ReadonlyRootfs,
+		Network: network, NetworkPath: nsPath, Terminal: r.Config.Tty, ReadOnly: r.HostConfig.ReadonlyRootfs,
 	})
 	if err != nil {
 		return nil, err
@@ -286,7 +298,7 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writ
 		<-copied
 	}
 	rootfs := d.rootfs(id)
-	errs := errors.Join(werr, delErr, log.Close(), mount.UnmountAll(rootfs))
+	errs := errors.Join(werr, delErr, log.Close(), mount.UnmountAll(rootfs), d.stopNetwork(id))
 	if rec, err := d.ctrs.Get(id); err == nil {
 		errs = errors.Join(errs, d.unmountVolumes(rec))
 	}

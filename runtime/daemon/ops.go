@@ -90,6 +90,10 @@ func (d *Daemon) RenameContainer(_ context.Context, ref, name string) error {
 	if err := d.ctrs.Rename(r.ID, name); err != nil {
 		return err
 	}
+	// Its endpoints carry the name the embedded DNS server answers.
+	if err := d.nets.Rename(r.ID, strings.TrimPrefix(name, "/")); err != nil {
+		return fmt.Errorf("renaming the network endpoints of %s: %w", r.Name, err)
+	}
 	d.containerEventByID(r.ID, eventtypes.ActionRename, map[string]string{"oldName": "/" + r.Name})
 	return nil
 }

@@ -11,7 +11,8 @@ import (
 // Network is a container's network mode.
 type Network string
 
-// The network modes this executor knows. Bridge networking comes later.
+// The network modes this executor knows; the daemon's bridge networks
+// are NetworkNone with a prepared namespace (SpecOpts.NetworkPath).
 const (
 	NetworkNone Network = "none" // a new network namespace with only lo
 	NetworkHost Network = "host" // the host's network namespace
@@ -29,8 +30,12 @@ type SpecOpts struct {
 	UID, GID uint32   // default 0 (root)
 	Hostname string
 	Network  Network // default NetworkNone
-	Terminal bool
-	ReadOnly bool // a read-only root filesystem
+	// NetworkPath, with NetworkNone, joins the network namespace at this
+	// path (a bind-mounted nsfs file or /proc/PID/ns/net) instead of
+	// making a new one: the daemon's bridge networking prepares it.
+	NetworkPath string
+	Terminal    bool
+	ReadOnly    bool // a read-only root filesystem
 }
 
 // defaultCapabilities returns the capabilities Docker grants a container
@@ -81,7 +86,7 @@ func DefaultSpec(args []string, rootfs string, o SpecOpts) (*specs.Spec, error) 
 		{Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
 	}
 	if o.Network == NetworkNone {
-		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: o.NetworkPath})
 	}
 	s := &specs.Spec{
 		Version:  specs.Version,
