@@ -28,6 +28,8 @@ const lifecycleNote = "lifecycle: a container's whole life, create + start + wai
 	"the container record, the snapshot's prepare+mount, libcontainer create/start, the wait, and delete with unmount and remove; api-create, api-start, api-wait and api-delete are its parts. " +
 	"bare-run is the same life with runc's libcontainer in the bench's own process on the same driver: prepare a child of the committed busybox layer, mount, create/start/wait/delete, unmount, remove; " +
 	"bare-exec is its libcontainer part alone (create to delete). " +
+	"api-run-bridge and api-run-nonet alternate the api-run life on a user bridge network the bench creates (netns, veth pair, address, /etc files) and on network none; " +
+	"api-start-bridge minus api-start-nonet is what networking adds to a start. " +
 	"cli-run is the wall time of `docker run --rm busybox true` (/usr/local/bin/docker) against that layerlabd, the CLI process included; " +
 	"dockerd-cli-run is the same command against Debian's dockerd as installed (overlay2 on the same backing filesystem, the default bridge network: docker0 and iptables inside a mount+network namespace the bench made), " +
 	"dockerd-nonet-cli-run against a second dockerd with --bridge=none --iptables=false (no network setup, as layerlabd's network none); both only on overlay2 targets and when dockerd is installed. " +
@@ -233,6 +235,9 @@ func daemonRuns(ctx context.Context, r *run, t *target, dir, archive string) (er
 	if err := apiRuns(ctx, r, t, c, ll.pid()); err != nil {
 		return err
 	}
+	if err := bridgeRuns(ctx, r, t, c); err != nil {
+		return err
+	}
 	var peers []peer
 	for _, bridge := range []bool{false, true} {
 		p, perr := startPeer(ctx, r, t, dir, sockDir, archive, bridge)
@@ -304,9 +309,14 @@ type createdContainer struct {
 
 // create makes a busybox container running args, with no network.
 func (c *apiClient) create(ctx context.Context, args ...string) (string, error) {
+	return c.createOn(ctx, "none", args...)
+}
+
+// createOn makes a busybox container running args on network.
+func (c *apiClient) createOn(ctx context.Context, network string, args ...string) (string, error) {
 	req := container.CreateRequest{
 		Config:     &container.Config{Image: "busybox", Cmd: args},
-		HostConfig: &container.HostConfig{NetworkMode: "none"},
+		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(network)},
 	}
 	var out createdContainer
 	if err := c.do(ctx, http.MethodPost, "/containers/create", req, &out); err != nil {
@@ -330,8 +340,13 @@ func (c *apiClient) remove(ctx context.Context, ids ...string) error {
 // apiOnce is one container's life through the API; it returns the time
 // of its create, start, wait and delete.
 func apiOnce(ctx context.Context, c *apiClient) (parts [4]time.Duration, err error) {
+	return apiOnceOn(ctx, c, "none")
+}
+
+// apiOnceOn is apiOnce with the container on network.
+func apiOnceOn(ctx context.Context, c *apiClient, network string) (parts [4]time.Duration, err error) {
 	t0 := time.Now()
-	id, err := c.create(ctx, "true")
+	id, err := c.createOn(ctx, network, "true")
 	if err != nil {
 		return parts, err
 	}
