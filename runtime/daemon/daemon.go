@@ -37,6 +37,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/images"
 	"github.com/layerlab/layerlab/runtime/logs"
 	"github.com/layerlab/layerlab/runtime/metrics"
+	"github.com/layerlab/layerlab/runtime/registry"
 	"github.com/layerlab/layerlab/runtime/volumes"
 )
 
@@ -56,6 +57,8 @@ type Config struct {
 	LogDriver     string            // --log-driver: new containers' default; "" for json-file
 	LogOpts       map[string]string // --log-opt: the default driver's options
 	Log           *slog.Logger      // what the daemon does on its own (nil: slog's default)
+	// Registries is --insecure-registry and --registry-certs-dir.
+	Registries registry.Config
 	// Metrics, when --metrics-addr is set, times the drivers and reads
 	// the containers' cgroups at scrape time (nil: no metrics).
 	Metrics *metrics.Metrics
@@ -75,6 +78,7 @@ type Daemon struct {
 	limits  hostLimits  // what the host's cgroups can limit (limits.go)
 	stats   statsState  // docker stats' cgroup reader and CPU sampler (stats.go)
 	vols    *volumes.Store
+	reg     *registry.Service // pull, push, login (registry.go)
 
 	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
 	lives map[string]*live // by container ID
@@ -138,6 +142,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			err = errors.Join(err, d.Close())
 		}
 	}()
+	if d.reg, err = registry.New(cfg.Registries); err != nil {
+		return nil, err
+	}
 	if d.lock, err = lockRoot(cfg.DataRoot); err != nil {
 		return nil, err
 	}
@@ -330,7 +337,7 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 		Architecture: runtime.GOARCH, KernelVersion: unix.ByteSliceToString(uts.Release[:]),
 		NCPU: runtime.NumCPU(), MemTotal: int64(si.Totalram) * int64(si.Unit), DockerRootDir: d.cfg.DataRoot, Debug: d.cfg.Debug,
 		LoggingDriver: d.cfg.LogDriver, Plugins: system.PluginsInfo{Log: logs.Drivers()}, CgroupDriver: "cgroupfs", DefaultRuntime: d.cfg.Runtime,
-		IndexServerAddress: "https://index.docker.io/v1/",
+		IndexServerAddress: "https://index.docker.io/v1/", RegistryConfig: d.registryConfig(),
 		// Both executors are built in; --runtime picks the one used.
 		Runtimes: map[string]system.RuntimeWithStatus{
 			"libcontainer": {Runtime: system.Runtime{Path: "(in process)"}},

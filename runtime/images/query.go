@@ -23,9 +23,10 @@ import (
 // entry is an image with its refs and decoded config, as the queries
 // below read it.
 type entry struct {
-	rec    Record
-	tags   []string
-	config ocispec.Image
+	rec     Record
+	tags    []string // repo:tag refs
+	digests []string // repo@digest refs (RepoDigests)
+	config  ocispec.Image
 }
 
 func (s *Store) entry(tx *bolt.Tx, id digest.Digest) (entry, error) {
@@ -36,7 +37,8 @@ func (s *Store) entry(tx *bolt.Tx, id digest.Digest) (entry, error) {
 	if !ok {
 		return entry{}, noSuchImage(id)
 	}
-	e := entry{rec: rec, tags: tagsOf(tx, id)}
+	e := entry{rec: rec}
+	e.tags, e.digests = splitRefs(tagsOf(tx, id))
 	raw, err := os.ReadFile(s.blobPath(id))
 	if err != nil {
 		return entry{}, fmt.Errorf("config of image %s: %w", id, err)
@@ -87,7 +89,8 @@ func (s *Store) List(f filters.Args) ([]dimage.Summary, error) {
 			if err != nil {
 				return err
 			}
-			if f.Contains("dangling") && dangling != (len(e.tags) == 0) {
+			// An image pulled by digest only is not dangling: a ref names it.
+			if f.Contains("dangling") && dangling != (len(e.tags)+len(e.digests) == 0) {
 				return nil
 			}
 			tags := e.tags
@@ -97,7 +100,7 @@ func (s *Store) List(f filters.Args) ([]dimage.Summary, error) {
 				}
 			}
 			out = append(out, dimage.Summary{
-				ID: e.rec.ID.String(), RepoTags: nonNil(tags), RepoDigests: []string{},
+				ID: e.rec.ID.String(), RepoTags: nonNil(tags), RepoDigests: nonNil(e.digests),
 				Created: created(e).Unix(), Size: e.rec.Size, Labels: e.config.Config.Labels,
 				Containers: -1, SharedSize: -1,
 			})
@@ -144,7 +147,7 @@ func (s *Store) Inspect(nameOrID string) (dimage.InspectResponse, error) {
 	}
 	c := e.config
 	r := dimage.InspectResponse{
-		ID: e.rec.ID.String(), RepoTags: nonNil(e.tags), RepoDigests: []string{},
+		ID: e.rec.ID.String(), RepoTags: nonNil(e.tags), RepoDigests: nonNil(e.digests),
 		Author: c.Author, Architecture: c.Architecture, Variant: c.Variant, Os: c.OS, OsVersion: c.OSVersion,
 		Size:        e.rec.Size,
 		Config:      &dockerspec.DockerOCIImageConfig{ImageConfig: c.Config},
