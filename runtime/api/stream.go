@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/docker/go-units"
 )
@@ -53,12 +54,15 @@ func bar(p *ProgressDetail) string {
 // with the first message, so an error before it still gets its own status
 // and JSON error.
 type stream struct {
+	mu      sync.Mutex // a backend may report from more than one goroutine
 	w       http.ResponseWriter
 	started bool
 	gone    bool // the client went away; later messages are dropped
 }
 
 func (s *stream) emit(m Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.gone {
 		return
 	}
@@ -82,11 +86,15 @@ func (s *stream) emit(m Message) {
 // finish ends the stream with err: as the answer when nothing was sent,
 // as the stream's last message (which the CLI prints) otherwise.
 func (s *stream) finish(err error) error {
-	if err == nil && !s.started {
+	s.mu.Lock()
+	started := s.started
+	if err == nil && !started {
+		s.started = true
 		s.w.Header().Set("Content-Type", "application/json")
 		s.w.WriteHeader(http.StatusOK)
 	}
-	if err == nil || !s.started {
+	s.mu.Unlock()
+	if err == nil || !started {
 		return err
 	}
 	s.emit(Message{Error: &ErrorDetail{Message: err.Error()}, ErrorMsg: err.Error()})

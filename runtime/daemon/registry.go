@@ -46,7 +46,7 @@ func (d *Daemon) PullImage(ctx context.Context, image, tag, platform string, ac 
 		return err
 	}
 	repo := images.FamiliarRepo(f.Ref.Context())
-	emit(api.Message{ID: f.Ref.Identifier(), Status: "Pulling from " + repo})
+	emit(api.Message{ID: f.Ref.Identifier(), Status: "Pulling from " + f.Ref.Context().RepositoryStr()})
 	var refs []string
 	shown := repo + "@" + f.Digest.String()
 	if t, ok := f.Ref.(name.Tag); ok {

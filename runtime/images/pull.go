@@ -37,7 +37,7 @@ type Progress func(id, status string, current, total int64)
 // Pulled is what a Pull stored.
 type Pulled struct {
 	ID    digest.Digest
-	Fresh bool // some layer or the image itself was new
+	Fresh bool // the name pulled did not name this image before
 }
 
 // Pull stores an image a registry served: img's layers as blobs[i] (its
@@ -79,9 +79,12 @@ func (s *Store) Pull(ctx context.Context, img v1.Image, refs []string, blobs []B
 	if len(layers) != len(cfg.RootFS.DiffIDs) || len(layers) != len(blobs) {
 		return Pulled{}, fmt.Errorf("%d layers in the manifest for %d DiffIDs in the config: %w", len(layers), len(cfg.RootFS.DiffIDs), ErrBadArchive)
 	}
-	_, known, err := s.recordOf(id)
-	if err != nil {
-		return Pulled{}, err
+	// As dockerd says: "newer" when the name did not already mean this image.
+	fresh := true
+	if len(refs) > 0 {
+		if cur, err := s.Resolve(refs[0]); err == nil && cur == id {
+			fresh = false
+		}
 	}
 	want := make([]digest.Digest, len(layers))
 	have := make([]bool, len(layers))
@@ -101,13 +104,11 @@ func (s *Store) Pull(ctx context.Context, img v1.Image, refs []string, blobs []B
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return Pulled{}, err
 	}
-	fresh := !known
 	c.rec = Record{ID: id, Loaded: time.Now().UTC()}
 	for i, l := range layers {
 		sid := short(blobs[i].Digest)
 		path := s.blobPath(want[i])
 		if !have[i] {
-			fresh = true
 			path = filepath.Join(scratch, fmt.Sprint("layer-", i))
 			if err := fetchLayer(l, scratch, path, want[i], blobs[i].Size, func(st string, cur, total int64) { progress(sid, st, cur, total) }); err != nil {
 				return Pulled{}, err

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -95,7 +94,9 @@ func (s *Store) List(f filters.Args) ([]dimage.Summary, error) {
 			}
 			tags := e.tags
 			if len(patterns) > 0 {
-				if tags = matching(tags, patterns); len(tags) == 0 {
+				// An image named only by digest matches by its repository.
+				tags = matching(tags, patterns)
+				if len(tags) == 0 && len(matching(e.digests, patterns)) == 0 {
 					return nil
 				}
 			}
@@ -115,7 +116,7 @@ func (s *Store) List(f filters.Args) ([]dimage.Summary, error) {
 func matching(tags, patterns []string) []string {
 	var out []string
 	for _, t := range tags {
-		repo := t[:strings.LastIndex(t, ":")]
+		repo := refRepo(t)
 		for _, p := range patterns {
 			if ok, _ := path.Match(p, t); ok {
 				out = append(out, t)

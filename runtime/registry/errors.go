@@ -1,10 +1,13 @@
 package registry
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -36,6 +39,12 @@ func (s *Service) explain(registry string, err error) error {
 			return fmt.Errorf("%w: %w", drivers.ErrNotFound, err)
 		}
 		return err
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var verify *tls.CertificateVerificationError
+	if errors.As(err, &unknownCA) || errors.As(err, &verify) {
+		return fmt.Errorf("registry %s: its TLS certificate is not trusted: put the CA that signed it in %s, or list the registry with --insecure-registry: %w: %w",
+			registry, filepath.Join(s.certs, registry, "ca.crt"), drivers.ErrUnavailable, err)
 	}
 	var ne net.Error
 	var dns *net.DNSError

@@ -75,9 +75,9 @@ func (s *Service) Fetch(ctx context.Context, ref string, platform v1.Platform, a
 		return Fetched{}, err
 	}
 	opts = append(opts, remote.WithPlatform(platform))
-	tctx, cancel := withTimeout(ctx)
-	defer cancel()
-	desc, err := remote.Get(r, append(opts, remote.WithContext(tctx))...)
+	// The request's context bounds it all: the image read below fetches
+	// its blobs lazily with the context Get was given.
+	desc, err := remote.Get(r, opts...)
 	if err != nil {
 		return Fetched{}, s.notFound(r, s.explain(reg, err))
 	}

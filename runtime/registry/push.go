@@ -123,7 +123,7 @@ func (s *Service) pushLayer(ctx context.Context, repo name.Repository, l PushLay
 			}
 			read := &countingLayer{Layer: src}
 			ml := &remote.MountableLayer{Layer: read, Reference: src.(*remote.MountableLayer).Reference}
-			if err := remote.WriteLayer(repo, ml, append(opts, remote.WithProgress(updates(ctx, id, "Pushing", progress)))...); err != nil {
+			if err := writeLayer(ctx, repo, ml, opts, id, progress); err != nil {
 				return Blob{}, nil, err
 			}
 			if read.read.Load() {
@@ -155,26 +155,31 @@ func (s *Service) pushLayer(ctx context.Context, repo name.Repository, l PushLay
 		progress(id, "Layer already exists", 0, 0)
 		return b, local, nil
 	}
-	if err := remote.WriteLayer(repo, local, append(opts, remote.WithProgress(updates(ctx, id, "Pushing", progress)))...); err != nil {
+	if err := writeLayer(ctx, repo, local, opts, id, progress); err != nil {
 		return Blob{}, nil, err
 	}
 	progress(id, "Pushed", 0, 0)
 	return b, local, nil
 }
 
-// updates returns a channel for remote.WithProgress that reports each
-// update as status of layer id; go-containerregistry closes it when the
-// write ends.
-func updates(ctx context.Context, id, status string, progress Progress) chan<- v1.Update {
+// writeLayer is remote.WriteLayer reporting its bytes as "Pushing" of
+// layer id; it returns once the last update was reported, so progress is
+// never called after it (the caller's stream is not safe for that).
+func writeLayer(ctx context.Context, repo name.Repository, l v1.Layer, opts []remote.Option, id string, progress Progress) error {
 	ch := make(chan v1.Update, 16)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		for u := range ch {
 			if u.Error == nil && ctx.Err() == nil {
-				progress(id, status, u.Complete, u.Total)
+				progress(id, "Pushing", u.Complete, u.Total)
 			}
 		}
 	}()
-	return ch
+	// WriteLayer closes ch when it returns.
+	err := remote.WriteLayer(repo, l, append(opts, remote.WithProgress(ch))...)
+	<-done
+	return err
 }
 
 // countingLayer notes whether a mount fell back to reading the blob.
