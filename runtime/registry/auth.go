@@ -58,7 +58,7 @@ func ServerRegistry(addr string) (string, error) {
 	if a == "" || a == "index.docker.io" || a == "registry-1.docker.io" {
 		return name.DefaultRegistry, nil
 	}
-	if _, err := name.NewRegistry(a, name.StrictValidation); err != nil {
+	if err := checkHostPort(a); err != nil {
 		return "", fmt.Errorf("server address %q: %w: %w", addr, drivers.ErrInvalidArgument, err)
 	}
 	return a, nil

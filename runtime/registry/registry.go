@@ -17,7 +17,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,10 +94,36 @@ func ParseInsecure(entry string) (*net.IPNet, string, error) {
 		}
 		return n, "", nil
 	}
-	if _, err := name.NewRegistry(e, name.StrictValidation); err != nil {
+	if err := checkHostPort(e); err != nil {
 		return nil, "", fmt.Errorf("--insecure-registry %q: %v; want HOST[:PORT]: %w", entry, err, drivers.ErrInvalidArgument)
 	}
 	return nil, strings.ToLower(e), nil
+}
+
+// hostname is a DNS name as registries are named.
+var hostname = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+
+// checkHostPort accepts HOST[:PORT]: a DNS name or an IP ([v6] with a
+// port), and a port 1-65535.
+func checkHostPort(s string) error {
+	host, port := s, ""
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host, port = h, p
+	} else if strings.Count(s, ":") > 1 && net.ParseIP(s) != nil {
+		host = s // a bare IPv6 address
+	} else if strings.Contains(s, ":") {
+		return err
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+		}
+	}
+	if net.ParseIP(host) == nil && !hostname.MatchString(host) {
+		return fmt.Errorf("%q is neither a host name nor an IP address", host)
+	}
+	return nil
 }
 
 // splitHost returns a registry's host without its port (and brackets).
