@@ -26,6 +26,9 @@ targets=(
   "./runtime/limits/ FuzzParseCgroupRule 100000"
   "./drivers/containerd/ FuzzActiveLabels 100000"
   "./reports/ FuzzMerge 20000"
+  "./runtime/registry/ FuzzDecodeAuth 100000"
+  "./runtime/registry/ FuzzParseInsecure 100000"
+  "./runtime/registry/ FuzzParsePlatform 100000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

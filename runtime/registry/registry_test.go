@@ -43,12 +43,12 @@ func TestInsecure(t *testing.T) {
 
 func TestParseInsecureRefusals(t *testing.T) {
 	for entry, want := range map[string]string{
-		"":                    "empty",
-		"http://reg:5000":     "without a scheme",
-		"10.0.0.0/33":         "not a CIDR",
-		"reg:5000/path":       "not a CIDR",
-		"UPPER_case!:5000":    "want HOST[:PORT]",
-		"reg:notaport":        "want HOST[:PORT]",
+		"":                 "empty",
+		"http://reg:5000":  "without a scheme",
+		"10.0.0.0/33":      "not a CIDR",
+		"reg:5000/path":    "not a CIDR",
+		"UPPER_case!:5000": "want HOST[:PORT]",
+		"reg:notaport":     "want HOST[:PORT]",
 	} {
 		_, _, err := ParseInsecure(entry)
 		if !errors.Is(err, drivers.ErrInvalidArgument) || !strings.Contains(err.Error(), want) {
