@@ -18,14 +18,12 @@ import (
 )
 
 // pullRef is the reference POST /images/create names: fromImage with its
-// tag, or its digest when tag is one; latest when neither is given.
+// tag, or with its digest when the tag is one (the CLI sends a digest
+// there); fromImage alone means its :latest.
 func pullRef(image, tag string) string {
 	switch {
 	case tag == "":
-		if strings.Contains(image, "@") {
-			return image
-		}
-		return image // name.ParseReference defaults to :latest
+		return image
 	case strings.Contains(tag, ":"): // sha256:...
 		return image + "@" + tag
 	}
