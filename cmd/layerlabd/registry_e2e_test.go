@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -211,6 +212,15 @@ func TestEndToEndRegistry(t *testing.T) {
 	// The other repository's image shares the layer.
 	c.expect(0, "Already exists", "pull", reg+"/other/bb:v1")
 
+	// Every tag of a repository (-a): other/bb has v1, then v2 too.
+	c.expect(0, "", "tag", reg+"/bb", reg+"/other/bb:v2")
+	c.expect(0, "Layer already exists", "push", reg+"/other/bb:v2")
+	c.expect(0, "", "rmi", reg+"/other/bb:v1", reg+"/other/bb:v2")
+	all := c.expect(0, "Status: Downloaded newer image for "+reg+"/other/bb", "pull", "-a", reg+"/other/bb")
+	if !strings.Contains(all, "v1: Pulling from other/bb") || !strings.Contains(all, "v2: Pulling from other/bb") {
+		t.Errorf("docker pull -a lacks a tag:\n%s", all)
+	}
+
 	// By digest: the image comes back without a tag, named by its digest.
 	c.expect(0, "Untagged", "rmi", "-f", busyboxID)
 	c.expect(0, "Digest: "+pushed, "pull", reg+"/bb@"+pushed)
@@ -228,6 +238,24 @@ func TestEndToEndRegistry(t *testing.T) {
 	// unless it is listed as insecure.
 	c.expect(1, "plain http refused", "pull", registryIP+":5000/bb")
 	c.expect(0, "Downloaded newer image", "pull", registryIP2+":5000/bb")
+
+	// A malformed X-Registry-Auth is refused before anything is fetched.
+	for _, path := range []string{"/v1.41/images/create?fromImage=" + reg + "/bb&tag=latest", "/v1.41/images/" + reg + "/bb/push?tag=latest"} {
+		req, err := http.NewRequest(http.MethodPost, "http://layerlabd"+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Registry-Auth", "not base64 JSON!")
+		resp, err := apiClient(e.sock).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "X-Registry-Auth") {
+			t.Errorf("POST %s with a bad X-Registry-Auth: %d %s", path, resp.StatusCode, body)
+		}
+	}
 
 	// A name without a registry is Docker Hub's: with no network it fails
 	// at once, saying what to do.

@@ -22,7 +22,10 @@ type RegistryBackend interface {
 }
 
 // pullImage answers POST /images/create?fromImage=&tag=&platform= with
-// dockerd's progress stream.
+// dockerd's progress stream. A registry's refusal (registry.ErrUnauthorized)
+// is a 500 here, not a 401: on a 401 the CLI would start an interactive
+// login instead of printing the registry's words, and dockerd answers a
+// refused pull that way too.
 func (rt router) pullImage(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	image := q.Get("fromImage")

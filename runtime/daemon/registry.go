@@ -9,6 +9,7 @@ import (
 	eventtypes "github.com/docker/docker/api/types/events"
 	regtypes "github.com/docker/docker/api/types/registry"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/layerlab/layerlab/drivers"
@@ -33,15 +34,47 @@ func pullRef(image, tag string) string {
 // PullImage answers POST /images/create?fromImage=: it resolves the
 // reference on its registry (nothing is written to emit before that
 // succeeds, so a missing image or a refusal gets its own status), then
-// streams dockerd's progress while the layers come in.
+// streams dockerd's progress while the layers come in. fromImage without
+// a tag or digest is every tag of the repository (docker pull -a).
 func (d *Daemon) PullImage(ctx context.Context, image, tag, platform string, ac regtypes.AuthConfig, emit func(api.Message)) error {
 	pl, err := registry.ParsePlatform(platform)
 	if err != nil {
 		return err
 	}
-	f, err := d.reg.Fetch(ctx, pullRef(image, tag), pl, ac)
+	if tag != "" || strings.ContainsAny(image, "@") {
+		_, err := d.pullOne(ctx, pullRef(image, tag), true, pl, ac, emit)
+		return err
+	}
+	tags, err := d.reg.Tags(ctx, image, ac)
 	if err != nil {
 		return err
+	}
+	fresh := false
+	for _, t := range tags {
+		f, err := d.pullOne(ctx, image+":"+t, false, pl, ac, emit)
+		if err != nil {
+			return err
+		}
+		fresh = fresh || f
+	}
+	repo, err := name.NewRepository(image)
+	if err != nil {
+		return fmt.Errorf("invalid reference format %q: %w: %w", image, drivers.ErrInvalidArgument, err)
+	}
+	if fresh {
+		emit(api.Message{Status: "Status: Downloaded newer image for " + images.FamiliarRepo(repo)})
+	} else {
+		emit(api.Message{Status: "Status: Image is up to date for " + images.FamiliarRepo(repo)})
+	}
+	return nil
+}
+
+// pullOne pulls one reference; alone (not part of -a) it ends with its
+// own status line. It says whether the name now means another image.
+func (d *Daemon) pullOne(ctx context.Context, ref string, single bool, pl v1.Platform, ac regtypes.AuthConfig, emit func(api.Message)) (bool, error) {
+	f, err := d.reg.Fetch(ctx, ref, pl, ac)
+	if err != nil {
+		return false, err
 	}
 	repo := images.FamiliarRepo(f.Ref.Context())
 	emit(api.Message{ID: f.Ref.Identifier(), Status: "Pulling from " + f.Ref.Context().RepositoryStr()})
@@ -58,16 +91,18 @@ func (d *Daemon) PullImage(ctx context.Context, image, tag, platform string, ac 
 	}
 	pulled, err := d.images.Pull(ctx, f.Image, refs, blobs, progressTo(emit))
 	if err != nil {
-		return err
+		return false, err
 	}
 	emit(api.Message{Status: "Digest: " + f.Digest.String()})
-	if pulled.Fresh {
-		emit(api.Message{Status: "Status: Downloaded newer image for " + shown})
-	} else {
-		emit(api.Message{Status: "Status: Image is up to date for " + shown})
+	if single {
+		if pulled.Fresh {
+			emit(api.Message{Status: "Status: Downloaded newer image for " + shown})
+		} else {
+			emit(api.Message{Status: "Status: Image is up to date for " + shown})
+		}
 	}
 	d.imageEvent(eventtypes.ActionPull, pulled.ID.String(), shown)
-	return nil
+	return pulled.Fresh, nil
 }
 
 // progressTo turns a layer's step into a JSON message.

@@ -4,7 +4,6 @@ import "testing"
 
 func TestPullRef(t *testing.T) {
 	for _, c := range [][3]string{
-		{"busybox", "", "busybox"},
 		{"reg:5000/bb", "1.36", "reg:5000/bb:1.36"},
 		{"reg:5000/bb", "sha256:abc", "reg:5000/bb@sha256:abc"},
 	} {

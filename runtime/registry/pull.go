@@ -144,3 +144,32 @@ func platforms(im *v1.IndexManifest) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// Tags lists the tags of repository repo (docker pull -a).
+func (s *Service) Tags(ctx context.Context, repo string, ac regtypes.AuthConfig) ([]string, error) {
+	r, err := name.NewRepository(repo)
+	if err != nil {
+		return nil, fmt.Errorf("invalid reference format %q: %w: %w", repo, drivers.ErrInvalidArgument, err)
+	}
+	if s.Insecure(r.RegistryStr()) {
+		if r, err = name.NewRepository(repo, name.Insecure); err != nil {
+			return nil, err
+		}
+	}
+	opts, err := s.options(ctx, r.RegistryStr(), ac)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := remote.List(r, opts...)
+	if err != nil {
+		err = s.explain(r.RegistryStr(), err)
+		if isNotFound(err) {
+			return nil, fmt.Errorf("repository %s not found: %w", r.Name(), err)
+		}
+		return nil, err
+	}
+	if len(tags) == 0 {
+		return nil, fmt.Errorf("repository %s has no tags: %w", r.Name(), drivers.ErrNotFound)
+	}
+	return tags, nil
+}
