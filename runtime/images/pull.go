@@ -22,7 +22,9 @@ import (
 // (JSON []Blob), so a push skips or mounts instead of uploading again.
 var bucketBlobs = []byte("layer-blobs")
 
-// Blob is a layer as a registry repository holds it (compressed).
+// Blob is a layer as a registry repository holds it (compressed). It has
+// registry.Blob's fields, so the daemon converts one to the other; the
+// store does not import the registry client.
 type Blob struct {
 	Registry  string `json:"registry"`
 	Repo      string `json:"repo"`

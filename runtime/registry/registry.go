@@ -185,7 +185,7 @@ func (s *Service) InsecureHosts() []string {
 	return out
 }
 
-// registryOf parses a reference and returns it again with name.Insecure
+// parse parses a reference and returns it again with name.Insecure
 // when its registry may use plain HTTP, so go-containerregistry falls back
 // to http there (and only there: the transport refuses it elsewhere).
 func (s *Service) parse(ref string) (name.Reference, error) {
@@ -283,8 +283,8 @@ func (h httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
 	return h.rt.RoundTrip(r)
 }
 
-// withTimeout bounds the setup calls (ping, token, manifest) of one
-// operation; blob transfers run under the caller's context.
+// withTimeout bounds a login (ping, token exchange, GET /v2/); pulls and
+// pushes run under the request's context, their blob reads being lazy.
 func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, 2*time.Minute)
 }
