@@ -95,4 +95,6 @@ func TestEndToEndInterop(t *testing.T) {
 	repacked := loadID("bb2.tar")
 	c.expect(0, "repacked by umoci", "run", "--rm", repacked, "cat", "/umoci-was-here")
 	c.expect(0, "2", "image", "inspect", "-f", "{{len .RootFS.Layers}}", repacked)
+	e.d.terminate(t)
+	checkNoLeftovers(t)
 }

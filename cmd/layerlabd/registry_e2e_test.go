@@ -267,6 +267,8 @@ func TestEndToEndRegistry(t *testing.T) {
 
 	authReg := checkAuthRegistry(t, c, pid, certs, reg+"/bb@"+pushed)
 	checkDockerPyRegistry(t, e, reg, authReg)
+	e.d.terminate(t)
+	checkNoLeftovers(t)
 }
 
 // checkManifestList pushes with ggcr (from the test, into the daemon's
