@@ -29,6 +29,9 @@ targets=(
   "./runtime/registry/ FuzzDecodeAuth 100000"
   "./runtime/registry/ FuzzParseInsecure 100000"
   "./runtime/registry/ FuzzParsePlatform 100000"
+  "./runtime/build/ FuzzParseArgs 100000"
+  "./runtime/build/ FuzzDockerfile 2000"
+  "./runtime/build/ FuzzIgnore 5000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

@@ -19,17 +19,23 @@ import (
 //
 // The first pass reads the whole layer before anything is written, so a
 // refused layer leaves dir exactly as it was: an unsafe entry may come
-// last, after thousands of good ones. It hashes every byte (the DiffID,
-// checked against WithDiffID), requires the end-of-archive marker (a tar
-// cut at a block boundary is otherwise indistinguishable from a short
-// one), counts the bytes and entries against the budget (WithBudget), and
-// checks every header against a model of the snapshot as the layer
-// changes it. A seekable, uncompressed r (an *os.File, a bytes.Reader) is
-// read in place and rewound, and the second pass refuses any header that
-// differs from the first pass's (content is not hashed twice: a caller
-// that rewrites its own file during Apply gets what it wrote); anything
-// else is decompressed once into an unlinked temporary file (see
-// WithTempDir) that both passes read.
+// last, after thousands of good ones. It hashes every byte for the DiffID
+// (an expected one, WithDiffID, is checked before anything is written),
+// requires the end-of-archive marker (a tar cut at a block boundary is
+// otherwise indistinguishable from a short one), counts the bytes and
+// entries against the budget (WithBudget), and checks every header against
+// a model of the snapshot as the layer changes it. A seekable,
+// uncompressed r that is also an io.ReaderAt (an *os.File, a bytes.Reader)
+// is read in place: the first pass reads its headers and skips the
+// contents while another goroutine hashes it (with no expected DiffID the
+// hashing goes on during the second pass, and a read error then is
+// ErrUnusable); the second pass refuses any header that differs from the
+// first pass's (content is not hashed twice: a caller that rewrites its
+// own file during Apply gets what it wrote). Anything else is
+// decompressed once into an unlinked temporary file (see WithTempDir) that
+// both passes read. From a file (the input or that spool), the second
+// pass writes independent regular files on several goroutines, see
+// pool.go.
 //
 // Refused (an *EntryError naming the entry and the rule, wrapping
 // drivers.ErrInvalidArgument): names that are absolute or climb out with
@@ -65,6 +71,9 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ...Option) (Stats,
 		return Stats{}, err
 	}
 	defer done()
+	if s.pending != nil {
+		defer s.pending.stop() // no goroutine outlives Apply
+	}
 	a := newApplier(ctx, dir, o, s)
 	if a.rootfd, err = openRoot(a.root); err != nil {
 		return Stats{}, fmt.Errorf("apply layer: %w", err)
@@ -75,6 +84,11 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ...Option) (Stats,
 			return a.st, fmt.Errorf("apply layer to %s: %w (%w)", dir, err, ErrUnusable)
 		}
 		return a.st, fmt.Errorf("apply layer to %s: %w", dir, err)
+	}
+	if s.pending != nil {
+		if a.s.diffID, err = s.pending.wait(); err != nil {
+			return a.st, fmt.Errorf("apply layer to %s: %w (%w)", dir, err, ErrUnusable)
+		}
 	}
 	a.st.DiffID = a.s.diffID
 	return a.st, nil
@@ -111,7 +125,12 @@ func firstPass(ctx context.Context, r io.Reader, dir string, o options) (io.Read
 	plain := compression.DetectCompression(magic) == compression.Uncompressed
 	if rs, ok := r.(io.ReadSeeker); ok && plain {
 		if start, err := rs.Seek(0, io.SeekCurrent); err == nil {
-			s, err := scan(ctx, rs, dir, o, nil)
+			var s scanned
+			if ra, ok := r.(io.ReaderAt); ok {
+				s, err = scanInPlace(ctx, rs, ra, start, dir, o)
+			} else {
+				s, err = scan(ctx, rs, dir, o, nil)
+			}
 			if err != nil {
 				return nil, s, nil, err
 			}

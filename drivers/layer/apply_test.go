@@ -19,12 +19,14 @@ import (
 )
 
 // inputs are the ways a layer reaches Apply: each takes another path
-// through the first pass (checked in place, spooled, decompressed+spooled).
+// through the two passes (checked in place; in place from a file, whose
+// files the pool writes; spooled; decompressed and spooled).
 var inputs = []struct {
 	name string
 	wrap func(t testing.TB, data []byte) io.Reader
 }{
 	{"seekable", func(_ testing.TB, data []byte) io.Reader { return bytes.NewReader(data) }},
+	{"file", layerFile},
 	{"stream", func(_ testing.TB, data []byte) io.Reader { return io.MultiReader(bytes.NewReader(data)) }},
 	{"gzip", func(t testing.TB, data []byte) io.Reader {
 		return bytes.NewReader(compress(t, data, compression.Gzip))

@@ -2,6 +2,8 @@ package layer
 
 import (
 	"crypto/sha256"
+	"errors"
+	"fmt"
 	"io"
 
 	"github.com/opencontainers/go-digest"
@@ -51,4 +53,56 @@ func (h *hashReader) Read(p []byte) (int, error) {
 func (h *hashReader) sum() digest.Digest {
 	close(h.work)
 	return <-h.done
+}
+
+// hashing is a DiffID being computed from a layer file by another
+// goroutine.
+type hashing struct {
+	quit chan struct{}
+	done chan struct{}
+	d    digest.Digest
+	err  error
+}
+
+// hashAt hashes ra from start to its end on another goroutine.
+func hashAt(ra io.ReaderAt, start int64) *hashing {
+	h := &hashing{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		d := sha256.New()
+		buf := make([]byte, 1<<20)
+		for off := start; ; {
+			select {
+			case <-h.quit:
+				h.err = errors.New("hashing stopped")
+				return
+			default:
+			}
+			n, err := ra.ReadAt(buf, off)
+			d.Write(buf[:n])
+			off += int64(n)
+			if errors.Is(err, io.EOF) {
+				h.d = digest.NewDigest(digest.SHA256, d)
+				return
+			}
+			if err != nil {
+				h.err = fmt.Errorf("read layer: %w", err)
+				return
+			}
+		}
+	}()
+	return h
+}
+
+// wait returns the digest once the whole file is hashed.
+func (h *hashing) wait() (digest.Digest, error) {
+	<-h.done
+	return h.d, h.err
+}
+
+// stop ends the hashing if it is still going and waits for the
+// goroutine to go. Call it once.
+func (h *hashing) stop() {
+	close(h.quit)
+	<-h.done
 }

@@ -49,6 +49,11 @@ type model struct {
 
 	entries, bytes int64 // what the budget counts
 	opaque         bool  // the layer has opaque markers
+
+	// For the second pass's pool: how many entries name each real path
+	// (a hardlink target counts twice), and the last entry's real path.
+	uses map[string]int
+	last string
 }
 
 func newModel(root string, o options) *model {
@@ -56,11 +61,13 @@ func newModel(root string, o options) *model {
 		o: o, root: root,
 		layer: map[string]kind{}, below: map[string]int{}, gone: map[string]bool{},
 		opq: map[string]bool{}, lower: map[string]kind{}, dirs: map[string]string{}, links: map[string]string{},
+		uses: map[string]int{},
 	}
 }
 
 // check refuses hdr or records what it does to the tree.
 func (m *model) check(hdr *tar.Header) error {
+	m.last = ""
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil // metadata for the archive, never extracted
 	}
@@ -86,6 +93,8 @@ func (m *model) check(hdr *tar.Header) error {
 		return m.whiteout(name, parent, base)
 	}
 	real := path.Join(parent, base)
+	m.last = real
+	m.uses[real]++
 
 	k := isFile
 	switch hdr.Typeflag {
@@ -102,6 +111,7 @@ func (m *model) check(hdr *tar.Header) error {
 		if err != nil {
 			return err
 		}
+		m.uses[t] += 2
 		if tk == isLink {
 			// A hardlink to a symlink is that symlink under a second name,
 			// in another directory: its climb must fit there too.

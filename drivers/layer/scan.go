@@ -47,13 +47,17 @@ type scanned struct {
 	diffID digest.Digest
 	prints []uint64 // one fingerprint per entry, for the second pass to compare
 	opaque bool     // the layer has opaque markers (the applier tracks what it wrote)
+	solo   []bool   // per entry: a regular file the pool may write (see pool.go)
+	// pending, when set, is the DiffID still being hashed (none was
+	// expected, so nothing waits for it before writing).
+	pending *hashing
 }
 
-// scan is the first pass: it reads the whole uncompressed layer from r,
-// checks every header against the model of root, hashes every byte for
-// the DiffID and checks the end-of-archive marker. Content is read and
-// dropped; copy, when set, receives every byte read up to the end marker
-// (the spool the second pass reads).
+// scan is the first pass over a layer it must read whole: it checks every
+// header against the model of root, hashes every byte for the DiffID and
+// checks the end-of-archive marker. Content is read and dropped; copy,
+// when set, receives every byte read up to the end marker (the spool the
+// second pass reads).
 func scan(ctx context.Context, r io.Reader, root string, o options, copy io.Writer) (_ scanned, err error) {
 	hr := newHashReader(r)
 	defer func() {
@@ -63,18 +67,78 @@ func scan(ctx context.Context, r io.Reader, root string, o options, copy io.Writ
 	}()
 	// Buffered: archive/tar reads a header per 512-byte call.
 	c := &counter{r: bufio.NewReaderSize(hr, 1<<20), copy: copy}
+	s, err := walk(ctx, c, func() int64 { return c.n }, false, root, o)
+	if err != nil {
+		return s, err
+	}
+	c.copy = nil // what follows the end marker is hashed, never applied
+	if _, err := io.CopyBuffer(io.Discard, c, make([]byte, 32<<10)); err != nil {
+		return s, fmt.Errorf("read layer: %w", err)
+	}
+	if c.err != nil {
+		return s, fmt.Errorf("spool layer: %w", c.err)
+	}
+	s.diffID, hr = hr.sum(), nil
+	return s, checkDiffID(s.diffID, o)
+}
+
+// scanInPlace is the first pass over a seekable, uncompressed layer: the
+// headers are read where they are and the contents of regular files
+// skipped, while another goroutine hashes the file for the DiffID. With
+// an expected DiffID it waits for the hash (a wrong layer is refused
+// before anything is written); without one the hash goes on during the
+// second pass and s.pending collects it.
+func scanInPlace(ctx context.Context, rs io.ReadSeeker, ra io.ReaderAt, start int64, root string, o options) (scanned, error) {
+	h := hashAt(ra, start)
+	pr, err := newPosReader(rs)
+	if err != nil {
+		h.stop()
+		return scanned{}, fmt.Errorf("read layer: %w", err)
+	}
+	s, err := walk(ctx, pr, pr.at, true, root, o)
+	if err != nil {
+		h.stop()
+		return s, err
+	}
+	if o.diffID == "" {
+		s.pending = h
+		return s, nil
+	}
+	if s.diffID, err = h.wait(); err != nil {
+		return s, err
+	}
+	return s, checkDiffID(s.diffID, o)
+}
+
+func checkDiffID(d digest.Digest, o options) error {
+	if o.diffID != "" && o.diffID != d {
+		return invalid("layer DiffID is %s, not the expected %s: the layer is corrupt, truncated or not the one the image names", d, o.diffID)
+	}
+	return nil
+}
+
+// walk reads the layer's headers from r, checks each against the model
+// of root, and checks the end-of-archive marker; at says how many bytes
+// of the tar r has given. With skip, the content of regular files is
+// passed over (r is seekable), otherwise read and dropped.
+func walk(ctx context.Context, r io.Reader, at func() int64, skip bool, root string, o options) (scanned, error) {
 	m := newModel(root, o)
-	tr := tar.NewReader(c)
+	tr := tar.NewReader(r)
 	var s scanned
+	type file struct {
+		i    int
+		real string
+	}
+	var files []file
 	buf := make([]byte, 32<<10)
+	end := at() // content (and its padding) ends here; Next reads the rest
 	for {
 		if err := ctx.Err(); err != nil {
 			return s, err
 		}
-		end := c.n // content (and its padding) ends here; Next reads the rest
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			if err := checkEnd(end, c.n); err != nil {
+			if err := checkEnd(end, at()); err != nil {
 				return s, err
 			}
 			break
@@ -82,30 +146,32 @@ func scan(ctx context.Context, r io.Reader, root string, o options, copy io.Writ
 		// With GODEBUG=tarinsecurepath=0 the reader flags unsafe names
 		// itself; the model then says which rule they break.
 		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
-			return s, notTar(err, c.n)
+			return s, notTar(err, at())
 		}
 		if err := m.check(hdr); err != nil {
 			return s, err
 		}
+		regular := isRegular(hdr) && !isSparse(hdr)
+		if regular && m.last != "" {
+			files = append(files, file{len(s.prints), m.last})
+		}
 		s.prints = append(s.prints, fingerprint(hdr))
+		if skip && regular {
+			end = at() + hdr.Size // Next seeks over it
+			continue
+		}
 		// Reading the content (rather than letting Next skip it) puts the
-		// counter at its end, which checkEnd needs. A sparse file's holes
+		// reader at its end, which checkEnd needs. A sparse file's holes
 		// come out as zeros: bounded by the budget checked just above.
 		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
-			return s, notTar(err, c.n)
+			return s, notTar(err, at())
 		}
+		end = at()
 	}
 	s.opaque = m.opaque
-	c.copy = nil // what follows the end marker is hashed, never applied
-	if _, err := io.CopyBuffer(io.Discard, c, buf); err != nil {
-		return s, fmt.Errorf("read layer: %w", err)
-	}
-	if c.err != nil {
-		return s, fmt.Errorf("spool layer: %w", c.err)
-	}
-	s.diffID, hr = hr.sum(), nil
-	if o.diffID != "" && o.diffID != s.diffID {
-		return s, invalid("layer DiffID is %s, not the expected %s: the layer is corrupt, truncated or not the one the image names", s.diffID, o.diffID)
+	s.solo = make([]bool, len(s.prints))
+	for _, f := range files {
+		s.solo[f.i] = m.uses[f.real] == 1
 	}
 	return s, nil
 }

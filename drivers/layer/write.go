@@ -34,6 +34,7 @@ type applier struct {
 	made    map[string]bool      // host paths this layer wrote (only with opaque markers)
 	rootfd  *rootFD              // where files are created
 	buf     []byte
+	pool    *pool // writes independent regular files; nil when the layer is not in a file
 }
 
 func newApplier(ctx context.Context, root string, o options, s scanned) *applier {
@@ -48,7 +49,16 @@ func newApplier(ctx context.Context, root string, o options, s scanned) *applier
 }
 
 func (a *applier) apply(r io.Reader) error {
-	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20)) // a read per header otherwise
+	var in io.Reader = bufio.NewReaderSize(r, 1<<20) // a read per header otherwise
+	var pr *posReader
+	if f, ok := r.(*os.File); ok && !a.s.opaque {
+		if p, err := newPosReader(f); err == nil {
+			in, pr = p, p
+			a.pool = newPool(a, f)
+			defer a.pool.stop()
+		}
+	}
+	tr := tar.NewReader(in)
 	for i := 0; ; i++ {
 		if err := a.ctx.Err(); err != nil {
 			return err
@@ -66,7 +76,18 @@ func (a *applier) apply(r io.Reader) error {
 		if i >= len(a.s.prints) || fingerprint(hdr) != a.s.prints[i] {
 			return invalid("layer entry %q changed between the passes (was the input rewritten during Apply?)", hdr.Name)
 		}
-		if err := a.entry(hdr, tr); err != nil {
+		job := fileJob{hdr: hdr}
+		if pr != nil && a.s.solo[i] {
+			job.off = pr.pos
+		} else {
+			job.hdr = nil
+		}
+		if err := a.entry(hdr, tr, job); err != nil {
+			return err
+		}
+	}
+	if a.pool != nil {
+		if err := a.pool.barrier(); err != nil {
 			return err
 		}
 	}
@@ -105,9 +126,16 @@ func (a *applier) parent(dir string) (string, bool, error) {
 	return p, true, nil
 }
 
-func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
+// entry applies hdr; job.hdr is set when the pool may write it.
+func (a *applier) entry(hdr *tar.Header, tr *tar.Reader, job fileJob) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
+	}
+	if a.pool != nil && job.hdr == nil && hdr.Typeflag != tar.TypeDir {
+		// In tar order after everything queued before it.
+		if err := a.pool.barrier(); err != nil {
+			return err
+		}
 	}
 	clean := path.Clean(hdr.Name)
 	if clean == "." {
@@ -134,7 +162,14 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		a.dirs[dir] = parent
 	}
 	p := filepath.Join(parent, base)
-	if err := a.write(p, hdr, tr); err != nil {
+	if job.hdr != nil {
+		a.touched = true
+		a.st.Bytes += hdr.Size
+		job.p = p
+		if err := a.pool.add(job); err != nil {
+			return err
+		}
+	} else if err := a.write(p, hdr, tr); err != nil {
 		return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
 	}
 	a.st.Entries++

@@ -38,7 +38,9 @@ type Backend interface {
 	Info(ctx context.Context) (system.Info, error)
 	LoadImages(ctx context.Context, r io.Reader) ([]images.Loaded, error)
 	SaveImages(ctx context.Context, w io.Writer, names []string) error
-	ListImages(ctx context.Context, f filters.Args) ([]image.Summary, error)
+	// ListImages lists the images f passes; all includes a build's
+	// intermediate images.
+	ListImages(ctx context.Context, f filters.Args, all bool) ([]image.Summary, error)
 	InspectImage(ctx context.Context, name string) (image.InspectResponse, error)
 	ImageHistory(ctx context.Context, name string) ([]image.HistoryResponseItem, error)
 	TagImage(ctx context.Context, name, ref string) error
@@ -50,6 +52,7 @@ type Backend interface {
 	ResourceBackend
 	VolumeBackend
 	RegistryBackend
+	BuildBackend
 }
 
 // Handler returns the API's http.Handler over b.
@@ -128,6 +131,11 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 		})
 	case "/auth":
 		return only(r.Method == http.MethodPost, func() error { return rt.login(w, r) })
+	case "/build":
+		return only(r.Method == http.MethodPost, func() error { return rt.build(w, r) })
+	case "/session":
+		// BuildKit's session: the CLI opens it only for a BuildKit build.
+		return errBuildKit
 	case "/commit":
 		return only(r.Method == http.MethodPost, func() error { return rt.commit(w, r) })
 	case "/images/prune":
@@ -186,6 +194,8 @@ func ping(w http.ResponseWriter, r *http.Request) error {
 	h := w.Header()
 	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
 	h.Set("Pragma", "no-cache")
+	// The classic builder: the docker CLI then builds without BuildKit.
+	h.Set("Builder-Version", "1")
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {

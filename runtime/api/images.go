@@ -15,7 +15,7 @@ func (rt router) listImages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("filters: %w: %w", drivers.ErrInvalidArgument, err)
 	}
-	list, err := rt.b.ListImages(r.Context(), f)
+	list, err := rt.b.ListImages(r.Context(), f, boolValue(r, "all"))
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -26,9 +25,9 @@ type SystemBackend interface {
 	DiskUsage(ctx context.Context) (types.DiskUsage, error)
 }
 
-// systemRoute serves /events, /system/df and the prunes of what layerlabd
-// keeps none of yet (networks, build cache), which `docker system prune`
-// calls.
+// systemRoute serves /events, /system/df and the prunes `docker system
+// prune` calls that are not an object's own: networks (layerlabd keeps
+// none yet) and the build cache.
 func (rt router) systemRoute(w http.ResponseWriter, r *http.Request, p string) (bool, error) {
 	post, get := r.Method == http.MethodPost, r.Method == http.MethodGet
 	switch p {
@@ -48,9 +47,12 @@ func (rt router) systemRoute(w http.ResponseWriter, r *http.Request, p string) (
 			return writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: []string{}})
 		})
 	case "/build/prune":
-		// No builder yet, so no build cache.
 		return true, only(post, func() error {
-			return writeJSON(w, http.StatusOK, build.CachePruneReport{CachesDeleted: []string{}})
+			rep, err := rt.b.PruneBuildCache(r.Context())
+			if err != nil {
+				return err
+			}
+			return writeJSON(w, http.StatusOK, rep)
 		})
 	}
 	return false, nil

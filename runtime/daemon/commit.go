@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	eventtypes "github.com/docker/docker/api/types/events"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerlab/layerlab/drivers/layer"
@@ -41,8 +42,9 @@ func (d *Daemon) CommitContainer(ctx context.Context, ref string, o container.Co
 		return "", err
 	}
 	var cfg ocispec.ImageConfig
+	var ext dockerspec.DockerOCIImageConfigExt // ONBUILD, HEALTHCHECK, SHELL go on
 	if img.Config != nil {
-		cfg = img.Config.ImageConfig
+		cfg, ext = img.Config.ImageConfig, img.Config.DockerOCIImageConfigExt
 	}
 	overlayConfig(&cfg, r.Config)
 	overlayConfig(&cfg, o.Config)
@@ -69,7 +71,7 @@ func (d *Daemon) CommitContainer(ctx context.Context, ref string, o container.Co
 		return "", fmt.Errorf("commit %s: %w", r.Name, err)
 	}
 	id, err := d.images.Create(images.NewImage{
-		Parent: r.ImageID, Layer: f.Name(), DiffID: dg.DiffID, Config: cfg,
+		Parent: r.ImageID, Layer: f.Name(), DiffID: dg.DiffID, Config: cfg, Ext: ext,
 		Author: o.Author, Comment: o.Comment, CreatedBy: strings.Join(append([]string{r.Path}, r.Args...), " "),
 		Ref: o.Reference,
 	})

@@ -423,8 +423,18 @@ func (d *Daemon) SaveImages(ctx context.Context, w io.Writer, names []string) er
 	return nil
 }
 
-func (d *Daemon) ListImages(_ context.Context, f filters.Args) ([]image.Summary, error) {
-	return d.images.List(f)
+func (d *Daemon) ListImages(_ context.Context, f filters.Args, all bool) ([]image.Summary, error) {
+	list, err := d.images.List(f)
+	if err != nil || all {
+		return list, err
+	}
+	// As dockerd: an untagged image another was built on (a build's
+	// intermediate step) shows only with docker images -a.
+	parents := map[string]bool{}
+	for _, s := range list {
+		parents[s.ParentID] = true
+	}
+	return slices.DeleteFunc(list, func(s image.Summary) bool { return len(s.RepoTags)+len(s.RepoDigests) == 0 && parents[s.ID] }), nil
 }
 
 func (d *Daemon) InspectImage(_ context.Context, name string) (image.InspectResponse, error) {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
@@ -26,14 +27,22 @@ import (
 )
 
 // NewImage is an image Create makes: a parent's layers (none for an
-// import) and one new layer on top.
+// import) and one new layer on top, or none (a build's metadata step).
 type NewImage struct {
 	Parent digest.Digest // "" for an image of the one layer (import)
 	// Layer is the new layer's uncompressed tar, a file under the store's
 	// temporary directory (TempFile); Create moves it into the store.
-	Layer     string
-	DiffID    digest.Digest
-	Config    ocispec.ImageConfig
+	// Empty: the image adds no layer, and its history entry says so
+	// (empty_layer), as a build's ENV or CMD step.
+	Layer  string
+	DiffID digest.Digest
+	Config ocispec.ImageConfig
+	// Ext is what Docker's config adds to the OCI one (HEALTHCHECK,
+	// ONBUILD, SHELL), which a build sets.
+	Ext dockerspec.DockerOCIImageConfigExt
+	// BuildKey is the build cache's key of the step that made the image
+	// from Parent (see Child); empty for other images.
+	BuildKey  string
 	Author    string
 	Comment   string
 	CreatedBy string
@@ -46,6 +55,10 @@ func (s *Store) TempFile(pattern string) (*os.File, error) {
 	return os.CreateTemp(s.tmpDir(), pattern)
 }
 
+// TempDir is the store's temporary directory, emptied when the store
+// opens: scratch space that a crash cannot leak (a build's context).
+func (s *Store) TempDir() string { return s.tmpDir() }
+
 // Create records the image n describes and returns its ID: its config
 // lists the parent's DiffIDs and history plus the new layer's, with the
 // config given, as `docker commit` and `docker import` make them.
@@ -57,17 +70,22 @@ func (s *Store) Create(n NewImage) (digest.Digest, error) {
 			return "", err
 		}
 	}
-	if err := n.DiffID.Validate(); err != nil {
-		return "", fmt.Errorf("layer DiffID %q: %w: %w", n.DiffID, err, drivers.ErrInvalidArgument)
-	}
-	fi, err := os.Stat(n.Layer)
-	if err != nil {
-		return "", err
+	empty := n.Layer == ""
+	var layerSize int64
+	if !empty {
+		if err := n.DiffID.Validate(); err != nil {
+			return "", fmt.Errorf("layer DiffID %q: %w: %w", n.DiffID, err, drivers.ErrInvalidArgument)
+		}
+		fi, err := os.Stat(n.Layer)
+		if err != nil {
+			return "", err
+		}
+		layerSize = fi.Size()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now().UTC()
-	img := ocispec.Image{Created: &now, Author: n.Author, Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}}
+	img := dockerspec.DockerOCIImage{Image: ocispec.Image{Created: &now, Author: n.Author, Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}}}
 	var parent Record
 	if n.Parent != "" {
 		var e entry
@@ -83,22 +101,31 @@ func (s *Store) Create(n NewImage) (digest.Digest, error) {
 		img.History = e.config.History
 		img.RootFS.DiffIDs = append([]digest.Digest(nil), parent.Layers...)
 	}
-	img.Config = n.Config
+	img.Config = dockerspec.DockerOCIImageConfig{ImageConfig: n.Config, DockerOCIImageConfigExt: n.Ext}
 	img.RootFS.Type = "layers"
-	img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, n.DiffID)
-	img.History = append(img.History, ocispec.History{Created: &now, CreatedBy: n.CreatedBy, Author: n.Author, Comment: n.Comment})
+	layers := append([]digest.Digest(nil), parent.Layers...)
+	if !empty {
+		img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, n.DiffID)
+		layers = append(layers, n.DiffID)
+	}
+	if !empty || n.Parent != "" || n.CreatedBy != "" {
+		img.History = append(img.History, ocispec.History{Created: &now, CreatedBy: n.CreatedBy, Author: n.Author, Comment: n.Comment, EmptyLayer: empty})
+	} // else a build's scratch base: no layer, no step
+
 	raw, err := json.Marshal(img)
 	if err != nil {
 		return "", err
 	}
 	rec := Record{
-		ID: digest.FromBytes(raw), Layers: append(append([]digest.Digest(nil), parent.Layers...), n.DiffID),
-		Size: parent.Size + fi.Size(), Loaded: now,
+		ID: digest.FromBytes(raw), Layers: layers, Size: parent.Size + layerSize, Loaded: now,
+		Parent: n.Parent, BuildKey: n.BuildKey,
 	}
 	if err := writeBlob(s.blobPath(rec.ID), raw); err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(s.blobPath(n.DiffID)); err == nil {
+	if empty {
+		// No layer to move into place.
+	} else if _, err := os.Stat(s.blobPath(n.DiffID)); err == nil {
 		// The same layer is stored already (an identical commit).
 		if err := os.Remove(n.Layer); err != nil {
 			return "", err
@@ -280,4 +307,38 @@ func (s *Store) BlobBytes() int64 {
 		}
 	}
 	return n
+}
+
+// Child returns the newest image made from parent by the build step key:
+// the build cache's hit. Intermediate images are ordinary (dangling)
+// images that know their parent and step, so the cache is what the store
+// holds, and a prune of dangling images empties it.
+func (s *Store) Child(parent digest.Digest, key string) (digest.Digest, bool) {
+	var found Record
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketImages).ForEach(func(_, v []byte) error {
+			var r Record
+			if json.Unmarshal(v, &r) == nil && r.Parent == parent && r.BuildKey == key && r.Loaded.After(found.Loaded) {
+				found = r
+			}
+			return nil
+		})
+	})
+	return found.ID, found.ID != ""
+}
+
+// BuildCache returns the untagged images a build step made: the build
+// cache that `docker builder prune` empties.
+func (s *Store) BuildCache() []digest.Digest {
+	var out []digest.Digest
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketImages).ForEach(func(k, v []byte) error {
+			var r Record
+			if json.Unmarshal(v, &r) == nil && r.BuildKey != "" && len(tagsOf(tx, r.ID)) == 0 {
+				out = append(out, r.ID)
+			}
+			return nil
+		})
+	})
+	return out
 }

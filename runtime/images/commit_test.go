@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -109,5 +110,50 @@ func TestImport(t *testing.T) {
 		if _, err := s.Import(context.Background(), bytes.NewReader(body), images.NewImage{}); !errors.Is(err, images.ErrBadArchive) {
 			t.Errorf("import of a bad tar: %v, want ErrBadArchive", err)
 		}
+	}
+}
+
+// TestCreateEmptyLayer makes a build step's image with no layer: the
+// parent's layers and size, a history entry marked empty_layer, the
+// Docker config extensions kept, and Child finding it by parent and key.
+func TestCreateEmptyLayer(t *testing.T) {
+	s, _ := newStore(t, nil)
+	loadFile(t, s, imagetest.ArchiveForTest(t, t.TempDir()))
+	parent, err := s.Resolve("busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Create(images.NewImage{Parent: parent, Config: ocispec.ImageConfig{Env: []string{"A=1"}},
+		Ext:       dockerspec.DockerOCIImageConfigExt{OnBuild: []string{"RUN true"}, Shell: []string{"/bin/ash", "-c"}},
+		CreatedBy: "/bin/sh -c #(nop)  ENV A=1", BuildKey: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.Inspect(id.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := s.Inspect(parent.String())
+	if len(img.RootFS.Layers) != len(base.RootFS.Layers) || img.Size != base.Size || img.Parent != parent.String() ||
+		!slices.Equal(img.Config.OnBuild, []string{"RUN true"}) || !slices.Equal(img.Config.Shell, []string{"/bin/ash", "-c"}) {
+		t.Errorf("empty-layer image: %+v", img)
+	}
+	hist, err := s.History(id.String())
+	if err != nil || len(hist) < 2 || hist[0].Size != 0 || hist[0].CreatedBy != "/bin/sh -c #(nop)  ENV A=1" {
+		t.Errorf("history: %+v, %v", hist, err)
+	}
+	if got, ok := s.Child(parent, "k1"); !ok || got != id {
+		t.Errorf("Child(parent, k1) = %s, %v; want %s", got, ok, id)
+	}
+	if _, ok := s.Child(parent, "k2"); ok {
+		t.Error("Child found a step with another key")
+	}
+	// A build's scratch base: no parent, no layer, no history.
+	scratch, err := s.Create(images.NewImage{BuildKey: "scratch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.History(scratch.String()); err != nil || len(h) != 0 {
+		t.Errorf("scratch base history: %+v, %v", h, err)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/docker/docker/api/types/storage"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/layerlab/layerlab/drivers"
@@ -25,7 +24,7 @@ type entry struct {
 	rec     Record
 	tags    []string // repo:tag refs
 	digests []string // repo@digest refs (RepoDigests)
-	config  ocispec.Image
+	config  dockerspec.DockerOCIImage
 }
 
 func (s *Store) entry(tx *bolt.Tx, id digest.Digest) (entry, error) {
@@ -101,7 +100,7 @@ func (s *Store) List(f filters.Args) ([]dimage.Summary, error) {
 				}
 			}
 			out = append(out, dimage.Summary{
-				ID: e.rec.ID.String(), RepoTags: nonNil(tags), RepoDigests: nonNil(e.digests),
+				ID: e.rec.ID.String(), ParentID: e.rec.Parent.String(), RepoTags: nonNil(tags), RepoDigests: nonNil(e.digests),
 				Created: created(e).Unix(), Size: e.rec.Size, Labels: e.config.Config.Labels,
 				Containers: -1, SharedSize: -1,
 			})
@@ -151,9 +150,12 @@ func (s *Store) Inspect(nameOrID string) (dimage.InspectResponse, error) {
 		ID: e.rec.ID.String(), RepoTags: nonNil(e.tags), RepoDigests: nonNil(e.digests),
 		Author: c.Author, Architecture: c.Architecture, Variant: c.Variant, Os: c.OS, OsVersion: c.OSVersion,
 		Size:        e.rec.Size,
-		Config:      &dockerspec.DockerOCIImageConfig{ImageConfig: c.Config},
+		Config:      &c.Config,
 		GraphDriver: storage.DriverData{Name: "", Data: map[string]string{}},
 		RootFS:      dimage.RootFS{Type: "layers"},
+	}
+	if e.rec.Parent != "" {
+		r.Parent = e.rec.Parent.String()
 	}
 	if c.Created != nil {
 		r.Created = c.Created.Format(time.RFC3339Nano)

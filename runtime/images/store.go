@@ -52,6 +52,11 @@ type Record struct {
 	Layers   []digest.Digest `json:"layers"`   // DiffIDs, base first
 	Size     int64           `json:"size"`     // uncompressed bytes of all layers
 	Loaded   time.Time       `json:"loaded"`
+	// Parent is the image this one was committed or built on (empty for
+	// a loaded image); BuildKey the build step that made it from Parent,
+	// which the build cache looks up (Child).
+	Parent   digest.Digest `json:"parent,omitempty"`
+	BuildKey string        `json:"buildKey,omitempty"`
 }
 
 // Store is the image store. It is safe for concurrent use.
