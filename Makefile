@@ -4,7 +4,7 @@ GO       ?= go
 PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
             qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium busybox-static \
             vagrant shellcheck libseccomp-dev pkg-config python3-docker \
-            docker.io runc rsyslog prometheus iproute2 containerd
+            docker.io runc rsyslog prometheus iproute2 containerd docker-registry skopeo umoci
 # runc is layerlabd's --runtime runc (tested); docker.io (dockerd 20.10) is
 # only the peer of `layerlab bench --profile runtime`; no test needs it.
 # rsyslog receives the syslog log driver's lines in its end-to-end test,
@@ -14,6 +14,10 @@ PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
 # its service from starting); iproute2 brings lo up in a test's netns.
 # containerd (1.6, with ctr) runs `layerlab snapshotter serve` as its proxy
 # snapshotters in cmd/layerlab's containerd e2e test.
+# docker-registry (distribution 2.8) is the registry layerlabd pushes to
+# and pulls from in its registry e2e test (started by the test in the
+# daemon's network namespace); skopeo and umoci read what docker save
+# writes and make the OCI layout docker load reads back.
 TESTFLAGS ?= -count=1 -timeout 40m
 # libcontainer filters containers' system calls (Docker's default seccomp
 # profile) only when built with this tag, against libseccomp-dev.
@@ -21,7 +25,7 @@ export GOFLAGS := -tags=seccomp
 # What this host must run (drivers/feature): a test that skips for one of
 # these fails instead. setup installs the tools; the kernel has the rest.
 # The guest's list is in scripts/vm/test.sh (LAYERLAB_VM_REQUIRE).
-HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium,busybox,debian,docker,docker-py,runc,rsyslog,prometheus,containerd
+HOST_REQUIRE ?= root,ext4,xfs,btrfs,zfs,overlay,overlay2,vfs,chromium,busybox,debian,docker,docker-py,runc,rsyslog,prometheus,containerd,registry,skopeo
 
 .PHONY: all setup build image test host-test fuzz vm-test lint bench clean
 

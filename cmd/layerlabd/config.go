@@ -42,6 +42,7 @@ type fileConfig struct {
 	MetricsAddr    *string           `json:"metrics-addr,omitempty"`
 	Runtime        *string           `json:"runtime,omitempty"`
 	CgroupParent   *string           `json:"cgroup-parent,omitempty"`
+	Insecure       []string          `json:"insecure-registries,omitempty"`
 
 	keys []string // the keys the file sets, sorted
 }
@@ -54,6 +55,7 @@ func configFlags() map[string]string {
 		"debug": "debug", "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
 		"tlskey": "tlskey", "insecure-tcp": "insecure-tcp", "log-driver": "log-driver", "log-opts": "log-opt",
 		"metrics-addr": "metrics-addr", "runtime": "runtime", "cgroup-parent": "cgroup-parent",
+		"insecure-registries": "insecure-registry",
 	}
 }
 
@@ -133,6 +135,8 @@ func (fc *fileConfig) field(k string) any {
 		return &fc.Runtime
 	case "cgroup-parent":
 		return &fc.CgroupParent
+	case "insecure-registries":
+		return &fc.Insecure
 	}
 	panic("daemon.json key without a field: " + k) // configFlags and field disagree
 }
@@ -219,6 +223,9 @@ func (fc fileConfig) apply(s settings) {
 	}
 	if set("storage-opts") {
 		*s.storageOpts = fc.StorageOpts
+	}
+	if set("insecure-registries") {
+		s.cfg.Registries.Insecure = fc.Insecure
 	}
 	if set("log-opts") {
 		s.cfg.LogOpts = fc.LogOpts

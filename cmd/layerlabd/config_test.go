@@ -20,7 +20,8 @@ const sampleConfig = `{
   "debug": true, "tls": true, "tlsverify": true,
   "tlscacert": "/etc/l/ca.pem", "tlscert": "/etc/l/cert.pem", "tlskey": "/etc/l/key.pem",
   "log-driver": "syslog", "log-opts": {"tag": "x"},
-  "metrics-addr": "127.0.0.1:9323", "runtime": "runc", "cgroup-parent": "/ll"
+  "metrics-addr": "127.0.0.1:9323", "runtime": "runc", "cgroup-parent": "/ll",
+  "insecure-registries": ["reg.lan:5000", "10.0.0.0/8"]
 }`
 
 func TestParseConfig(t *testing.T) {
@@ -38,13 +39,14 @@ func TestParseConfig(t *testing.T) {
 	if len(s.hosts) != 2 || s.drivers[0] != "vfs" || s.opts[0] != "btrfs.home=/mnt/b" || c.DataRoot != "/srv/layerlab" || c.ExecRoot != "/run/ll" ||
 		c.DefaultDriver != "btrfs" || !c.Debug || !r.tls || !r.tlsVerify || r.caFile != "/etc/l/ca.pem" || r.certFile != "/etc/l/cert.pem" ||
 		r.keyFile != "/etc/l/key.pem" || c.LogDriver != "syslog" || c.LogOpts["tag"] != "x" || r.metricsAddr != "127.0.0.1:9323" ||
-		c.Runtime != "runc" || c.CgroupParent != "/ll" {
+		c.Runtime != "runc" || c.CgroupParent != "/ll" || !reflect.DeepEqual(c.Registries.Insecure, []string{"reg.lan:5000", "10.0.0.0/8"}) {
 		t.Fatalf("applied: %+v", s)
 	}
 	for _, c := range []struct{ json, want string }{
 		{`{"debug": true, "nosuch": 1, "graph": "/x"}`, "don't match any configuration option: graph, nosuch"},
 		{`{"debug": "yes"}`, `"debug": got a JSON string, want true or false`},
 		{`{"hosts": "tcp://x"}`, `"hosts": got a JSON string, want a list of strings`},
+		{`{"insecure-registries": "reg:5000"}`, `"insecure-registries": got a JSON string, want a list of strings`},
 		{`{"log-opts": {"a": 1}}`, `"log-opts": got a JSON number, want a string`},
 		{`{"data-root": null}`, `"data-root" is null`},
 		{`[1]`, "not a JSON object"},

@@ -270,7 +270,11 @@ func checkArchiveAPI(t *testing.T, sock, dir string) {
 		{"GET", "/v1.41/containers/nosuch/changes", nil, 404, "No such container"},
 		{"POST", "/v1.41/commit?container=r1&repo=Bad:Ref", nil, 400, "reference"},
 		{"POST", "/v1.41/images/create?fromSrc=http://example.com/x.tar", nil, 501, "only from the request body"},
-		{"POST", "/v1.41/images/create?fromImage=alpine&tag=3", nil, 404, "does not pull"},
+		// Docker Hub is out of reach of the daemon's namespace: a prompt
+		// failure that says so.
+		{"POST", "/v1.41/images/create?fromImage=alpine&tag=3", nil, 500, "registry index.docker.io cannot be reached"},
+		{"POST", "/v1.41/images/create?fromImage=alpine&platform=linux", nil, 400, "want OS/ARCH"},
+		{"POST", "/v1.41/images/create?tag=3", nil, 400, "fromImage is required"},
 		{"POST", "/v1.41/containers/prune?filters=%7B%22color%22%3A%7B%22red%22%3Atrue%7D%7D", nil, 400, "invalid filter"},
 	})
 	if entries, _ := os.ReadDir(host); len(entries) != 0 {

@@ -16,6 +16,7 @@ import (
 	"github.com/layerlab/layerlab/drivers/builtin"
 	"github.com/layerlab/layerlab/runtime/daemon"
 	"github.com/layerlab/layerlab/runtime/executor"
+	"github.com/layerlab/layerlab/runtime/registry"
 )
 
 // Set by the Makefile (-ldflags -X).
@@ -105,6 +106,8 @@ func newRoot() *cobra.Command {
 	f.StringVar(&remote.certFile, "tlscert", certs+"/cert.pem", "the server's TLS certificate")
 	f.StringVar(&remote.keyFile, "tlskey", certs+"/key.pem", "the server's TLS key")
 	f.BoolVar(&remote.insecureTCP, "insecure-tcp", false, "allow tcp:// without TLS: anyone who reaches it has root here")
+	f.StringArrayVar(&cfg.Registries.Insecure, "insecure-registry", nil, "a registry (HOST[:PORT] or CIDR, repeatable) reached over plain http or with any certificate; loopback registries always are")
+	f.StringVar(&cfg.Registries.CertsDir, "registry-certs-dir", registry.DefaultCertsDir, "per-registry CA certificates: DIR/HOST[:PORT]/*.crt (and client.cert/client.key)")
 	f.StringVar(&remote.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT over plain http, e.g. 127.0.0.1:9323")
 	return cmd
 }

@@ -65,7 +65,8 @@ type pki struct {
 	expiredCert, expiredKey   string // signed by ca, expired an hour ago
 }
 
-// newPKI makes a CA, a server certificate for 127.0.0.1 and the client
+// newPKI makes a CA, a server certificate for 127.0.0.1 (and registryIP,
+// for the registry test's TLS registry) and the client
 // certificates, ECDSA P-256, in dir.
 func newPKI(t *testing.T, dir string) pki {
 	t.Helper()
@@ -109,7 +110,7 @@ func newPKI(t *testing.T, dir string) pki {
 	}
 	leaf := func(usage x509.ExtKeyUsage, notAfter time.Time) *x509.Certificate {
 		return &x509.Certificate{NotBefore: now.Add(-2 * time.Hour), NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(registryIP)}}
 	}
 	var p pki
 	caCert, caKey, caPath, _ := issue("ca", "ca", ca(), nil, nil)

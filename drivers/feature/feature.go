@@ -45,11 +45,13 @@ const (
 	Rsyslog      = "rsyslog"      // Debian's rsyslogd, the syslog log driver's receiver
 	Prometheus   = "prometheus"   // Debian's prometheus, scraping layerlabd's --metrics-addr
 	Containerd   = "containerd"   // Debian's containerd 1.6 and ctr, to serve drivers as proxy snapshotters
+	Registry     = "registry"     // Debian's docker-registry (distribution 2.8), for push, pull and login
+	Skopeo       = "skopeo"       // Debian's skopeo and umoci, reading and writing images beside layerlabd
 )
 
 // Known returns every feature name Skip accepts, sorted.
 func Known() []string {
-	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian, Docker, DockerPy, Runc, Rsyslog, Prometheus, Containerd}
+	k := []string{Root, Ext4, XFS, Btrfs, XFSQuota, ZFS, Overlay, Overlay2, Vfs, Aufs, DeviceMapper, Cgroup2, Chromium, Busybox, Debian, Docker, DockerPy, Runc, Rsyslog, Prometheus, Containerd, Registry, Skopeo}
 	slices.Sort(k)
 	return k
 }

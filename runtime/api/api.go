@@ -51,6 +51,7 @@ type Backend interface {
 	SystemBackend
 	ResourceBackend
 	VolumeBackend
+	RegistryBackend
 	BuildBackend
 	NetworkBackend
 }
@@ -123,18 +124,14 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 	case "/images/json":
 		return only(get, func() error { return rt.listImages(w, r) })
 	case "/images/create":
-		// The CLI pulls an image it cannot find; layerlabd has no
-		// registry client yet.
 		return only(r.Method == http.MethodPost, func() error {
 			if r.URL.Query().Has("fromSrc") {
 				return rt.importImage(w, r)
 			}
-			ref := r.URL.Query().Get("fromImage")
-			if tag := r.URL.Query().Get("tag"); tag != "" {
-				ref += ":" + tag
-			}
-			return fmt.Errorf("No such image: %s (layerlabd does not pull images; docker load them): %w", ref, drivers.ErrNotFound)
+			return rt.pullImage(w, r)
 		})
+	case "/auth":
+		return only(r.Method == http.MethodPost, func() error { return rt.login(w, r) })
 	case "/build":
 		return only(r.Method == http.MethodPost, func() error { return rt.build(w, r) })
 	case "/session":
@@ -174,6 +171,9 @@ func (rt router) route(w http.ResponseWriter, r *http.Request, p string) error {
 		"/get":     func(n string) error { return only(get, func() error { return rt.saveImages(w, r, []string{n}) }) },
 		"/tag": func(n string) error {
 			return only(r.Method == http.MethodPost, func() error { return rt.tagImage(w, r, n) })
+		},
+		"/push": func(n string) error {
+			return only(r.Method == http.MethodPost, func() error { return rt.pushImage(w, r, n) })
 		},
 	} {
 		if n, ok := strings.CutSuffix(rest, suffix); ok && n != "" {

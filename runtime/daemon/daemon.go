@@ -38,6 +38,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/logs"
 	"github.com/layerlab/layerlab/runtime/metrics"
 	"github.com/layerlab/layerlab/runtime/network"
+	"github.com/layerlab/layerlab/runtime/registry"
 	"github.com/layerlab/layerlab/runtime/volumes"
 )
 
@@ -64,6 +65,8 @@ type Config struct {
 	// namespace instead of the userland proxy (--userland-proxy=false).
 	NATPorts bool
 	Log      *slog.Logger // what the daemon does on its own (nil: slog's default)
+	// Registries is --insecure-registry and --registry-certs-dir.
+	Registries registry.Config
 	// Metrics, when --metrics-addr is set, times the drivers and reads
 	// the containers' cgroups at scrape time (nil: no metrics).
 	Metrics *metrics.Metrics
@@ -87,6 +90,7 @@ type Daemon struct {
 	host    *network.Host     // netlink in the daemon's network namespace
 	dns     *network.Resolver // user bridges' embedded DNS servers
 	nat     *network.NAT      // nil: published ports go through the userland proxy
+	reg     *registry.Service // pull, push, login (registry.go)
 
 	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
 	lives map[string]*live // by container ID
@@ -152,6 +156,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			err = errors.Join(err, d.Close())
 		}
 	}()
+	if d.reg, err = registry.New(cfg.Registries); err != nil {
+		return nil, err
+	}
 	if d.lock, err = lockRoot(cfg.DataRoot); err != nil {
 		return nil, err
 	}
@@ -355,7 +362,7 @@ func (d *Daemon) Info(context.Context) (system.Info, error) {
 		Architecture: runtime.GOARCH, KernelVersion: unix.ByteSliceToString(uts.Release[:]),
 		NCPU: runtime.NumCPU(), MemTotal: int64(si.Totalram) * int64(si.Unit), DockerRootDir: d.cfg.DataRoot, Debug: d.cfg.Debug,
 		LoggingDriver: d.cfg.LogDriver, Plugins: system.PluginsInfo{Log: logs.Drivers()}, CgroupDriver: "cgroupfs", DefaultRuntime: d.cfg.Runtime,
-		IndexServerAddress: "https://index.docker.io/v1/",
+		IndexServerAddress: "https://index.docker.io/v1/", RegistryConfig: d.registryConfig(),
 		// Both executors are built in; --runtime picks the one used.
 		Runtimes: map[string]system.RuntimeWithStatus{
 			"libcontainer": {Runtime: system.Runtime{Path: "(in process)"}},
@@ -452,7 +459,7 @@ func (d *Daemon) ListImages(_ context.Context, f filters.Args, all bool) ([]imag
 	for _, s := range list {
 		parents[s.ParentID] = true
 	}
-	return slices.DeleteFunc(list, func(s image.Summary) bool { return len(s.RepoTags) == 0 && parents[s.ID] }), nil
+	return slices.DeleteFunc(list, func(s image.Summary) bool { return len(s.RepoTags)+len(s.RepoDigests) == 0 && parents[s.ID] }), nil
 }
 
 func (d *Daemon) InspectImage(_ context.Context, name string) (image.InspectResponse, error) {

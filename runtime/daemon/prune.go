@@ -220,7 +220,7 @@ func (d *Daemon) PruneImages(ctx context.Context, f filters.Args) (image.PruneRe
 	before := d.images.BlobBytes()
 	var errs []error
 	for _, img := range list {
-		if danglingOnly && len(img.RepoTags) > 0 {
+		if danglingOnly && len(img.RepoTags)+len(img.RepoDigests) > 0 { // a digest ref names it too
 			continue
 		}
 		if !until.IsZero() && !time.Unix(img.Created, 0).Before(until) || !labelsMatch(f, img.Labels) {

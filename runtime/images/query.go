@@ -6,7 +6,6 @@ import (
 	"os"
 	"path"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -22,9 +21,10 @@ import (
 // entry is an image with its refs and decoded config, as the queries
 // below read it.
 type entry struct {
-	rec    Record
-	tags   []string
-	config dockerspec.DockerOCIImage
+	rec     Record
+	tags    []string // repo:tag refs
+	digests []string // repo@digest refs (RepoDigests)
+	config  dockerspec.DockerOCIImage
 }
 
 func (s *Store) entry(tx *bolt.Tx, id digest.Digest) (entry, error) {
@@ -35,7 +35,8 @@ func (s *Store) entry(tx *bolt.Tx, id digest.Digest) (entry, error) {
 	if !ok {
 		return entry{}, noSuchImage(id)
 	}
-	e := entry{rec: rec, tags: tagsOf(tx, id)}
+	e := entry{rec: rec}
+	e.tags, e.digests = splitRefs(tagsOf(tx, id))
 	raw, err := os.ReadFile(s.blobPath(id))
 	if err != nil {
 		return entry{}, fmt.Errorf("config of image %s: %w", id, err)
@@ -86,17 +87,20 @@ func (s *Store) List(f filters.Args) ([]dimage.Summary, error) {
 			if err != nil {
 				return err
 			}
-			if f.Contains("dangling") && dangling != (len(e.tags) == 0) {
+			// An image pulled by digest only is not dangling: a ref names it.
+			if f.Contains("dangling") && dangling != (len(e.tags)+len(e.digests) == 0) {
 				return nil
 			}
 			tags := e.tags
 			if len(patterns) > 0 {
-				if tags = matching(tags, patterns); len(tags) == 0 {
+				// An image named only by digest matches by its repository.
+				tags = matching(tags, patterns)
+				if len(tags) == 0 && len(matching(e.digests, patterns)) == 0 {
 					return nil
 				}
 			}
 			out = append(out, dimage.Summary{
-				ID: e.rec.ID.String(), ParentID: e.rec.Parent.String(), RepoTags: nonNil(tags), RepoDigests: []string{},
+				ID: e.rec.ID.String(), ParentID: e.rec.Parent.String(), RepoTags: nonNil(tags), RepoDigests: nonNil(e.digests),
 				Created: created(e).Unix(), Size: e.rec.Size, Labels: e.config.Config.Labels,
 				Containers: -1, SharedSize: -1,
 			})
@@ -111,7 +115,7 @@ func (s *Store) List(f filters.Args) ([]dimage.Summary, error) {
 func matching(tags, patterns []string) []string {
 	var out []string
 	for _, t := range tags {
-		repo := t[:strings.LastIndex(t, ":")]
+		repo := refRepo(t)
 		for _, p := range patterns {
 			if ok, _ := path.Match(p, t); ok {
 				out = append(out, t)
@@ -143,7 +147,7 @@ func (s *Store) Inspect(nameOrID string) (dimage.InspectResponse, error) {
 	}
 	c := e.config
 	r := dimage.InspectResponse{
-		ID: e.rec.ID.String(), RepoTags: nonNil(e.tags), RepoDigests: []string{},
+		ID: e.rec.ID.String(), RepoTags: nonNil(e.tags), RepoDigests: nonNil(e.digests),
 		Author: c.Author, Architecture: c.Architecture, Variant: c.Variant, Os: c.OS, OsVersion: c.OSVersion,
 		Size:        e.rec.Size,
 		Config:      &c.Config,

@@ -94,7 +94,9 @@ func (s *Store) Save(ctx context.Context, w io.Writer, names []string) error {
 				byID[id] = sv
 				list = append(list, sv)
 			}
-			if ref != "" {
+			// A digest ref is no tag: an image saved by digest goes
+			// without a name, as dockerd saves it.
+			if ref != "" && !strings.Contains(ref, "@") {
 				sv.refs = append(sv.refs, ref)
 			}
 		}

@@ -103,7 +103,7 @@ func New(root string, db *bolt.DB, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
 	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketRefs} {
+		for _, b := range [][]byte{bucketImages, bucketRefs, bucketBlobs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -136,19 +136,50 @@ func clearDir(dir string) error {
 }
 
 // NormalizeRef turns a reference such as "busybox" into the familiar form
-// the store keys refs by ("busybox:latest"), as docker shows them.
+// the store keys refs by ("busybox:latest"), as docker shows them; a
+// digest reference keeps its digest ("reg:5000/bb@sha256:...").
 func NormalizeRef(ref string) (string, error) {
+	if strings.Contains(ref, "@") {
+		d, err := name.NewDigest(ref)
+		if err != nil {
+			return "", fmt.Errorf("reference %q: %w: %w", ref, drivers.ErrInvalidArgument, err)
+		}
+		return FamiliarRepo(d.Context()) + "@" + d.DigestStr(), nil
+	}
 	tag, err := name.NewTag(ref, name.WithDefaultTag("latest"))
 	if err != nil {
 		return "", fmt.Errorf("reference %q: %w: %w", ref, drivers.ErrInvalidArgument, err)
 	}
-	repo := tag.RepositoryStr()
-	if reg := tag.RegistryStr(); reg != name.DefaultRegistry {
-		repo = reg + "/" + repo
-	} else {
-		repo = strings.TrimPrefix(repo, "library/")
+	return FamiliarRepo(tag.Context()) + ":" + tag.TagStr(), nil
+}
+
+// FamiliarRepo is a repository as docker shows it: Docker Hub's without
+// its registry and "library/", any other's with its registry.
+func FamiliarRepo(r name.Repository) string {
+	if reg := r.RegistryStr(); reg != name.DefaultRegistry {
+		return reg + "/" + r.RepositoryStr()
 	}
-	return repo + ":" + tag.TagStr(), nil
+	return strings.TrimPrefix(r.RepositoryStr(), "library/")
+}
+
+// refRepo is the repository part of a stored ref (tag or digest).
+func refRepo(ref string) string {
+	if r, _, ok := strings.Cut(ref, "@"); ok {
+		return r
+	}
+	return ref[:strings.LastIndex(ref, ":")]
+}
+
+// splitRefs separates tag refs from digest refs.
+func splitRefs(refs []string) (tags, digests []string) {
+	for _, r := range refs {
+		if strings.Contains(r, "@") {
+			digests = append(digests, r)
+		} else {
+			tags = append(tags, r)
+		}
+	}
+	return tags, digests
 }
 
 // noSuchImage is ErrNoSuchImage in dockerd's words, which clients match.
@@ -250,6 +281,9 @@ func (s *Store) Tag(nameOrID, ref string) error {
 	if err != nil {
 		return err
 	}
+	if strings.Contains(norm, "@") {
+		return fmt.Errorf("refusing to create a tag with a digest reference %q; give REPO[:TAG]: %w", ref, drivers.ErrInvalidArgument)
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		id, _, err := resolve(tx, nameOrID)
 		if err != nil {
@@ -293,8 +327,8 @@ func (s *Store) Delete(nameOrID string, force bool) ([]Deleted, error) {
 		tags := tagsOf(tx, id)
 		untag := tags
 		if ref != "" {
-			untag = []string{ref}
-		} else if len(tags) > 1 && !force {
+			untag = withRepoDigests(ref, tags)
+		} else if names, _ := splitRefs(tags); len(names) > 1 && !force {
 			return fmt.Errorf("unable to delete %s (must be forced) - image is referenced in multiple repositories: %w", id.Encoded()[:12], ErrConflict)
 		}
 		last := len(untag) == len(tags)
@@ -360,6 +394,29 @@ func (s *Store) removeBlobs(r Record) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// withRepoDigests is what untagging ref removes: ref, and when it is the
+// repository's last tag, the repository's digest refs with it (as dockerd
+// does, so an image pulled by tag and rmi'd by tag goes away).
+func withRepoDigests(ref string, refs []string) []string {
+	out := []string{ref}
+	if strings.Contains(ref, "@") {
+		return out
+	}
+	repo := refRepo(ref)
+	tags, digests := splitRefs(refs)
+	for _, t := range tags {
+		if t != ref && refRepo(t) == repo {
+			return out
+		}
+	}
+	for _, d := range digests {
+		if refRepo(d) == repo {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // keyLocks hands out one mutex per key while someone holds or waits for
