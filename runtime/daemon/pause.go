@@ -68,6 +68,7 @@ func (d *Daemon) PauseContainer(ctx context.Context, ref string) error {
 	if err := c.Pause(ctx); err != nil {
 		return err
 	}
+	l.health.halt() // dockerd probes no paused container; unpause starts a monitor again
 	d.containerEvent(r, eventtypes.ActionPause, nil)
 	return d.setStatus(r.ID, containers.Paused)
 }
@@ -86,7 +87,11 @@ func (d *Daemon) UnpauseContainer(ctx context.Context, ref string) error {
 		return err
 	}
 	d.containerEvent(r, eventtypes.ActionUnPause, nil)
-	return d.setStatus(r.ID, containers.Running)
+	if err := d.setStatus(r.ID, containers.Running); err != nil {
+		return err
+	}
+	d.startHealth(r, l)
+	return nil
 }
 
 // setStatus moves the container between running and paused, keeping the

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
@@ -33,7 +34,7 @@ type NewImage struct {
 	// temporary directory (TempFile); Create moves it into the store.
 	Layer     string
 	DiffID    digest.Digest
-	Config    ocispec.ImageConfig
+	Config    dockerspec.DockerOCIImageConfig
 	Author    string
 	Comment   string
 	CreatedBy string
@@ -67,7 +68,7 @@ func (s *Store) Create(n NewImage) (digest.Digest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now().UTC()
-	img := ocispec.Image{Created: &now, Author: n.Author, Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}}
+	img := dockerspec.DockerOCIImage{Image: ocispec.Image{Created: &now, Author: n.Author, Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}}}
 	var parent Record
 	if n.Parent != "" {
 		var e entry

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -57,7 +58,9 @@ func TestCreateOnParent(t *testing.T) {
 	}
 	f.Close()
 	id, err := s.Create(images.NewImage{Parent: parent, Layer: f.Name(), DiffID: digest.FromBytes(data),
-		Config: ocispec.ImageConfig{Cmd: []string{"cat", "/f"}}, Author: "me", Comment: "msg", CreatedBy: "sh", Ref: "img:v1"})
+		Config: dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{Cmd: []string{"cat", "/f"}},
+			DockerOCIImageConfigExt: dockerspec.DockerOCIImageConfigExt{Healthcheck: &dockerspec.HealthcheckConfig{Test: []string{"CMD", "true"}, Retries: 2}}},
+		Author: "me", Comment: "msg", CreatedBy: "sh", Ref: "img:v1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +74,7 @@ func TestCreateOnParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(ii.RootFS.Layers) != len(pi.RootFS.Layers)+1 || ii.Author != "me" || ii.Comment != "msg" ||
-		!slices.Equal(ii.Config.Cmd, []string{"cat", "/f"}) {
+		!slices.Equal(ii.Config.Cmd, []string{"cat", "/f"}) || ii.Config.Healthcheck == nil || ii.Config.Healthcheck.Retries != 2 {
 		t.Fatalf("inspect: %+v", ii)
 	}
 	h, err := s.History("img:v1")

@@ -14,7 +14,6 @@ import (
 	"github.com/docker/docker/api/types/storage"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/layerlab/layerlab/drivers"
@@ -25,7 +24,7 @@ import (
 type entry struct {
 	rec    Record
 	tags   []string
-	config ocispec.Image
+	config dockerspec.DockerOCIImage // Docker's extensions (Healthcheck, Shell, OnBuild) included
 }
 
 func (s *Store) entry(tx *bolt.Tx, id digest.Digest) (entry, error) {
@@ -147,7 +146,7 @@ func (s *Store) Inspect(nameOrID string) (dimage.InspectResponse, error) {
 		ID: e.rec.ID.String(), RepoTags: nonNil(e.tags), RepoDigests: []string{},
 		Author: c.Author, Architecture: c.Architecture, Variant: c.Variant, Os: c.OS, OsVersion: c.OSVersion,
 		Size:        e.rec.Size,
-		Config:      &dockerspec.DockerOCIImageConfig{ImageConfig: c.Config},
+		Config:      &c.Config,
 		GraphDriver: storage.DriverData{Name: "", Data: map[string]string{}},
 		RootFS:      dimage.RootFS{Type: "layers"},
 	}
