@@ -313,8 +313,8 @@ func portSpec(w string) (string, error) {
 func parseHealthcheck(rest string) (*dockerspec.HealthcheckConfig, error) {
 	h := &dockerspec.HealthcheckConfig{}
 	for strings.HasPrefix(rest, "--") {
-		word, after, _ := strings.Cut(rest, " ")
-		rest = strings.TrimSpace(after)
+		word, after := cutBlank(rest)
+		rest = after
 		name, value, ok := strings.Cut(word[2:], "=")
 		if !ok {
 			return nil, fmt.Errorf("HEALTHCHECK flag %q: write --%s=VALUE", word, name)
@@ -352,8 +352,7 @@ func parseHealthcheck(rest string) (*dockerspec.HealthcheckConfig, error) {
 		}
 		*dst = d
 	}
-	typ, cmd, _ := strings.Cut(rest, " ")
-	cmd = strings.TrimSpace(cmd)
+	typ, cmd := cutBlank(rest)
 	switch strings.ToUpper(typ) {
 	case "NONE":
 		if cmd != "" || h.Interval != 0 || h.Timeout != 0 || h.StartPeriod != 0 || h.StartInterval != 0 || h.Retries != 0 {
@@ -375,4 +374,14 @@ func parseHealthcheck(rest string) (*dockerspec.HealthcheckConfig, error) {
 		return h, nil
 	}
 	return nil, fmt.Errorf("Unknown type %q in HEALTHCHECK (try CMD or NONE)", typ)
+}
+
+// cutBlank splits s at its first blank (space or tab) into the word
+// before and the trimmed rest.
+func cutBlank(s string) (string, string) {
+	i := strings.IndexAny(s, " \t")
+	if i < 0 {
+		return s, ""
+	}
+	return s[:i], strings.TrimSpace(s[i+1:])
 }

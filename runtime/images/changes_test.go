@@ -102,6 +102,7 @@ func TestApplyChangesHealthcheck(t *testing.T) {
 				StartPeriod: 2 * time.Second, StartInterval: 50 * time.Millisecond, Retries: 4}},
 		{`healthcheck --interval=0s cmd true`, dockerspec.HealthcheckConfig{Test: []string{"CMD-SHELL", "true"}}},
 		{`HEALTHCHECK NONE`, dockerspec.HealthcheckConfig{Test: []string{"NONE"}}},
+		{"HEALTHCHECK\t--retries=1\tCMD\techo  two  spaces", dockerspec.HealthcheckConfig{Test: []string{"CMD-SHELL", "echo  two  spaces"}, Retries: 1}},
 	} {
 		cfg := dockerspec.DockerOCIImageConfig{}
 		cfg.Healthcheck = &dockerspec.HealthcheckConfig{Test: []string{"CMD", "old"}, Retries: 9}
