@@ -157,19 +157,7 @@ func TestEndToEndHealth(t *testing.T) {
 	}
 	c.expect(1, "Unrecognised filter value for health: sick", "ps", "--filter", "health=sick")
 
-	// A probe that hangs is killed at the timeout: a failure saying so,
-	// long before the probe's own end, its exec dying of SIGKILL.
-	tHang := time.Now()
-	c.expect(0, "", "run", "-d", "--name", "hang", "--health-cmd", "echo started; sleep 30", "--health-interval", "100ms",
-		"--health-timeout", "300ms", "--health-retries", "1", "busybox", "sleep", "600")
-	h = c.waitHealth(t, "hang", "unhealthy")
-	last = h.Log[len(h.Log)-1]
-	if last.ExitCode != -1 || last.Output != "Health check exceeded timeout (300ms): started\n" || last.End.Sub(last.Start) > 10*time.Second {
-		t.Errorf("a hanging probe: %+v (took %v)", last, last.End.Sub(last.Start))
-	}
-	c.expect(0, "137", "events", "--since", apiTime(tHang), "--until", apiTime(time.Now()), "--filter", "container=hang",
-		"--filter", "event=exec_die", "--format", "{{.Actor.Attributes.exitCode}}")
-	c.expect(0, "hang", "rm", "-f", "hang")
+	checkHangingProbe(t, c)
 
 	// An image's HEALTHCHECK (here from commit -c) is what its containers
 	// run; --no-healthcheck turns it off.
@@ -235,6 +223,42 @@ func TestEndToEndHealth(t *testing.T) {
 
 	c.expect(0, "", "rm", "-f", "hc", "inh", "nohc")
 	checkNoContainerMounts(t, e.d.cmd.Process.Pid, e.dataRoot)
+	e.d.terminate(t)
+	checkNoLeftovers(t)
+}
+
+// checkHangingProbe: a probe that hangs is killed at the timeout, a
+// failure saying so with what it wrote, long before the probe's own end;
+// its exec dies of SIGKILL. The shell forks the sleep, which keeps the
+// output pipe open after the shell's death: the result must not wait for
+// it.
+func checkHangingProbe(t *testing.T, c cli) {
+	t.Helper()
+	tHang := time.Now()
+	c.expect(0, "", "run", "-d", "--name", "hang", "--health-cmd", "echo started; sleep 30; true", "--health-interval", "100ms",
+		"--health-timeout", "300ms", "--health-retries", "1", "busybox", "sleep", "600")
+	h := c.waitHealth(t, "hang", "unhealthy")
+	last := h.Log[len(h.Log)-1]
+	if last.ExitCode != -1 || last.Output != "Health check exceeded timeout (300ms): started\n" || last.End.Sub(last.Start) > 10*time.Second {
+		t.Errorf("a hanging probe: %+v (took %v)", last, last.End.Sub(last.Start))
+	}
+	c.expect(0, "137", "events", "--since", apiTime(tHang), "--until", apiTime(time.Now()), "--filter", "container=hang",
+		"--filter", "event=exec_die", "--format", "{{.Actor.Attributes.exitCode}}")
+	c.expect(0, "hang", "rm", "-f", "hang")
+}
+
+// TestEndToEndHealthRunc runs probes through the runc binary's exec
+// (layerlabd --runtime runc): a container goes healthy with the probe's
+// output logged, and a hanging probe is killed at its timeout.
+func TestEndToEndHealthRunc(t *testing.T) {
+	e, c := startRuncDaemon(t)
+	c.expect(0, "", "run", "-d", "--name", "hc", "--health-cmd", "echo ok from runc", "--health-interval", "100ms", "busybox", "sleep", "600")
+	h := c.waitHealth(t, "hc", "healthy")
+	if last := h.Log[len(h.Log)-1]; last.ExitCode != 0 || last.Output != "ok from runc\n" {
+		t.Errorf("runc probe: %+v", last)
+	}
+	checkHangingProbe(t, c)
+	c.expect(0, "hc", "rm", "-f", "hc")
 	e.d.terminate(t)
 	checkNoLeftovers(t)
 }
