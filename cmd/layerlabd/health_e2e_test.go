@@ -1,12 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,48 +9,6 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 )
-
-// watchEvents runs `docker events` with args until the test ends and
-// returns its output lines.
-func watchEvents(t *testing.T, e testEnv, args ...string) <-chan string {
-	t.Helper()
-	ev := exec.Command(dockerCLI, append([]string{"-H", "unix://" + e.sock, "events"}, args...)...)
-	ev.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.tmp, "docker-config"), "DOCKER_HOST=", "DOCKER_CONTEXT=")
-	stdout, err := ev.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	ev.Stderr = &stderr
-	if err := ev.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ev.Process.Kill(); _ = ev.Wait() })
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	return lines
-}
-
-// nextEvent waits up to a minute for the next line of an event stream.
-func nextEvent(t *testing.T, lines <-chan string) string {
-	t.Helper()
-	select {
-	case l, ok := <-lines:
-		if !ok {
-			t.Fatal("docker events ended early")
-		}
-		return l
-	case <-time.After(time.Minute):
-		t.Fatal("no event within a minute")
-	}
-	return ""
-}
 
 // health is a container's State.Health, read with docker inspect (nil
 // when it has none).
@@ -100,7 +53,7 @@ func TestEndToEndHealth(t *testing.T) {
 	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
 	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
 	t0 := time.Now()
-	events := watchEvents(t, e, "--since", apiTime(t0), "--filter", "event=health_status", "--format", "{{.Actor.Attributes.name}} {{.Action}}")
+	events, _ := watchEvents(t, e, "--since", apiTime(t0), "--filter", "event=health_status", "--format", "{{.Actor.Attributes.name}} {{.Action}}")
 
 	// The start period keeps the failures before the file exists from
 	// counting, so the container stays starting until the test makes it.
