@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,9 @@ type healthMonitor struct {
 	halted bool
 	stop   chan struct{} // closed by halt: the wait or the probe under way ends
 	done   chan struct{} // closed when the goroutine has returned
+	// ended is the run's finished channel: a monitor started as the run
+	// ended (a kill racing its exit) ends with it all the same.
+	ended <-chan struct{}
 }
 
 // halt stops the monitor without waiting for it; nil-safe.
@@ -61,9 +65,12 @@ func (d *Daemon) startHealth(r containers.Record, l *live) {
 	if cmd == nil {
 		return
 	}
+	if l.c == nil || l.finished == nil {
+		return // the run ended meanwhile
+	}
 	prev := l.health
 	prev.halt()
-	m := &healthMonitor{stop: make(chan struct{}), done: make(chan struct{})}
+	m := &healthMonitor{stop: make(chan struct{}), done: make(chan struct{}), ended: l.finished}
 	l.health = m
 	go d.monitorHealth(r.ID, m, prev, health.Effective(r.Config.Healthcheck), r.State.StartedAt, health.Status(r.State.Health), cmd)
 }
@@ -90,6 +97,8 @@ func (d *Daemon) monitorHealth(id string, m, prev *healthMonitor, s health.Setti
 		select {
 		case <-m.stop:
 			return
+		case <-m.ended:
+			return
 		case <-timer.C:
 		}
 		res := d.probe(id, cmd, s.Timeout, m.stop)
@@ -101,10 +110,14 @@ func (d *Daemon) monitorHealth(id string, m, prev *healthMonitor, s health.Setti
 	}
 }
 
+// errRunEnded drops a probe's result that arrives when the container no
+// longer runs.
+var errRunEnded = errors.New("the container's run ended")
+
 // recordProbe applies a probe's result to the container's record and
 // publishes health_status when the status changed. It says false when
 // the monitor was halted meanwhile (the result is dropped, as dockerd
-// drops it) or the container is gone.
+// drops it), the run ended or the container is gone.
 func (d *Daemon) recordProbe(id string, m *healthMonitor, s health.Settings, res container.HealthcheckResult) (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -113,6 +126,9 @@ func (d *Daemon) recordProbe(id string, m *healthMonitor, s health.Settings, res
 	}
 	changed := false
 	r, err := d.ctrs.Update(id, func(r *containers.Record) error {
+		if !isUp(r.State.Status) {
+			return errRunEnded
+		}
 		h := health.Begin(nil)
 		if r.State.Health != nil {
 			c := *r.State.Health
@@ -123,7 +139,9 @@ func (d *Daemon) recordProbe(id string, m *healthMonitor, s health.Settings, res
 		return nil
 	})
 	if err != nil {
-		d.cfg.Log.Warn("recording a health probe", "container", id, "err", err)
+		if !errors.Is(err, errRunEnded) && !errors.Is(err, containers.ErrNoSuchContainer) {
+			d.cfg.Log.Warn("recording a health probe", "container", id, "err", err)
+		}
 		return "", false
 	}
 	if changed {

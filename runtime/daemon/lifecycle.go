@@ -437,7 +437,7 @@ func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout 
 		return err
 	}
 	d.containerEvent(r, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
-	d.thawAfterKill(ctx, r.ID, l)
+	d.thawAfterKill(ctx, r.ID, l, false)
 	defer func() {
 		if err == nil {
 			d.containerEvent(r, eventtypes.ActionStop, nil)
@@ -501,7 +501,7 @@ func (d *Daemon) KillContainer(ctx context.Context, ref, signal string) error {
 		return err
 	}
 	d.containerEvent(r, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
-	d.thawAfterKill(ctx, r.ID, l)
+	d.thawAfterKill(ctx, r.ID, l, true)
 	return nil
 }
 
