@@ -174,6 +174,9 @@ func TestEndToEndHealth(t *testing.T) {
 	// dockerd's refusals (the CLI refuses negative values itself).
 	c.expect(1, "Interval in Healthcheck cannot be less than 1ms", "create", "--health-interval", "500us", "--health-cmd", "true", "busybox")
 	c.expect(1, "Timeout in Healthcheck cannot be less than 1ms", "create", "--health-timeout", "10ns", "--health-cmd", "true", "busybox")
+	if out, code := c.run("create", "--health-start-interval", "1s", "--health-cmd", "true", "busybox"); code == 0 || !strings.Contains(out, "requires API version 1.44") {
+		t.Errorf("--health-start-interval against API 1.41: exit %d: %s", code, out)
+	}
 	c.expect(125, "--health-retries cannot be negative", "create", "--health-retries", "-1", "--health-cmd", "true", "busybox")
 	checkAPIErrors(t, apiClient(e.sock), []apiError{
 		{"POST", "/v1.41/containers/create", []byte(`{"Image":"busybox","Cmd":["true"],"Healthcheck":{"Test":["CMD","true"],"Interval":-1000000000}}`), 400, "Interval in Healthcheck cannot be less than 1ms"},
