@@ -126,7 +126,7 @@ func (d *Daemon) recordProbe(id string, m *healthMonitor, s health.Settings, res
 	}
 	changed := false
 	r, err := d.ctrs.Update(id, func(r *containers.Record) error {
-		if !isUp(r.State.Status) {
+		if r.State.Status != containers.Running && r.State.Status != containers.Paused {
 			return errRunEnded
 		}
 		h := health.Begin(nil)
