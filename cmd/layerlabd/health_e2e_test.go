@@ -156,6 +156,9 @@ func TestEndToEndHealth(t *testing.T) {
 	// A daemon restart: the policy starts inh again, and its monitor with
 	// it; hc, killed before, keeps the health its record holds.
 	c.expect(0, "hc", "kill", "hc")
+	// Exited once its run's end was recorded, after the monitor's last
+	// result: the health is final from then on.
+	c.expect(0, "137", "wait", "hc")
 	hcBefore := c.health("hc")
 	e.d.terminate(t)
 	e.start(t, "layerlabd-2.log")
@@ -192,8 +195,9 @@ func TestEndToEndHealth(t *testing.T) {
 	checkNoLeftovers(t)
 }
 
-// checkHangingProbe: a probe that hangs is killed at the timeout, a
-// failure saying so with what it wrote, long before the probe's own end;
+// checkHangingProbe: a probe that hangs is killed at the timeout (2 s:
+// its echo surely ran by then), a failure saying so with what it wrote,
+// long before the probe's own end;
 // its exec dies of SIGKILL. The shell forks the sleep, which keeps the
 // output pipe open after the shell's death: the result must not wait for
 // it.
@@ -201,10 +205,10 @@ func checkHangingProbe(t *testing.T, c cli) {
 	t.Helper()
 	tHang := time.Now()
 	c.expect(0, "", "run", "-d", "--name", "hang", "--health-cmd", "echo started; sleep 30; true", "--health-interval", "100ms",
-		"--health-timeout", "300ms", "--health-retries", "1", "busybox", "sleep", "600")
+		"--health-timeout", "2s", "--health-retries", "1", "busybox", "sleep", "600")
 	h := c.waitHealth(t, "hang", "unhealthy")
 	last := h.Log[len(h.Log)-1]
-	if last.ExitCode != -1 || last.Output != "Health check exceeded timeout (300ms): started\n" || last.End.Sub(last.Start) > 10*time.Second {
+	if last.ExitCode != -1 || last.Output != "Health check exceeded timeout (2s): started\n" || last.End.Sub(last.Start) > 10*time.Second {
 		t.Errorf("a hanging probe: %+v (took %v)", last, last.End.Sub(last.Start))
 	}
 	c.expect(0, "137", "events", "--since", apiTime(tHang), "--until", apiTime(time.Now()), "--filter", "container=hang",

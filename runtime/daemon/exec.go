@@ -120,9 +120,10 @@ func (d *Daemon) newExec(ref string, o container.ExecOptions, keys []byte) (*exe
 	if err != nil {
 		return nil, err
 	}
-	_, err = execTarget(r, l)
-	l.mu.Unlock()
-	if err != nil {
+	// Held until exec_create is out, so no pause's event comes between
+	// the check and it.
+	defer l.mu.Unlock()
+	if _, err := execTarget(r, l); err != nil {
 		return nil, err
 	}
 	e := &execInstance{id: containers.NewID(), containerID: r.ID, opts: o, detachKeys: keys, started: make(chan struct{})}
