@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +13,56 @@ import (
 
 // apiTime is t as the docker CLI sends since and until.
 func apiTime(t time.Time) string { return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond()) }
+
+// watchEvents runs `docker events` with args until the test ends; it
+// returns the output lines and a func that reads what the CLI wrote to
+// stderr so far (for a failure's message).
+func watchEvents(t *testing.T, e testEnv, args ...string) (<-chan string, func() string) {
+	t.Helper()
+	ev := exec.Command(dockerCLI, append([]string{"-H", "unix://" + e.sock, "events"}, args...)...)
+	ev.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.tmp, "docker-config"), "DOCKER_HOST=", "DOCKER_CONTEXT=")
+	stdout, err := ev.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errFile, err := os.CreateTemp(e.tmp, "events-stderr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { errFile.Close() })
+	ev.Stderr = errFile
+	if err := ev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ev.Process.Kill(); _ = ev.Wait() })
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	return lines, func() string {
+		b, _ := os.ReadFile(errFile.Name())
+		return string(b)
+	}
+}
+
+// nextEvent waits up to a minute for the next line of an event stream.
+func nextEvent(t *testing.T, lines <-chan string) string {
+	t.Helper()
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			t.Fatal("docker events ended early")
+		}
+		return l
+	case <-time.After(time.Minute):
+		t.Fatal("no event within a minute")
+	}
+	return ""
+}
 
 // TestEndToEndEvents drives GET /events and the system routes with the
 // real docker CLI: a live `docker events --filter type=container --filter
@@ -33,27 +82,8 @@ func TestEndToEndEvents(t *testing.T) {
 	// daemon's subscription; a last container, "sentinel", ends the
 	// watch when its start arrives (no time window to race).
 	t0 := time.Now()
-	ev := exec.Command(dockerCLI, "-H", "unix://"+e.sock, "events", "--since", apiTime(t0),
+	lines, stderr := watchEvents(t, e, "--since", apiTime(t0),
 		"--filter", "type=container", "--filter", "event=start", "--format", "{{.Actor.Attributes.name}} {{.Action}} {{.Type}}")
-	ev.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.tmp, "docker-config"), "DOCKER_HOST=", "DOCKER_CONTEXT=")
-	stdout, err := ev.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	ev.Stderr = &stderr
-	if err := ev.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ev.Process.Kill(); _ = ev.Wait() })
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
 	c.expect(0, "hi", "run", "--name", "ev1", "--label", "tier=front", "busybox", "echo", "hi")
 	c.expect(0, "", "create", "--name", "ev2", "busybox", "true") // created, never started
 	c.expect(0, "before", "rm", "before")
@@ -69,12 +99,12 @@ func TestEndToEndEvents(t *testing.T) {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("docker events ended early: %v\n%s", live, stderr.String())
+				t.Fatalf("docker events ended early: %v\n%s", live, stderr())
 			}
 			live = append(live, l)
 			done = l == "sentinel start container"
 		case <-timeout:
-			t.Fatalf("no sentinel start from docker events within a minute: %v\n%s", live, stderr.String())
+			t.Fatalf("no sentinel start from docker events within a minute: %v\n%s", live, stderr())
 		}
 	}
 	if got := strings.Join(live, "\n"); got != "ev1 start container\nex start container\nsentinel start container" {
@@ -164,7 +194,7 @@ func TestEndToEndEvents(t *testing.T) {
 	// exits well before its 30 s backstop for other requests.
 	c.expect(0, "", "create", "--name", "idle", "busybox", "true")
 	st := exec.Command(dockerCLI, "-H", "unix://"+e.sock, "stats", "--format", "{{.Name}}", "idle")
-	st.Env = ev.Env
+	st.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.tmp, "docker-config"), "DOCKER_HOST=", "DOCKER_CONTEXT=")
 	stOut, err := st.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -48,6 +48,9 @@ type State struct {
 	Error      string
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// Health is the healthcheck's state once a run with a probe began;
+	// it outlives the run, as dockerd's does.
+	Health *container.Health `json:",omitempty"`
 }
 
 // Record is one container.

@@ -115,7 +115,7 @@ func (b buildOps) RemoveContainer(ctx context.Context, id string) error {
 // docker commit would take the container's command into it).
 func (b buildOps) Commit(ctx context.Context, c build.Commit) (string, error) {
 	n := images.NewImage{
-		Parent: digest.Digest(c.Parent), Config: c.Config.ImageConfig, Ext: c.Config.DockerOCIImageConfigExt,
+		Parent: digest.Digest(c.Parent), Config: c.Config,
 		CreatedBy: c.CreatedBy, Author: c.Author, BuildKey: c.Key,
 	}
 	if c.Container != "" {

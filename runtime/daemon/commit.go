@@ -14,7 +14,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	eventtypes "github.com/docker/docker/api/types/events"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerlab/layerlab/drivers/layer"
 	"github.com/layerlab/layerlab/runtime/api"
@@ -42,10 +41,9 @@ func (d *Daemon) CommitContainer(ctx context.Context, ref string, o container.Co
 	if err != nil {
 		return "", err
 	}
-	var cfg ocispec.ImageConfig
-	var ext dockerspec.DockerOCIImageConfigExt // ONBUILD, HEALTHCHECK, SHELL go on
+	var cfg dockerspec.DockerOCIImageConfig
 	if img.Config != nil {
-		cfg, ext = img.Config.ImageConfig, img.Config.DockerOCIImageConfigExt
+		cfg = *img.Config
 	}
 	overlayConfig(&cfg, r.Config)
 	overlayConfig(&cfg, o.Config)
@@ -72,7 +70,7 @@ func (d *Daemon) CommitContainer(ctx context.Context, ref string, o container.Co
 		return "", fmt.Errorf("commit %s: %w", r.Name, err)
 	}
 	id, err := d.images.Create(images.NewImage{
-		Parent: r.ImageID, Layer: f.Name(), DiffID: dg.DiffID, Config: cfg, Ext: ext,
+		Parent: r.ImageID, Layer: f.Name(), DiffID: dg.DiffID, Config: cfg,
 		Author: o.Author, Comment: o.Comment, CreatedBy: strings.Join(append([]string{r.Path}, r.Args...), " "),
 		Ref: o.Reference,
 	})
@@ -105,9 +103,17 @@ func (d *Daemon) pauseFor(ctx context.Context, r containers.Record, pause bool) 
 
 // overlayConfig sets in cfg what c sets: the container's (or the commit
 // request's) settings an image keeps.
-func overlayConfig(cfg *ocispec.ImageConfig, c *container.Config) {
+func overlayConfig(cfg *dockerspec.DockerOCIImageConfig, c *container.Config) {
 	if c == nil {
 		return
+	}
+	if c.Healthcheck != nil {
+		h := *c.Healthcheck
+		h.Test = slices.Clone(h.Test)
+		cfg.Healthcheck = &h
+	}
+	if len(c.Shell) > 0 {
+		cfg.Shell = slices.Clone(c.Shell)
 	}
 	if len(c.Cmd) > 0 {
 		cfg.Cmd = slices.Clone(c.Cmd)
@@ -248,7 +254,7 @@ func (d *Daemon) ImportImage(ctx context.Context, r io.Reader, o api.ImportOptio
 			return "", err
 		}
 	}
-	var cfg ocispec.ImageConfig
+	var cfg dockerspec.DockerOCIImageConfig
 	if err := images.ApplyChanges(&cfg, o.Changes); err != nil {
 		return "", err
 	}

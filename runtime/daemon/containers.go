@@ -19,6 +19,7 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/containers"
+	"github.com/layerlab/layerlab/runtime/health"
 	"github.com/layerlab/layerlab/runtime/logs"
 	"github.com/layerlab/layerlab/runtime/network"
 )
@@ -52,6 +53,16 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 	}
 	if err := validateRestartPolicy(hc); err != nil {
 		return out, err
+	}
+	if hcfg := req.Config.Healthcheck; hcfg != nil {
+		// dockerd drops StartInterval from requests below API 1.44,
+		// which is every request layerlabd (1.41) serves.
+		c := *hcfg
+		c.StartInterval = 0
+		req.Config.Healthcheck = &c
+		if err := health.Validate(&c); err != nil {
+			return out, err
+		}
 	}
 	warnings, err := d.checkResources(hc)
 	if err != nil {
@@ -104,6 +115,10 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 			}
 			cfg.ExposedPorts[nat.Port(p)] = struct{}{}
 		}
+		if len(cfg.Shell) == 0 {
+			cfg.Shell = ic.Shell
+		}
+		cfg.Healthcheck = health.Merge(cfg.Healthcheck, ic.Healthcheck)
 	}
 	if _, err := network.ParseBindings(nil, cfg.ExposedPorts, true); err != nil {
 		return out, fmt.Errorf("exposed ports: %w", err)
@@ -216,7 +231,7 @@ func (d *Daemon) InspectContainer(ctx context.Context, ref string) (container.In
 		Status: st.Status, Running: isUp(st.Status), Restarting: st.Status == containers.Restarting,
 		Paused: st.Status == containers.Paused, Dead: st.Status == containers.Dead, OOMKilled: st.OOMKilled,
 		Pid: st.Pid, ExitCode: st.ExitCode, Error: st.Error,
-		StartedAt: dockerTime(st.StartedAt), FinishedAt: dockerTime(st.FinishedAt),
+		StartedAt: dockerTime(st.StartedAt), FinishedAt: dockerTime(st.FinishedAt), Health: st.Health,
 	}
 	return container.InspectResponse{
 		ContainerJSONBase: &container.ContainerJSONBase{
@@ -298,6 +313,9 @@ func (d *Daemon) ListContainers(_ context.Context, all bool) ([]container.Summar
 func statusText(st containers.State) string {
 	switch st.Status {
 	case containers.Running:
+		if st.Health != nil {
+			return "Up " + units.HumanDuration(time.Since(st.StartedAt)) + " (" + health.Text(st.Health) + ")"
+		}
 		return "Up " + units.HumanDuration(time.Since(st.StartedAt))
 	case containers.Paused:
 		return "Up " + units.HumanDuration(time.Since(st.StartedAt)) + " (Paused)"

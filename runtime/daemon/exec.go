@@ -62,6 +62,13 @@ func (s *execStore) get(id string) (*execInstance, error) {
 	return nil, fmt.Errorf("No such exec instance: %s: %w", id, drivers.ErrNotFound)
 }
 
+// remove forgets the exec id (a health probe's, once it ended).
+func (s *execStore) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+}
+
 // drop forgets the execs of a removed container.
 func (s *execStore) drop(containerID string) {
 	s.mu.Lock()
@@ -99,19 +106,62 @@ func (d *Daemon) CreateExec(_ context.Context, ref string, o container.ExecOptio
 	if err != nil {
 		return "", err
 	}
-	r, l, err := d.locked(ref)
+	e, err := d.newExec(ref, o, keys)
 	if err != nil {
 		return "", err
 	}
-	_, err = execTarget(r, l)
-	l.mu.Unlock()
+	return e.id, nil
+}
+
+// newExec records an exec of the running container ref and publishes
+// exec_create. A user's exec and a health probe both come here.
+func (d *Daemon) newExec(ref string, o container.ExecOptions, keys []byte) (*execInstance, error) {
+	r, l, err := d.locked(ref)
 	if err != nil {
-		return "", err
+		return nil, err
+	}
+	// Held until exec_create is out, so no pause's event comes between
+	// the check and it.
+	defer l.mu.Unlock()
+	if _, err := execTarget(r, l); err != nil {
+		return nil, err
 	}
 	e := &execInstance{id: containers.NewID(), containerID: r.ID, opts: o, detachKeys: keys, started: make(chan struct{})}
 	d.execs.add(e)
 	d.containerEvent(r, eventtypes.Action(string(eventtypes.ActionExecCreate)+": "+strings.Join(o.Cmd, " ")), map[string]string{"execID": e.id})
-	return e.id, nil
+	return e, nil
+}
+
+// execContainer returns the record and handle of e's container, checked
+// again to run and not be paused.
+func (d *Daemon) execContainer(e *execInstance) (containers.Record, executor.Container, error) {
+	r, l, err := d.locked(e.containerID)
+	if err != nil {
+		return r, nil, err
+	}
+	defer l.mu.Unlock()
+	c, err := execTarget(r, l)
+	return r, c, err
+}
+
+// execStarted records p as e's running process and publishes exec_start.
+func (d *Daemon) execStarted(r containers.Record, e *execInstance, p executor.Process) {
+	e.mu.Lock()
+	e.proc, e.pid, e.running = p, p.Pid(), true
+	e.mu.Unlock()
+	close(e.started)
+	d.containerEvent(r, eventtypes.Action(string(eventtypes.ActionExecStart)+": "+strings.Join(e.opts.Cmd, " ")), map[string]string{"execID": e.id})
+}
+
+// execDied publishes exec_die with the exit code wait recorded.
+func (d *Daemon) execDied(r containers.Record, e *execInstance) {
+	e.mu.Lock()
+	code := -1
+	if e.exitCode != nil {
+		code = *e.exitCode
+	}
+	e.mu.Unlock()
+	d.containerEvent(r, eventtypes.ActionExecDie, map[string]string{"execID": e.id, "exitCode": strconv.Itoa(code)})
 }
 
 // InspectExec answers GET /exec/{id}/json.
@@ -163,12 +213,7 @@ func (d *Daemon) StartExec(ctx context.Context, id string, detach bool, stdin io
 	}
 	e.begun = true
 	e.mu.Unlock()
-	var c executor.Container
-	r, l, err := d.locked(e.containerID)
-	if err == nil {
-		c, err = execTarget(r, l)
-		l.mu.Unlock()
-	}
+	r, c, err := d.execContainer(e)
 	var proc *specs.Process
 	var stdio executor.Stdio
 	if err == nil {
@@ -202,11 +247,7 @@ func (d *Daemon) StartExec(ctx context.Context, id string, detach bool, stdin io
 		_, _ = io.WriteString(out, err.Error()+"\r\n")
 		return nil
 	}
-	e.mu.Lock()
-	e.proc, e.pid, e.running = p, p.Pid(), true
-	e.mu.Unlock()
-	close(e.started)
-	d.containerEvent(r, eventtypes.Action(string(eventtypes.ActionExecStart)+": "+strings.Join(e.opts.Cmd, " ")), map[string]string{"execID": e.id})
+	d.execStarted(r, e, p)
 	var copied chan struct{}
 	if con := p.Console(); con != nil {
 		copied = make(chan struct{})
@@ -221,13 +262,7 @@ func (d *Daemon) StartExec(ctx context.Context, id string, detach bool, stdin io
 	}
 	wait := func() {
 		e.wait(p, copied)
-		e.mu.Lock()
-		code := -1
-		if e.exitCode != nil {
-			code = *e.exitCode
-		}
-		e.mu.Unlock()
-		d.containerEvent(r, eventtypes.ActionExecDie, map[string]string{"execID": e.id, "exitCode": strconv.Itoa(code)})
+		d.execDied(r, e)
 	}
 	if detach {
 		go wait()

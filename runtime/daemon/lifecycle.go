@@ -25,6 +25,7 @@ import (
 	"github.com/layerlab/layerlab/runtime/api"
 	"github.com/layerlab/layerlab/runtime/containers"
 	"github.com/layerlab/layerlab/runtime/executor"
+	"github.com/layerlab/layerlab/runtime/health"
 	"github.com/layerlab/layerlab/runtime/logs"
 )
 
@@ -47,6 +48,9 @@ type live struct {
 	stdinR *io.PipeReader
 	stdinW *io.PipeWriter
 	rs     restartState // the restart policy's state (restart.go)
+	// health runs the run's health probes (health.go); nil without a
+	// probe. Halted at a stop or pause, waited for by finish.
+	health *healthMonitor
 }
 
 // stdin returns the stdin pipe, making it if there is none; l.mu is held.
@@ -173,9 +177,14 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 	if p, ok := c.(interface{ Pid() int }); ok {
 		pid = p.Pid()
 	}
-	if _, err := d.ctrs.Update(r.ID, func(r *containers.Record) error {
-		return r.SetState(containers.State{Status: containers.Running, Pid: pid, StartedAt: time.Now().UTC()})
-	}); err != nil {
+	started, err := d.ctrs.Update(r.ID, func(r *containers.Record) error {
+		st := containers.State{Status: containers.Running, Pid: pid, StartedAt: time.Now().UTC(), Health: r.State.Health}
+		if health.Command(r.Config.Healthcheck, r.Config.Shell) != nil {
+			st.Health = health.Begin(r.State.Health)
+		}
+		return r.SetState(st)
+	})
+	if err != nil {
 		return errors.Join(err, c.Delete(context.WithoutCancel(ctx)))
 	}
 	var copied chan struct{}
@@ -191,6 +200,7 @@ func (d *Daemon) start(ctx context.Context, r containers.Record, l *live) (err e
 	finished := make(chan struct{})
 	l.c, l.finished = c, finished
 	d.containerEvent(r, eventtypes.ActionStart, nil)
+	d.startHealth(started, l)
 	go d.finish(r.ID, l, c, log, copied, finished)
 	return nil
 }
@@ -292,6 +302,7 @@ func lookupUser(rootfs, spec string) (*user.ExecUser, error) {
 func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writer, copied, finished chan struct{}) {
 	ctx := context.Background()
 	exit, werr := c.Wait(ctx)
+	d.endHealth(l)
 	d.statsStopped(id)
 	delErr := c.Delete(ctx) // closes the console, which ends its copy
 	if copied != nil {
@@ -307,7 +318,7 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writ
 	}
 	r, err := d.ctrs.Update(id, func(r *containers.Record) error {
 		st := containers.State{Status: containers.Exited, ExitCode: exit.Code, OOMKilled: exit.OOMKilled,
-			StartedAt: r.State.StartedAt, FinishedAt: exit.At.UTC(), Error: r.State.Error}
+			StartedAt: r.State.StartedAt, FinishedAt: exit.At.UTC(), Error: r.State.Error, Health: r.State.Health}
 		if errs != nil {
 			st.Error = errs.Error()
 		}
@@ -412,6 +423,7 @@ func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout 
 	canceled := d.manualStop(r.ID, l, true)
 	l.mu.Lock()
 	c, finished := l.c, l.finished
+	l.health.halt() // no probe while it stops, as dockerd
 	l.mu.Unlock()
 	if c == nil {
 		if canceled {
@@ -437,7 +449,7 @@ func (d *Daemon) StopContainer(ctx context.Context, ref, signal string, timeout 
 		return err
 	}
 	d.containerEvent(r, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
-	d.thawAfterKill(ctx, r.ID, l)
+	d.thawAfterKill(ctx, r.ID, l, false)
 	defer func() {
 		if err == nil {
 			d.containerEvent(r, eventtypes.ActionStop, nil)
@@ -501,7 +513,7 @@ func (d *Daemon) KillContainer(ctx context.Context, ref, signal string) error {
 		return err
 	}
 	d.containerEvent(r, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
-	d.thawAfterKill(ctx, r.ID, l)
+	d.thawAfterKill(ctx, r.ID, l, true)
 	return nil
 }
 
@@ -548,7 +560,8 @@ func (d *Daemon) recover(ctx context.Context) error {
 		}
 		_, err := d.ctrs.Update(r.ID, func(r *containers.Record) error {
 			return r.SetState(containers.State{Status: containers.Exited, ExitCode: 255, StartedAt: r.State.StartedAt,
-				FinishedAt: time.Now().UTC(), Error: "layerlabd stopped while the container ran (killed or crashed): the daemon restarted and killed what was left of it"})
+				FinishedAt: time.Now().UTC(), Error: "layerlabd stopped while the container ran (killed or crashed): the daemon restarted and killed what was left of it",
+				Health: r.State.Health})
 		})
 		errs = append(errs, err)
 	}

@@ -68,6 +68,7 @@ func (d *Daemon) PauseContainer(ctx context.Context, ref string) error {
 	if err := c.Pause(ctx); err != nil {
 		return err
 	}
+	l.health.halt() // dockerd probes no paused container; unpause starts a monitor again
 	d.containerEvent(r, eventtypes.ActionPause, nil)
 	return d.setStatus(r.ID, containers.Paused)
 }
@@ -86,7 +87,11 @@ func (d *Daemon) UnpauseContainer(ctx context.Context, ref string) error {
 		return err
 	}
 	d.containerEvent(r, eventtypes.ActionUnPause, nil)
-	return d.setStatus(r.ID, containers.Running)
+	if err := d.setStatus(r.ID, containers.Running); err != nil {
+		return err
+	}
+	d.startHealth(r, l)
+	return nil
 }
 
 // setStatus moves the container between running and paused, keeping the
@@ -101,8 +106,10 @@ func (d *Daemon) setStatus(id, status string) error {
 }
 
 // thawAfterKill resumes a paused container after a signal was sent to it,
-// so the signal is delivered, as dockerd's kill does.
-func (d *Daemon) thawAfterKill(ctx context.Context, id string, l *live) {
+// so the signal is delivered, as dockerd's kill does. With probe (a
+// kill, which the container may survive; not a stop) its health monitor
+// runs again, as after an unpause; if it dies, finish ends the monitor.
+func (d *Daemon) thawAfterKill(ctx context.Context, id string, l *live, probe bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r, err := d.ctrs.Get(id)
@@ -115,5 +122,9 @@ func (d *Daemon) thawAfterKill(ctx context.Context, id string, l *live) {
 	}
 	if err := d.setStatus(id, containers.Running); err != nil {
 		d.cfg.Log.Warn("unpausing after a kill", "container", id, "err", err)
+		return
+	}
+	if probe {
+		d.startHealth(r, l)
 	}
 }

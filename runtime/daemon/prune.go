@@ -14,13 +14,14 @@ import (
 
 	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/runtime/containers"
+	"github.com/layerlab/layerlab/runtime/health"
 )
 
 // The filters GET /containers/json takes, and the statuses its status
 // filter knows, as dockerd's.
 var (
 	listFilters = map[string]bool{"status": true, "name": true, "id": true, "ancestor": true, "label": true,
-		"exited": true, "before": true, "since": true, "volume": true}
+		"exited": true, "before": true, "since": true, "volume": true, "health": true}
 	statuses = map[string]bool{"created": true, "restarting": true, "running": true, "removing": true,
 		"paused": true, "exited": true, "dead": true}
 )
@@ -30,7 +31,8 @@ func badFilter(format string, args ...any) error {
 }
 
 // ListContainersWith answers GET /containers/json with its filters
-// (status, name, id, ancestor, label, exited, before, since), limit, and
+// (status, name, id, ancestor, label, exited, before, since, volume,
+// health), limit, and
 // size (SizeRw from the driver's Usage of the rootfs snapshot).
 func (d *Daemon) ListContainersWith(ctx context.Context, o container.ListOptions) ([]container.Summary, error) {
 	f := o.Filters
@@ -40,6 +42,11 @@ func (d *Daemon) ListContainersWith(ctx context.Context, o container.ListOptions
 	for _, s := range f.Get("status") {
 		if !statuses[s] {
 			return nil, badFilter("invalid filter 'status=%s'", s)
+		}
+	}
+	for _, h := range f.Get("health") {
+		if container.ValidateHealthStatus(h) != nil {
+			return nil, badFilter("Unrecognised filter value for health: %s", h)
 		}
 	}
 	var exited []int
@@ -109,6 +116,9 @@ func matchContainer(f filters.Args, r containers.Record, exited []int, ancestors
 		return false
 	}
 	if f.Contains("name") && !f.Match("name", "/"+r.Name) && !f.Match("name", r.Name) {
+		return false
+	}
+	if f.Contains("health") && !f.ExactMatch("health", health.Status(r.State.Health)) {
 		return false
 	}
 	if f.Contains("id") && !f.Match("id", r.ID) {

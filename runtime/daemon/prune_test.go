@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,8 @@ func TestMatchContainer(t *testing.T) {
 		{[]filters.KeyValuePair{filters.Arg("ancestor", "alpine")}, nil, false},
 		{nil, []int{3}, true},
 		{nil, []int{0}, false},
+		{[]filters.KeyValuePair{filters.Arg("health", "none")}, nil, true},
+		{[]filters.KeyValuePair{filters.Arg("health", "healthy")}, nil, false},
 	} {
 		f := filters.NewArgs(c.args...)
 		if got := matchContainer(f, r, c.exited, nil, time.Time{}, time.Time{}); got != c.want {
@@ -60,5 +63,34 @@ func TestMatchContainer(t *testing.T) {
 	}
 	if !matchContainer(filters.NewArgs(), r, nil, nil, created.Add(time.Second), created.Add(-time.Second)) {
 		t.Error("between before and since did not match")
+	}
+}
+
+// TestHealthFilterAndStatus: ps's health filter matches the record's
+// health (none without one), and a running container's status carries it
+// as dockerd words it.
+func TestHealthFilterAndStatus(t *testing.T) {
+	r := containers.Record{ID: "abc", Name: "hc", Config: &container.Config{},
+		State: containers.State{Status: containers.Running, StartedAt: time.Now().Add(-3 * time.Second),
+			Health: &container.Health{Status: container.Starting}}}
+	for status, text := range map[string]string{container.Starting: "(health: starting)", container.Healthy: "(healthy)", container.Unhealthy: "(unhealthy)"} {
+		r.State.Health.Status = status
+		if !matchContainer(filters.NewArgs(filters.Arg("health", status)), r, nil, nil, time.Time{}, time.Time{}) {
+			t.Errorf("health=%s did not match a %s container", status, status)
+		}
+		if matchContainer(filters.NewArgs(filters.Arg("health", "none")), r, nil, nil, time.Time{}, time.Time{}) {
+			t.Errorf("health=none matched a %s container", status)
+		}
+		if got := statusText(r.State); !strings.HasPrefix(got, "Up ") || !strings.HasSuffix(got, " "+text) {
+			t.Errorf("status of a running %s container: %q, want Up ... %s", status, got, text)
+		}
+	}
+	r.State.Status = containers.Paused
+	if got := statusText(r.State); !strings.HasSuffix(got, "(Paused)") {
+		t.Errorf("paused: %q", got)
+	}
+	r.State = containers.State{Status: containers.Exited, ExitCode: 1, Health: &container.Health{Status: container.Unhealthy}}
+	if got := statusText(r.State); !strings.HasPrefix(got, "Exited (1)") || strings.Contains(got, "unhealthy") {
+		t.Errorf("exited: %q, want no health", got)
 	}
 }

@@ -6,19 +6,20 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/layerlab/layerlab/drivers"
 )
 
 // ApplyChanges applies the Dockerfile-like instructions of `docker commit
 // -c` and `docker import -c` to cfg: CMD, ENTRYPOINT, ENV, WORKDIR, USER,
-// EXPOSE, LABEL, VOLUME and STOPSIGNAL, in JSON-array or shell form where
-// Dockerfile has both. Each change may hold several lines; blank lines and
+// EXPOSE, LABEL, VOLUME, STOPSIGNAL and HEALTHCHECK, in JSON-array or
+// shell form where Dockerfile has both. Each change may hold several lines; blank lines and
 // # comments are skipped. Any other instruction, or a malformed one, is
 // refused with drivers.ErrInvalidArgument and cfg is left as it was.
-func ApplyChanges(cfg *ocispec.ImageConfig, changes []string) error {
+func ApplyChanges(cfg *dockerspec.DockerOCIImageConfig, changes []string) error {
 	out := cloneConfig(*cfg)
 	for _, ch := range changes {
 		for _, line := range strings.Split(ch, "\n") {
@@ -37,7 +38,12 @@ func ApplyChanges(cfg *ocispec.ImageConfig, changes []string) error {
 
 // cloneConfig copies the maps and slices of c, so a refused change leaves
 // the caller's config untouched.
-func cloneConfig(c ocispec.ImageConfig) ocispec.ImageConfig {
+func cloneConfig(c dockerspec.DockerOCIImageConfig) dockerspec.DockerOCIImageConfig {
+	if c.Healthcheck != nil {
+		h := *c.Healthcheck
+		h.Test = append([]string(nil), h.Test...)
+		c.Healthcheck = &h
+	}
 	c.Env = append([]string(nil), c.Env...)
 	c.Cmd = append([]string(nil), c.Cmd...)
 	c.Entrypoint = append([]string(nil), c.Entrypoint...)
@@ -64,7 +70,7 @@ func cloneSet(s map[string]struct{}) map[string]struct{} {
 	return out
 }
 
-func applyChange(c *ocispec.ImageConfig, line string) error {
+func applyChange(c *dockerspec.DockerOCIImageConfig, line string) error {
 	instr, rest := line, ""
 	if i := strings.IndexAny(line, " \t"); i >= 0 {
 		instr, rest = line[:i], line[i+1:]
@@ -151,8 +157,14 @@ func applyChange(c *ocispec.ImageConfig, line string) error {
 			return fmt.Errorf("STOPSIGNAL needs one signal")
 		}
 		c.StopSignal = rest
+	case "HEALTHCHECK":
+		h, err := parseHealthcheck(rest)
+		if err != nil {
+			return err
+		}
+		c.Healthcheck = h
 	default:
-		return fmt.Errorf("%s is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)", instr)
+		return fmt.Errorf("%s is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)", instr)
 	}
 	return nil
 }
@@ -290,4 +302,86 @@ func portSpec(w string) (string, error) {
 		return "", fmt.Errorf("EXPOSE %q: port must be 1-65535", w)
 	}
 	return strconv.Itoa(n) + "/" + proto, nil
+}
+
+// parseHealthcheck reads HEALTHCHECK's arguments as a Dockerfile gives
+// them: NONE, or [--interval=D] [--timeout=D] [--start-period=D]
+// [--start-interval=D] [--retries=N] CMD and the command, in exec form
+// (a JSON array: the test is CMD and its words) or shell form
+// (CMD-SHELL). A duration of 0 means the default; others under 1ms are
+// refused, as the builder refuses them.
+func parseHealthcheck(rest string) (*dockerspec.HealthcheckConfig, error) {
+	h := &dockerspec.HealthcheckConfig{}
+	for strings.HasPrefix(rest, "--") {
+		word, after := cutBlank(rest)
+		rest = after
+		name, value, ok := strings.Cut(word[2:], "=")
+		if !ok {
+			return nil, fmt.Errorf("HEALTHCHECK flag %q: write --%s=VALUE", word, name)
+		}
+		if name == "retries" {
+			n, err := strconv.Atoi(value)
+			if err != nil {
+				return nil, fmt.Errorf("HEALTHCHECK --retries=%q: want a whole number", value)
+			}
+			if n < 0 {
+				return nil, fmt.Errorf("--retries cannot be negative (%d)", n)
+			}
+			h.Retries = n
+			continue
+		}
+		var dst *time.Duration
+		switch name {
+		case "interval":
+			dst = &h.Interval
+		case "timeout":
+			dst = &h.Timeout
+		case "start-period":
+			dst = &h.StartPeriod
+		case "start-interval":
+			dst = &h.StartInterval
+		default:
+			return nil, fmt.Errorf("HEALTHCHECK: unknown flag --%s (--interval, --timeout, --start-period, --start-interval, --retries)", name)
+		}
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return nil, fmt.Errorf("HEALTHCHECK --%s=%q: want a duration such as 30s or 1m30s", name, value)
+		}
+		if d != 0 && d < time.Millisecond {
+			return nil, fmt.Errorf("Interval %q cannot be less than 1ms", name)
+		}
+		*dst = d
+	}
+	typ, cmd := cutBlank(rest)
+	switch strings.ToUpper(typ) {
+	case "NONE":
+		if cmd != "" || h.Interval != 0 || h.Timeout != 0 || h.StartPeriod != 0 || h.StartInterval != 0 || h.Retries != 0 {
+			return nil, fmt.Errorf("HEALTHCHECK NONE takes no arguments")
+		}
+		return &dockerspec.HealthcheckConfig{Test: []string{"NONE"}}, nil
+	case "CMD":
+		if args, ok := jsonArray(cmd); ok {
+			if len(args) == 0 {
+				return nil, fmt.Errorf("Missing command after HEALTHCHECK CMD")
+			}
+			h.Test = append([]string{"CMD"}, args...)
+			return h, nil
+		}
+		if cmd == "" {
+			return nil, fmt.Errorf("Missing command after HEALTHCHECK CMD")
+		}
+		h.Test = []string{"CMD-SHELL", cmd}
+		return h, nil
+	}
+	return nil, fmt.Errorf("Unknown type %q in HEALTHCHECK (try CMD or NONE)", typ)
+}
+
+// cutBlank splits s at its first blank (space or tab) into the word
+// before and the trimmed rest.
+func cutBlank(s string) (string, string) {
+	i := strings.IndexAny(s, " \t")
+	if i < 0 {
+		return s, ""
+	}
+	return s[:i], strings.TrimSpace(s[i+1:])
 }

@@ -36,10 +36,9 @@ type NewImage struct {
 	// (empty_layer), as a build's ENV or CMD step.
 	Layer  string
 	DiffID digest.Digest
-	Config ocispec.ImageConfig
-	// Ext is what Docker's config adds to the OCI one (HEALTHCHECK,
-	// ONBUILD, SHELL), which a build sets.
-	Ext dockerspec.DockerOCIImageConfigExt
+	// Config is the OCI config with what Docker's adds (HEALTHCHECK,
+	// ONBUILD, SHELL).
+	Config dockerspec.DockerOCIImageConfig
 	// BuildKey is the build cache's key of the step that made the image
 	// from Parent (see Child); empty for other images.
 	BuildKey  string
@@ -101,7 +100,7 @@ func (s *Store) Create(n NewImage) (digest.Digest, error) {
 		img.History = e.config.History
 		img.RootFS.DiffIDs = append([]digest.Digest(nil), parent.Layers...)
 	}
-	img.Config = dockerspec.DockerOCIImageConfig{ImageConfig: n.Config, DockerOCIImageConfigExt: n.Ext}
+	img.Config = n.Config
 	img.RootFS.Type = "layers"
 	layers := append([]digest.Digest(nil), parent.Layers...)
 	if !empty {

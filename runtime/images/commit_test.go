@@ -58,7 +58,9 @@ func TestCreateOnParent(t *testing.T) {
 	}
 	f.Close()
 	id, err := s.Create(images.NewImage{Parent: parent, Layer: f.Name(), DiffID: digest.FromBytes(data),
-		Config: ocispec.ImageConfig{Cmd: []string{"cat", "/f"}}, Author: "me", Comment: "msg", CreatedBy: "sh", Ref: "img:v1"})
+		Config: dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{Cmd: []string{"cat", "/f"}},
+			DockerOCIImageConfigExt: dockerspec.DockerOCIImageConfigExt{Healthcheck: &dockerspec.HealthcheckConfig{Test: []string{"CMD", "true"}, Retries: 2}}},
+		Author: "me", Comment: "msg", CreatedBy: "sh", Ref: "img:v1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +74,7 @@ func TestCreateOnParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(ii.RootFS.Layers) != len(pi.RootFS.Layers)+1 || ii.Author != "me" || ii.Comment != "msg" ||
-		!slices.Equal(ii.Config.Cmd, []string{"cat", "/f"}) {
+		!slices.Equal(ii.Config.Cmd, []string{"cat", "/f"}) || ii.Config.Healthcheck == nil || ii.Config.Healthcheck.Retries != 2 {
 		t.Fatalf("inspect: %+v", ii)
 	}
 	h, err := s.History("img:v1")
@@ -123,8 +125,9 @@ func TestCreateEmptyLayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := s.Create(images.NewImage{Parent: parent, Config: ocispec.ImageConfig{Env: []string{"A=1"}},
-		Ext:       dockerspec.DockerOCIImageConfigExt{OnBuild: []string{"RUN true"}, Shell: []string{"/bin/ash", "-c"}},
+	id, err := s.Create(images.NewImage{Parent: parent, Config: dockerspec.DockerOCIImageConfig{
+		ImageConfig:             ocispec.ImageConfig{Env: []string{"A=1"}},
+		DockerOCIImageConfigExt: dockerspec.DockerOCIImageConfigExt{OnBuild: []string{"RUN true"}, Shell: []string{"/bin/ash", "-c"}}},
 		CreatedBy: "/bin/sh -c #(nop)  ENV A=1", BuildKey: "k1"})
 	if err != nil {
 		t.Fatal(err)

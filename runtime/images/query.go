@@ -22,9 +22,9 @@ import (
 // below read it.
 type entry struct {
 	rec     Record
-	tags    []string // repo:tag refs
-	digests []string // repo@digest refs (RepoDigests)
-	config  dockerspec.DockerOCIImage
+	tags    []string                  // repo:tag refs
+	digests []string                  // repo@digest refs (RepoDigests)
+	config  dockerspec.DockerOCIImage // Docker's extensions (Healthcheck, Shell, OnBuild) included
 }
 
 func (s *Store) entry(tx *bolt.Tx, id digest.Digest) (entry, error) {
