@@ -29,6 +29,7 @@ targets=(
   "./runtime/build/ FuzzParseArgs 100000"
   "./runtime/build/ FuzzDockerfile 2000"
   "./runtime/build/ FuzzIgnore 5000"
+  "./bench/ FuzzReadStream 20000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"
