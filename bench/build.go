@@ -70,9 +70,12 @@ const buildNote = "build: a 10-step Dockerfile (FROM the bench's busybox image; 
 	"cached-build is a warm-cache rebuild of the same context: every step after FROM from the cache (checked). " +
 	"nocache-build is the same with nocache=1 (--no-cache): every step runs and commits again. " +
 	"image-bytes is the built image's Size as image inspect reports it: its layers' tar bytes, the same on every driver. " +
-	"cache-bytes is the build cache a --no-cache build adds on the driver: the growth of /system/df's LayersSize (every committed snapshot on the driver, per its Usage) over the build, i.e. the step layers a later step ran on " +
-	"(the last RUN's layer is unpacked only when a container runs the image); /system/df's BuildCache is empty on layerlabd, whose classic builder caches in untagged step images. " +
-	"After each no-cache sample, POST /build/prune (untimed) drops the superseded build's step images and blobs; their committed layers stay on the driver (layerlabd does not remove them), so fewer no-cache samples are taken than cached ones"
+	"cache-bytes is what a --no-cache build and the POST /build/prune after it (untimed) leave on the target's filesystem (statfs, after syncfs): " +
+	"the step layers the driver committed, as it stores them (vfs a full copy of the rootfs per layer), which layerlabd keeps after the prune deletes the superseded build's step images; " +
+	"the new build's layer blobs replace those the prune frees. cache-df-bytes is the same growth in /system/df's LayersSize (the committed snapshots' Usage: what each layer adds to its parent, the same on every driver); " +
+	"both count the step layers a later step ran on (the last RUN's layer is unpacked only when a container runs the image). " +
+	"/system/df's BuildCache is empty on layerlabd, whose classic builder caches in untagged step images. " +
+	"Since every no-cache build costs the driver its layers, fewer no-cache samples are taken than cached ones"
 
 // buildWorkload measures docker builds on target t (see buildNote).
 func buildWorkload(ctx context.Context, r *run, t *target) (err error) {
@@ -131,17 +134,22 @@ func buildWorkload(ctx context.Context, r *run, t *target) (err error) {
 				t.info.ID, i, warm+spec.NoCache, free/mib, need/mib))
 			return nil
 		}
-		if err := noCacheOnce(ctx, rec, c, buildContext, p); err != nil {
+		if err := noCacheOnce(ctx, rec, c, dir, buildContext, p); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// noCacheOnce times one --no-cache build and records the image's size and
-// the layers it added on the driver; then it prunes the build cache.
-func noCacheOnce(ctx context.Context, rec *recorder, c *apiClient, buildContext string, p func(op, unit string) point) error {
-	before, err := c.layersSize(ctx)
+// noCacheOnce times one --no-cache build and records the image's size;
+// then it prunes the build cache, and records what the build and the
+// prune left on the target's filesystem and in the driver's Usage.
+func noCacheOnce(ctx context.Context, rec *recorder, c *apiClient, dir, buildContext string, p func(op, unit string) point) error {
+	usedBefore, err := usedBytes(dir)
+	if err != nil {
+		return err
+	}
+	dfBefore, err := c.layersSize(ctx)
 	if err != nil {
 		return err
 	}
@@ -152,17 +160,25 @@ func noCacheOnce(ctx context.Context, rec *recorder, c *apiClient, buildContext 
 	if cached != 0 {
 		return fmt.Errorf("build: a --no-cache build took %d steps from the cache", cached)
 	}
-	after, err := c.layersSize(ctx)
-	if err != nil {
-		return err
-	}
 	var img struct{ Size int64 }
 	if err := c.do(ctx, http.MethodGet, "/images/"+buildTag+"/json", nil, &img); err != nil {
 		return err
 	}
 	rec.add(p("image-bytes", "bytes"), float64(img.Size))
-	rec.add(p("cache-bytes", "bytes"), float64(after-before))
-	return c.do(ctx, http.MethodPost, "/build/prune", nil, nil)
+	if err := c.do(ctx, http.MethodPost, "/build/prune", nil, nil); err != nil {
+		return err
+	}
+	dfAfter, err := c.layersSize(ctx)
+	if err != nil {
+		return err
+	}
+	usedAfter, err := usedBytes(dir)
+	if err != nil {
+		return err
+	}
+	rec.add(p("cache-bytes", "bytes"), float64(usedAfter-usedBefore))
+	rec.add(p("cache-df-bytes", "bytes"), float64(dfAfter-dfBefore))
+	return nil
 }
 
 // build posts the context tar at path to /build, tagging buildTag, and
