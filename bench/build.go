@@ -26,8 +26,8 @@ type BuildSpec struct {
 	ContextFiles int   // how many files they are split into (at least 4)
 	// NoCache is the samples of the --no-cache build. Fewer than N: every
 	// such build leaves its step layers on the driver (layerlabd keeps a
-	// committed layer when the images using it are deleted), and vfs
-	// holds each as a full copy of the rootfs.
+	// committed layer when the images using it are deleted), and vfs on
+	// ext4 holds each as a full copy of the rootfs.
 	NoCache int
 }
 
@@ -71,7 +71,7 @@ const buildNote = "build: a 10-step Dockerfile (FROM the bench's busybox image; 
 	"nocache-build is the same with nocache=1 (--no-cache): every step runs and commits again. " +
 	"image-bytes is the built image's Size as image inspect reports it: its layers' tar bytes, the same on every driver. " +
 	"cache-bytes is what a --no-cache build and the POST /build/prune after it (untimed) leave on the target's filesystem (statfs, after syncfs): " +
-	"the step layers the driver committed, as it stores them (vfs a full copy of the rootfs per layer), which layerlabd keeps after the prune deletes the superseded build's step images; " +
+	"the step layers the driver committed, as it stores them (vfs copies the rootfs per layer: in full on ext4, as extent clones on xfs and btrfs), which layerlabd keeps after the prune deletes the superseded build's step images; " +
 	"the new build's layer blobs replace those the prune frees. cache-df-bytes is the same growth in /system/df's LayersSize (the committed snapshots' Usage: what each layer adds to its parent, the same on every driver); " +
 	"both count the step layers a later step ran on (the last RUN's layer is unpacked only when a container runs the image). " +
 	"/system/df's BuildCache is empty on layerlabd, whose classic builder caches in untagged step images. " +
