@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -70,7 +71,7 @@ const buildNote = "build: a 10-step Dockerfile (FROM the bench's busybox image; 
 	"cached-build is a warm-cache rebuild of the same context: every step after FROM from the cache (checked). " +
 	"nocache-build is the same with nocache=1 (--no-cache): every step runs and commits again. " +
 	"image-bytes is the built image's Size as image inspect reports it: its layers' tar bytes, the same on every driver. " +
-	"cache-bytes is what a --no-cache build and the POST /build/prune after it (untimed) leave on the target's filesystem (statfs, after syncfs): " +
+	"cache-bytes is what a --no-cache build and the POST /build/prune after it (untimed) leave on the target's filesystem (statfs after syncfs, once it holds still for 200 ms): " +
 	"the step layers the driver committed, as it stores them (vfs copies the rootfs per layer: in full on ext4, as extent clones on xfs and btrfs), which layerlabd keeps after the prune deletes the superseded build's step images; " +
 	"the new build's layer blobs replace those the prune frees. cache-df-bytes is the same growth in /system/df's LayersSize (the committed snapshots' Usage: what each layer adds to its parent, the same on every driver); " +
 	"both count the step layers a later step ran on (the last RUN's layer is unpacked only when a container runs the image). " +
@@ -145,7 +146,7 @@ func buildWorkload(ctx context.Context, r *run, t *target) (err error) {
 // then it prunes the build cache, and records what the build and the
 // prune left on the target's filesystem and in the driver's Usage.
 func noCacheOnce(ctx context.Context, rec *recorder, c *apiClient, dir, buildContext string, p func(op, unit string) point) error {
-	usedBefore, err := usedBytes(dir)
+	usedBefore, err := settledUsed(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -172,13 +173,40 @@ func noCacheOnce(ctx context.Context, rec *recorder, c *apiClient, dir, buildCon
 	if err != nil {
 		return err
 	}
-	usedAfter, err := usedBytes(dir)
+	usedAfter, err := settledUsed(ctx, dir)
 	if err != nil {
 		return err
 	}
 	rec.add(p("cache-bytes", "bytes"), float64(usedAfter-usedBefore))
 	rec.add(p("cache-df-bytes", "bytes"), float64(dfAfter-dfBefore))
 	return nil
+}
+
+// settledUsed is usedBytes of dir once it holds still for 200 ms (10 s at
+// most): xfs frees the blocks of deleted files (the build's unpacked
+// context, the blobs a prune drops) in background work after the unlink
+// has returned, which a read right away misses.
+func settledUsed(ctx context.Context, dir string) (int64, error) {
+	prev, same := int64(-1), 0
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		used, err := usedBytes(dir)
+		if err != nil {
+			return 0, err
+		}
+		if used == prev {
+			same++
+		} else {
+			prev, same = used, 0
+		}
+		if same == 2 || time.Now().After(deadline) {
+			return used, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // build posts the context tar at path to /build, tagging buildTag, and
