@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -68,7 +69,8 @@ const buildNote = "build: a 10-step Dockerfile (FROM the bench's busybox image; 
 	"(raw HTTP 1.41 on its unix socket, layerlabd started by the bench in a mount+network namespace of its own with the target's driver, as for lifecycle; steps run with network none). " +
 	"Every build's time includes sending the context tar and the daemon's unpacking and hashing of it. " +
 	"first-build is the first build on a fresh daemon: empty cache, the base image not yet unpacked on the driver (one sample). " +
-	"cached-build is a warm-cache rebuild of the same context: every step after FROM from the cache (checked). " +
+	"cached-build is a warm-cache rebuild of the same context: every step after FROM from the cache (checked); " +
+	"cli-cached-build is the same rebuild with `DOCKER_BUILDKIT=0 docker build --network none -t TAG - < context.tar` (/usr/local/bin/docker), the CLI process included, alternating with cached-build. " +
 	"nocache-build is the same with nocache=1 (--no-cache): every step runs and commits again. " +
 	"image-bytes is the built image's Size as image inspect reports it: its layers' tar bytes, the same on every driver. " +
 	"cache-bytes is what a --no-cache build and the POST /build/prune after it (untimed) leave on the target's filesystem (statfs after syncfs, once it holds still for 200 ms): " +
@@ -112,13 +114,31 @@ func buildWorkload(ctx context.Context, r *run, t *target) (err error) {
 	if err := r.rec.time(p("first-build", ""), func() error { _, err := c.build(ctx, buildContext, false); return err }); err != nil {
 		return err
 	}
+	cli := true
+	if _, err := os.Stat(dockerCLI); err != nil {
+		cli = false
+		r.noteOnce("build-no-cli", fmt.Sprintf("build: cli-cached-build not measured: %v", err))
+	}
+	config := filepath.Join(ll.sockDir, "docker-config")
 	for i := 0; i < r.prof.Warmup+r.prof.N; i++ {
-		var cached int
-		if err := r.recorderFor(i).time(p("cached-build", ""), func() (err error) { cached, err = c.build(ctx, buildContext, false); return err }); err != nil {
-			return err
+		// The API's and the CLI's rebuilds alternate, so both see the
+		// same machine.
+		builds := map[string]func() (int, error){"cached-build": func() (int, error) { return c.build(ctx, buildContext, false) }}
+		if cli {
+			builds["cli-cached-build"] = func() (int, error) { return cliBuild(ctx, ll.sock, config, buildContext) }
 		}
-		if cached != buildSteps-1 {
-			return fmt.Errorf("build: a warm rebuild took %d of its %d steps after FROM from the cache, want all", cached, buildSteps-1)
+		for _, op := range []string{"cached-build", "cli-cached-build"} {
+			fn := builds[op]
+			if fn == nil {
+				continue
+			}
+			var cached int
+			if err := r.recorderFor(i).time(p(op, ""), func() (err error) { cached, err = fn(); return err }); err != nil {
+				return err
+			}
+			if cached != buildSteps-1 {
+				return fmt.Errorf("build: a warm rebuild (%s) took %d of its %d steps after FROM from the cache, want all", op, cached, buildSteps-1)
+			}
 		}
 	}
 	// One warm-up at most: each run costs the driver its layers.
@@ -234,6 +254,25 @@ func (c *apiClient) build(ctx context.Context, path string, noCache bool) (int, 
 		return 0, fmt.Errorf("build: the answer names no image: %s", tail(text))
 	}
 	return strings.Count(text, " ---> Using cache\n"), nil
+}
+
+// cliBuild runs `docker build` (the classic builder: DOCKER_BUILDKIT=0)
+// of the context tar at path, given on stdin, against the daemon on sock
+// and returns how many steps came from the cache.
+func cliBuild(ctx context.Context, sock, config, path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	cmd := exec.CommandContext(ctx, dockerCLI, "-H", "unix://"+sock, "build", "--network", "none", "-t", buildTag, "-")
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+config, "DOCKER_HOST=", "DOCKER_CONTEXT=", "DOCKER_BUILDKIT=0")
+	cmd.Stdin = f
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("docker build: %w: %s", err, tail(string(out)))
+	}
+	return strings.Count(string(out), " ---> Using cache\n"), nil
 }
 
 // layersSize is /system/df's LayersSize: what the daemon's committed
