@@ -55,6 +55,7 @@ func workloads() map[string]workload {
 		"write-amp":    writeAmp,
 		"concurrency":  concurrency,
 		"lifecycle":    lifecycle,
+		"build":        buildWorkload,
 	}
 }
 

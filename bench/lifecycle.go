@@ -7,18 +7,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/layerlab/layerlab/drivers"
 	"github.com/layerlab/layerlab/drivers/layer"
 	"github.com/layerlab/layerlab/drivers/mount"
 	"github.com/layerlab/layerlab/runtime/executor"
-	"github.com/layerlab/layerlab/runtime/images/imagetest"
 )
 
 // lifecycleNote says once per run what each lifecycle op includes.
@@ -42,28 +39,16 @@ const lifecycleNote = "lifecycle: a container's whole life, create + start + wai
 // lifecycleNote).
 func lifecycle(ctx context.Context, r *run, t *target) error {
 	r.noteOnce("lifecycle", lifecycleNote)
-	if _, err := os.Stat(imagetest.Busybox); err != nil {
-		return fmt.Errorf("%s: %v (make setup installs busybox-static): %w", imagetest.Busybox, err, drivers.ErrUnavailable)
-	}
-	imgs, err := imagetest.Build(ctx, imagetest.Busybox)
+	dir, done, err := workloadDir(t, "lifecycle")
 	if err != nil {
-		return fmt.Errorf("busybox image: %w", err)
-	}
-	dir := filepath.Join(filepath.Dir(t.home), "layerlab-bench-lifecycle-"+t.info.Driver)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	defer func() {
-		// Never RemoveAll across a mount that failed to go.
-		if points, err := mount.Under(dir); err == nil && len(points) == 0 {
-			os.RemoveAll(dir)
-		}
-	}()
-	bareErr := bareRuns(ctx, r, t, imgs.Latest, dir)
-	archive := filepath.Join(dir, "busybox.tar")
-	if err := imagetest.Write(archive, map[string]v1.Image{"busybox:latest": imgs.Latest}); err != nil {
-		return errors.Join(bareErr, err)
+	defer done()
+	img, archive, err := busyboxArchive(ctx, dir)
+	if err != nil {
+		return err
 	}
+	bareErr := bareRuns(ctx, r, t, img, dir)
 	return errors.Join(bareErr, daemonRuns(ctx, r, t, dir, archive))
 }
 
@@ -184,46 +169,13 @@ func bareOnce(ctx context.Context, ex *executor.Libcontainer, t *target, base, i
 // daemon's RSS and start-50; the daemon is stopped at the end, also on
 // failure or cancellation.
 func daemonRuns(ctx context.Context, r *run, t *target, dir, archive string) (err error) {
-	bin, err := findBinary("layerlabd")
-	if err != nil {
-		r.noteOnce("lifecycle-no-layerlabd", fmt.Sprintf("lifecycle: api-run, cli-run, rss and start-50 not measured: %v (make build puts it in bin/ next to layerlab)", err))
-		return nil
-	}
-	if t.info.Driver == "zfs" {
-		// The pool's datasets are mounted by zfs-fuse in the host's
-		// namespace; they reach a daemon in a slave namespace only below
-		// a shared mount, which the harness's pool is not.
-		r.noteOnce("lifecycle-zfs", "lifecycle: on zfs only bare-run is measured; layerlabd would need the pool below a shared mount to see the datasets zfs-fuse mounts for it")
-		return nil
-	}
-	// Socket paths are short (108 bytes at most): their own temp dir.
-	sockDir, err := os.MkdirTemp("", "llbench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(sockDir)
-	sock, cliConfig := filepath.Join(sockDir, "l.sock"), filepath.Join(sockDir, "docker-config")
-	name := t.info.Driver
-	// Its own cgroup parent: the containers of a layerlabd that runs
-	// next to the bench (an e2e test) live under /layerlab.
-	// --bridge none: cli-run's `docker run` gets network none, as
-	// api-run's creates ask, the match of dockerd-nonet-cli-run.
-	args := []string{"-H", "unix://" + sock, "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
-		"--cgroup-parent", daemonCgroupParent, "--storage-driver", name, "--storage-opt", name + ".home=" + filepath.Join(dir, "home"),
-		"--bridge", "none"}
-	keys := make([]string, 0, len(t.info.DriverOptions))
-	for k := range t.info.DriverOptions {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "--storage-opt", name+"."+k+"="+t.info.DriverOptions[k])
-	}
-	ll, err := startNSDaemon(ctx, "layerlabd", bin, sock, filepath.Join(dir, "layerlabd.log"), "", args...)
-	if err != nil {
+	ll, err := startLayerlabd(ctx, r, t, dir, "lifecycle", "api-run, cli-run, rss and start-50")
+	if err != nil || ll == nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, ll.stop()) }()
+	sock, sockDir := ll.sock, ll.sockDir
+	cliConfig := filepath.Join(sockDir, "docker-config")
 	c := newAPIClient(sock)
 	defer c.close()
 	if err := c.load(ctx, archive); err != nil {

@@ -12,12 +12,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/layerlab/layerlab/drivers"
+	"github.com/layerlab/layerlab/drivers/mount"
+	"github.com/layerlab/layerlab/runtime/images/imagetest"
 )
 
 // nsDaemon is a daemon (layerlabd or the dockerd peer) the lifecycle
@@ -68,6 +73,99 @@ func startNSDaemon(ctx context.Context, name, bin, sock, logPath, setup string, 
 		return nil, errors.Join(err, d.stop())
 	}
 	return d, nil
+}
+
+// workloadDir makes the directory a daemon workload keeps its daemon's
+// roots and its archives in, next to t's home on the backing filesystem;
+// done removes it unless something is still mounted below it.
+func workloadDir(t *target, workload string) (dir string, done func(), err error) {
+	dir = filepath.Join(filepath.Dir(t.home), "layerlab-bench-"+workload+"-"+t.info.Driver)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	return dir, func() {
+		// Never RemoveAll across a mount that failed to go.
+		if points, err := mount.Under(dir); err == nil && len(points) == 0 {
+			os.RemoveAll(dir)
+		}
+	}, nil
+}
+
+// busyboxArchive builds the busybox test image and writes it to dir as a
+// docker-archive tagged busybox:latest, for a daemon to load.
+func busyboxArchive(ctx context.Context, dir string) (v1.Image, string, error) {
+	if _, err := os.Stat(imagetest.Busybox); err != nil {
+		return nil, "", fmt.Errorf("%s: %v (make setup installs busybox-static): %w", imagetest.Busybox, err, drivers.ErrUnavailable)
+	}
+	imgs, err := imagetest.Build(ctx, imagetest.Busybox)
+	if err != nil {
+		return nil, "", fmt.Errorf("busybox image: %w", err)
+	}
+	archive := filepath.Join(dir, "busybox.tar")
+	if err := imagetest.Write(archive, map[string]v1.Image{"busybox:latest": imgs.Latest}); err != nil {
+		return nil, "", err
+	}
+	return imgs.Latest, archive, nil
+}
+
+// benchDaemon is a layerlabd a workload started for a target, with the
+// short temporary directory holding its socket.
+type benchDaemon struct {
+	*nsDaemon
+	sockDir string
+}
+
+// startLayerlabd starts layerlabd (from bin/ next to layerlab, or PATH)
+// for target t with its data and exec roots in dir and the target's
+// driver, options and a home of its own there; it returns nil, with a note
+// saying which ops of workload are not measured, when layerlabd is not
+// built or cannot serve t's driver.
+func startLayerlabd(ctx context.Context, r *run, t *target, dir, workload, ops string) (*benchDaemon, error) {
+	bin, err := findBinary("layerlabd")
+	if err != nil {
+		r.noteOnce(workload+"-no-layerlabd", fmt.Sprintf("%s: %s not measured: %v (make build puts it in bin/ next to layerlab)", workload, ops, err))
+		return nil, nil
+	}
+	if t.info.Driver == "zfs" {
+		// The pool's datasets are mounted by zfs-fuse in the host's
+		// namespace; they reach a daemon in a slave namespace only below
+		// a shared mount, which the harness's pool is not.
+		r.noteOnce(workload+"-zfs", fmt.Sprintf("%s: %s not measured on zfs: layerlabd would need the pool below a shared mount to see the datasets zfs-fuse mounts for it", workload, ops))
+		return nil, nil
+	}
+	// Socket paths are short (108 bytes at most): their own temp dir.
+	sockDir, err := os.MkdirTemp("", "llbench-")
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(sockDir, "l.sock")
+	name := t.info.Driver
+	// Its own cgroup parent: the containers of a layerlabd that runs
+	// next to the bench (an e2e test) live under /layerlab.
+	// --bridge none: cli-run's `docker run` gets network none, as
+	// api-run's creates ask, the match of dockerd-nonet-cli-run (and
+	// builds run with network none); bridgeRuns makes its own network.
+	args := []string{"-H", "unix://" + sock, "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
+		"--cgroup-parent", daemonCgroupParent, "--storage-driver", name, "--storage-opt", name + ".home=" + filepath.Join(dir, "home"),
+		"--bridge", "none"}
+	keys := make([]string, 0, len(t.info.DriverOptions))
+	for k := range t.info.DriverOptions {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "--storage-opt", name+"."+k+"="+t.info.DriverOptions[k])
+	}
+	d, err := startNSDaemon(ctx, "layerlabd", bin, sock, filepath.Join(dir, "layerlabd.log"), "", args...)
+	if err != nil {
+		return nil, errors.Join(err, os.RemoveAll(sockDir))
+	}
+	return &benchDaemon{nsDaemon: d, sockDir: sockDir}, nil
+}
+
+// stop stops the daemon and removes its socket directory.
+func (b *benchDaemon) stop() error {
+	return errors.Join(b.nsDaemon.stop(), os.RemoveAll(b.sockDir))
 }
 
 // waitSocket waits until the daemon answers a ping on its socket and
@@ -337,19 +435,47 @@ func (c *apiClient) load(ctx context.Context, archive string) error {
 	if err := c.do(ctx, http.MethodPost, "/images/load?quiet=1", f, &body); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(&body)
+	if _, _, err := readStream(&body); err != nil {
+		return fmt.Errorf("load %s: %w", archive, err)
+	}
+	return nil
+}
+
+// streamMessage is one message of the JSON stream /images/load and /build
+// answer with.
+type streamMessage struct {
+	Stream      string          `json:"stream"`
+	Aux         json.RawMessage `json:"aux"` // {"ID": ...} from /build; other shapes elsewhere
+	Error       string          `json:"error"`
+	ErrorDetail struct {
+		Message string
+	} `json:"errorDetail"`
+}
+
+// readStream reads a daemon's JSON message stream to its end and returns
+// the text of its stream messages and the last aux ID; an error message in
+// it, or a malformed stream, is an error (with the text so far).
+func readStream(r io.Reader) (text, id string, err error) {
+	var b strings.Builder
+	dec := json.NewDecoder(r)
 	for {
-		var msg struct {
-			Error       string
-			ErrorDetail struct{ Message string } `json:"errorDetail"`
-		}
+		var msg streamMessage
 		if err := dec.Decode(&msg); err == io.EOF {
-			return nil
+			return b.String(), id, nil
 		} else if err != nil {
-			return fmt.Errorf("load %s: answer: %w", archive, err)
+			return b.String(), id, fmt.Errorf("malformed answer after %q: %w", tail(b.String()), err)
 		}
 		if msg.Error != "" || msg.ErrorDetail.Message != "" {
-			return fmt.Errorf("load %s: %s %s", archive, msg.Error, msg.ErrorDetail.Message)
+			m := msg.ErrorDetail.Message
+			if m == "" {
+				m = msg.Error
+			}
+			return b.String(), id, fmt.Errorf("%s (after %q)", m, tail(b.String()))
+		}
+		b.WriteString(msg.Stream)
+		var aux struct{ ID string }
+		if json.Unmarshal(msg.Aux, &aux) == nil && aux.ID != "" {
+			id = aux.ID
 		}
 	}
 }

@@ -83,6 +83,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.N, p.Warmup = 2, 1
+	p.Workloads = []string{"lifecycle"} // TestBuildWorkload runs build
 	reg := drivers.NewRegistry(vfs.Factory(), overlay.Overlay2Factory())
 	res, err := Run(context.Background(), Config{Registry: reg, Profile: p, Drivers: []string{"overlay2"}, Scratch: scratch, Seed: 1, Version: "test"})
 	if err != nil {

@@ -26,6 +26,7 @@ type Profile struct {
 	Densities   []int
 	Unpack      UnpackSpec
 	Contention  ContentionSpec
+	Build       BuildSpec
 	Workloads   []string // which workloads run, in name order
 }
 
@@ -45,11 +46,11 @@ const (
 func WorkloadNames() []string { return allWorkloads() }
 
 // allWorkloads is every workload, in the order reports list them.
-func allWorkloads() []string { return append(storageWorkloads(), "lifecycle") }
+func allWorkloads() []string { return append(storageWorkloads(), "lifecycle", "build") }
 
 // storageWorkloads are the workloads of the storage drivers alone, which
-// the quick, standard and paper profiles run; lifecycle, which starts
-// daemons and containers, is the runtime profile's.
+// the quick, standard and paper profiles run; lifecycle and build, which
+// start daemons and containers, are the runtime profile's.
 func storageWorkloads() []string {
 	return []string{"snapshot-ops", "depth", "copy-up", "small-files", "write", "unpack", "density", "write-amp", "concurrency"}
 }
@@ -70,7 +71,9 @@ func Profiles() map[string]Profile {
 		Unpack:    UnpackSpec{Layers: 8, FilesPerLayer: 50, FileSize: 16 * kib},
 		// About 10 s a target: enough for the ratios, not for the tails.
 		Contention: ContentionSpec{Cheap: 4, Phase: 1500 * time.Millisecond, Rounds: 2, Size: 64 * mib},
-		Workloads:  storageWorkloads(),
+		// Issue 13's context: 50 MiB in 64 files.
+		Build:     BuildSpec{ContextBytes: 50 * mib, ContextFiles: 64, NoCache: 5},
+		Workloads: storageWorkloads(),
 	}
 	standard := quick
 	standard.Name, standard.Description = "standard", "more samples, larger files and 1000 live containers"
@@ -100,9 +103,13 @@ func Profiles() map[string]Profile {
 	// lives per target).
 	rt := quick
 	rt.Name = "runtime"
-	rt.Description = "the lifecycle workload only: containers through layerlabd's API and the docker CLI next to bare libcontainer and dockerd"
+	rt.Description = "the lifecycle and build workloads: containers through layerlabd's API and the docker CLI next to bare libcontainer and dockerd; Dockerfile builds with and without cache"
 	rt.N, rt.Warmup = 30, 3
-	rt.Workloads = []string{"lifecycle"}
+	// Each no-cache build leaves its layers on the driver (see
+	// BuildSpec): measured, 160 MiB a build for vfs on ext4 (a copy per
+	// layer), so 11 take under half of the 4 GiB loop filesystem.
+	rt.Build.NoCache = 10
+	rt.Workloads = []string{"lifecycle", "build"}
 	return map[string]Profile{"quick": quick, "standard": standard, "paper": paper, "runtime": rt}
 }
 

@@ -36,6 +36,7 @@ targets=(
   "./runtime/network/ FuzzParseBindings 100000"
   "./runtime/network/ FuzzParseResolv 100000"
   "./runtime/network/ FuzzParseLink 100000"
+  "./bench/ FuzzReadStream 20000"
 )
 for t in "${targets[@]}"; do
   read -r pkg name execs <<<"$t"

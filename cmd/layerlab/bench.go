@@ -121,7 +121,7 @@ Profiles: ` + profileList(),
 
 func profileList() string {
 	var lines []string
-	for _, name := range []string{"quick", "standard", "paper"} {
+	for _, name := range []string{"quick", "standard", "paper", "runtime"} {
 		p, _ := bench.ProfileNamed(name)
 		lines = append(lines, name+" ("+p.Description+")")
 	}
