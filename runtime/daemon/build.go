@@ -164,7 +164,7 @@ func (d *Daemon) PruneBuildCache(ctx context.Context) (buildtypes.CachePruneRepo
 		if d.imageInUse(id) {
 			continue
 		}
-		if _, err := d.DeleteImage(ctx, id.String(), true, true); err != nil {
+		if _, err := d.deleteImage(id.String(), true); err != nil {
 			if errors.Is(err, drivers.ErrNotFound) || errors.Is(err, drivers.ErrFailedPrecondition) {
 				continue
 			}
@@ -174,6 +174,9 @@ func (d *Daemon) PruneBuildCache(ctx context.Context) (buildtypes.CachePruneRepo
 	}
 	if after := d.images.BlobBytes(); after < before {
 		rep.SpaceReclaimed = uint64(before - after)
+	}
+	if len(rep.CachesDeleted) > 0 {
+		rep.SpaceReclaimed += uint64(max(d.collect(ctx), 0)) // the layers unpacked on the drivers
 	}
 	return rep, nil
 }

@@ -172,6 +172,8 @@ func (d *Daemon) CreateContainer(ctx context.Context, name string, req container
 // prepareRootfs unpacks the image into drv and prepares the container's
 // active snapshot on its top layer.
 func (d *Daemon) prepareRootfs(ctx context.Context, drv drivers.Driver, rec *containers.Record, opts ...drivers.Opt) error {
+	d.unpackMu.RLock()
+	defer d.unpackMu.RUnlock()
 	top, err := d.images.Unpack(ctx, drv, rec.ImageID)
 	if err != nil {
 		return err

@@ -92,8 +92,11 @@ type Daemon struct {
 	nat     *network.NAT      // nil: published ports go through the userland proxy
 	reg     *registry.Service // pull, push, login (registry.go)
 
-	mu    sync.Mutex       // guards lives and imageUse; never held across a db transaction
-	lives map[string]*live // by container ID
+	// unpackMu: a rootfs is unpacked and prepared under it for reading,
+	// unused layers are collected under it for writing (layergc.go).
+	unpackMu sync.RWMutex
+	mu       sync.Mutex       // guards lives and imageUse; never held across a db transaction
+	lives    map[string]*live // by container ID
 	// imageUse counts the containers of each image, so rmi refuses an
 	// image in use; in memory because the image store asks inside its
 	// own write transaction.
@@ -196,6 +199,9 @@ func New(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.sweepNetwork(); err != nil {
 		return nil, fmt.Errorf("removing the network namespaces and veths a previous daemon left: %w", err)
 	}
+	// Layers whose images went while the daemon was down, or before it
+	// collected them.
+	d.collect(ctx)
 	if err := d.vols.Recover(); err != nil {
 		return nil, fmt.Errorf("unmounting the volumes a previous daemon left mounted: %w", err)
 	}
@@ -485,7 +491,38 @@ func (d *Daemon) TagImage(_ context.Context, name, ref string) error {
 // DeleteImage removes name. The prune flag (dockerd's: delete the untagged
 // parents too) is not acted on: an image is deleted alone, and a
 // committed image's untagged parent goes with docker image prune.
-func (d *Daemon) DeleteImage(_ context.Context, name string, force, _ bool) ([]image.DeleteResponse, error) {
+func (d *Daemon) DeleteImage(ctx context.Context, name string, force, _ bool) ([]image.DeleteResponse, error) {
+	out, err := d.deleteImage(name, force)
+	if deleted(out) {
+		d.collect(ctx)
+	}
+	return out, err
+}
+
+// deleted says whether an image delete removed an image (not only a tag).
+func deleted(steps []image.DeleteResponse) bool {
+	for _, s := range steps {
+		if s.Deleted != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// collect runs collectLayers and logs what it could not remove: the image
+// operation that asked for it has succeeded whatever happens here, and the
+// next collection tries again.
+func (d *Daemon) collect(ctx context.Context) int64 {
+	freed, err := d.collectLayers(ctx)
+	if err != nil {
+		d.cfg.Log.Warn("removing layers no image needs failed; the next image delete or daemon start tries again", "err", err)
+	}
+	return freed
+}
+
+// deleteImage is DeleteImage without the layer collection, which the
+// prunes run once at their end.
+func (d *Daemon) deleteImage(name string, force bool) ([]image.DeleteResponse, error) {
 	id, _ := d.images.Resolve(name) // for the untag events, before the name goes
 	steps, err := d.images.Delete(name, force)
 	var out []image.DeleteResponse

@@ -240,7 +240,7 @@ func (d *Daemon) PruneImages(ctx context.Context, f filters.Args) (image.PruneRe
 		if err != nil || d.imageInUse(id) {
 			continue
 		}
-		steps, err := d.DeleteImage(ctx, img.ID, true, true)
+		steps, err := d.deleteImage(img.ID, true)
 		if err != nil {
 			if !errors.Is(err, drivers.ErrNotFound) && !errors.Is(err, drivers.ErrFailedPrecondition) {
 				errs = append(errs, err)
@@ -251,6 +251,9 @@ func (d *Daemon) PruneImages(ctx context.Context, f filters.Args) (image.PruneRe
 	}
 	if after := d.images.BlobBytes(); after < before {
 		rep.SpaceReclaimed = uint64(before - after)
+	}
+	if deleted(rep.ImagesDeleted) {
+		rep.SpaceReclaimed += uint64(max(d.collect(ctx), 0)) // the layers unpacked on the drivers
 	}
 	d.emit(eventtypes.ImageEventType, eventtypes.ActionPrune, "", map[string]string{"reclaimed": strconv.FormatUint(rep.SpaceReclaimed, 10)})
 	return rep, errors.Join(errs...)

@@ -3,6 +3,7 @@ package images
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -155,4 +156,23 @@ func randomHex() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Chains returns the chain IDs every image in the store names: the
+// committed layers on the drivers that an image still needs.
+func (s *Store) Chains() (map[string]bool, error) {
+	out := map[string]bool{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketImages).ForEach(func(_, v []byte) error {
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			for _, c := range ChainIDs(r.Layers) {
+				out[c.String()] = true
+			}
+			return nil
+		})
+	})
+	return out, err
 }

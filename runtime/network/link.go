@@ -38,7 +38,10 @@ type Host struct{ h *netlink.Handle }
 
 // NewHost opens a netlink handle in ns.
 func NewHost(ns netns.NsHandle) (*Host, error) {
-	h, err := netlink.NewHandleAt(ns)
+	// Route netlink only: with no family named the handle also opens
+	// xfrm and netfilter sockets, and a kernel without them (the qemu
+	// guest's) fails the whole daemon with "protocol not supported".
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
@@ -164,7 +167,7 @@ func (h *Host) Attach(v Veth) (err error) {
 // configure gives the interface ifname in ns its address, brings it up
 // and, when gw is valid, routes the default through it.
 func configure(ns netns.NsHandle, ifname string, addr netip.Prefix, gw netip.Addr) error {
-	in, err := netlink.NewHandleAt(ns)
+	in, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
@@ -234,7 +237,7 @@ func DeleteByMAC(path, mac string) error {
 		return err
 	}
 	defer ns.Close()
-	in, err := netlink.NewHandleAt(ns)
+	in, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
@@ -258,7 +261,7 @@ func FreeIfName(path string) (string, error) {
 		return "", err
 	}
 	defer ns.Close()
-	in, err := netlink.NewHandleAt(ns)
+	in, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return "", err
 	}
@@ -331,7 +334,7 @@ func loopbackUp(path string) error {
 		return err
 	}
 	defer ns.Close()
-	in, err := netlink.NewHandleAt(ns)
+	in, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
