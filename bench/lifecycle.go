@@ -26,7 +26,7 @@ const lifecycleNote = "lifecycle: a container's whole life, create + start + wai
 	"bare-run is the same life with runc's libcontainer in the bench's own process on the same driver: prepare a child of the committed busybox layer, mount, create/start/wait/delete, unmount, remove; " +
 	"bare-exec is its libcontainer part alone (create to delete). " +
 	"api-run-bridge and api-run-nonet alternate the api-run life on a user bridge network the bench creates (netns, veth pair, address, /etc files) and on network none; " +
-	"api-start-bridge minus api-start-nonet is what networking adds to a start. " +
+	"their api-create-, api-start-, api-wait- and api-delete- parts (suffix -bridge or -nonet) say where networking costs: the namespace, veth and address are made at create and go at delete. " +
 	"cli-run is the wall time of `docker run --rm busybox true` (/usr/local/bin/docker) against that layerlabd, the CLI process included; " +
 	"dockerd-cli-run is the same command against Debian's dockerd as installed (overlay2 on the same backing filesystem, the default bridge network: docker0 and iptables inside a mount+network namespace the bench made), " +
 	"dockerd-nonet-cli-run against a second dockerd with --bridge=none --iptables=false (no network setup, as layerlabd's network none); both only on overlay2 targets and when dockerd is installed. " +

@@ -15,8 +15,10 @@ const bridgeNetwork = "llbench"
 // bridgeRuns times container lives on a bridge network against lives with
 // no network, alternating the two so both see the same machine: what
 // networking adds to a start (a network namespace, a veth pair into the
-// bridge, an address, the /etc files) is api-start-bridge minus
-// api-start-nonet. The daemon runs in the bench's own network namespace.
+// bridge, an address, the /etc files; made at create, as the endpoint's
+// address is) is api-create-bridge + api-start-bridge minus the same
+// for nonet, and its teardown is in api-delete-bridge. The daemon runs
+// in the bench's own network namespace.
 func bridgeRuns(ctx context.Context, r *run, t *target, c *apiClient) (err error) {
 	var created struct {
 		ID string `json:"Id"`
@@ -38,7 +40,9 @@ func bridgeRuns(ctx context.Context, r *run, t *target, c *apiClient) (err error
 			}); err != nil {
 				return fmt.Errorf("api-run on network %s: %w", run.network, err)
 			}
-			rec.add(p("api-start-"+run.suffix), float64(parts[1]))
+			for j, part := range []string{"api-create-", "api-start-", "api-wait-", "api-delete-"} {
+				rec.add(p(part+run.suffix), float64(parts[j]))
+			}
 		}
 	}
 	return nil

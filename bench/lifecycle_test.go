@@ -92,7 +92,8 @@ func TestLifecycle(t *testing.T) {
 	t.Logf("notes: %v", res.Notes)
 
 	ops := []string{"bare-run", "bare-exec", "api-run", "api-create", "api-start", "api-wait", "api-delete",
-		"api-run-nonet", "api-run-bridge", "api-start-nonet", "api-start-bridge",
+		"api-run-nonet", "api-run-bridge", "api-create-nonet", "api-create-bridge", "api-start-nonet", "api-start-bridge",
+		"api-wait-nonet", "api-wait-bridge", "api-delete-nonet", "api-delete-bridge",
 		"cli-run", "rss-idle", "rss-10-running", "rss-per-container", "start-50", "bare-run-cpu", "api-run-cpu"}
 	if _, err := exec.LookPath("dockerd"); err == nil {
 		ops = append(ops, "dockerd-cli-run", "dockerd-nonet-cli-run")
