@@ -73,12 +73,13 @@ const buildNote = "build: a 10-step Dockerfile (FROM the bench's busybox image; 
 	"cli-cached-build is the same rebuild with `DOCKER_BUILDKIT=0 docker build --network none -t TAG - < context.tar` (/usr/local/bin/docker), the CLI process included, alternating with cached-build. " +
 	"nocache-build is the same with nocache=1 (--no-cache): every step runs and commits again. " +
 	"image-bytes is the built image's Size as image inspect reports it: its layers' tar bytes, the same on every driver. " +
-	"cache-bytes is what a --no-cache build and the POST /build/prune after it (untimed) leave on the target's filesystem (statfs after syncfs, once it holds still for 200 ms): " +
-	"the step layers the driver committed, as it stores them (vfs copies the rootfs per layer: in full on ext4, as extent clones on xfs and btrfs), which layerlabd keeps after the prune deletes the superseded build's step images; " +
-	"the new build's layer blobs replace those the prune frees. cache-df-bytes is the same growth in /system/df's LayersSize (the committed snapshots' Usage: what each layer adds to its parent, the same on every driver); " +
+	"cache-bytes is what a --no-cache build adds on the target's filesystem (statfs after syncfs, once it holds still for 200 ms): " +
+	"the step layers the driver committed, as it stores them (vfs copies the rootfs per layer: in full on ext4, as extent clones on xfs and btrfs), and their layer blobs. " +
+	"cache-df-bytes is the same growth in /system/df's LayersSize (the committed snapshots' Usage: what each layer adds to its parent, the same on every driver). " +
+	"prune-freed-bytes is what the POST /build/prune after it (untimed) gives back: the superseded build's step images, their blobs and their layers on the driver. " +
 	"both count the step layers a later step ran on (the last RUN's layer is unpacked only when a container runs the image). " +
 	"/system/df's BuildCache is empty on layerlabd, whose classic builder caches in untagged step images. " +
-	"Since every no-cache build costs the driver its layers, fewer no-cache samples are taken than cached ones"
+	"Fewer no-cache samples are taken than cached ones: each holds the driver's space for a whole build"
 
 // buildWorkload measures docker builds on target t (see buildNote).
 func buildWorkload(ctx context.Context, r *run, t *target) (err error) {
@@ -162,9 +163,9 @@ func buildWorkload(ctx context.Context, r *run, t *target) (err error) {
 	return nil
 }
 
-// noCacheOnce times one --no-cache build and records the image's size;
-// then it prunes the build cache, and records what the build and the
-// prune left on the target's filesystem and in the driver's Usage.
+// noCacheOnce times one --no-cache build and records the image's size and
+// what the build added on the target's filesystem and in the driver's
+// Usage; then it prunes the build cache and records what that freed.
 func noCacheOnce(ctx context.Context, rec *recorder, c *apiClient, dir, buildContext string, p func(op, unit string) point) error {
 	usedBefore, err := settledUsed(ctx, dir)
 	if err != nil {
@@ -186,19 +187,24 @@ func noCacheOnce(ctx context.Context, rec *recorder, c *apiClient, dir, buildCon
 		return err
 	}
 	rec.add(p("image-bytes", "bytes"), float64(img.Size))
-	if err := c.do(ctx, http.MethodPost, "/build/prune", nil, nil); err != nil {
+	usedBuilt, err := settledUsed(ctx, dir)
+	if err != nil {
 		return err
 	}
-	dfAfter, err := c.layersSize(ctx)
+	dfBuilt, err := c.layersSize(ctx)
 	if err != nil {
+		return err
+	}
+	rec.add(p("cache-bytes", "bytes"), float64(usedBuilt-usedBefore))
+	rec.add(p("cache-df-bytes", "bytes"), float64(dfBuilt-dfBefore))
+	if err := c.do(ctx, http.MethodPost, "/build/prune", nil, nil); err != nil {
 		return err
 	}
 	usedAfter, err := settledUsed(ctx, dir)
 	if err != nil {
 		return err
 	}
-	rec.add(p("cache-bytes", "bytes"), float64(usedAfter-usedBefore))
-	rec.add(p("cache-df-bytes", "bytes"), float64(dfAfter-dfBefore))
+	rec.add(p("prune-freed-bytes", "bytes"), float64(usedBuilt-usedAfter))
 	return nil
 }
 

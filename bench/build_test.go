@@ -68,7 +68,7 @@ func TestBuildWorkload(t *testing.T) {
 			series[s.Op+" "+s.Target] = s
 		}
 	}
-	want := map[string]int{"first-build": 1, "cached-build": p.N, "cli-cached-build": p.N, "nocache-build": p.Build.NoCache, "image-bytes": p.Build.NoCache, "cache-bytes": p.Build.NoCache, "cache-df-bytes": p.Build.NoCache}
+	want := map[string]int{"first-build": 1, "cached-build": p.N, "cli-cached-build": p.N, "nocache-build": p.Build.NoCache, "image-bytes": p.Build.NoCache, "cache-bytes": p.Build.NoCache, "cache-df-bytes": p.Build.NoCache, "prune-freed-bytes": p.Build.NoCache}
 	for _, target := range []string{"overlay2/ext4", "overlay2/xfs"} {
 		for op, n := range want {
 			if s := series[op+" "+target]; len(s.Samples) != n {
@@ -91,6 +91,11 @@ func TestBuildWorkload(t *testing.T) {
 			if c := series[op+" "+target].Summary.P50; c < float64(p.Build.ContextBytes) {
 				t.Errorf("%s: %s %.0f, want at least the %d byte context", target, op, c, p.Build.ContextBytes)
 			}
+		}
+		// The prune after a no-cache build drops the build it superseded,
+		// layers on the driver included.
+		if f := series["prune-freed-bytes "+target].Summary.P50; f <= 0 {
+			t.Errorf("%s: prune-freed-bytes %.0f, want the superseded build's space back", target, f)
 		}
 	}
 	if after := hostState(t, scratch); !slices.Equal(before, after) {

@@ -2,6 +2,7 @@
 script would drive dockerd. Usage: dockerpy_e2e.py SOCKET ARCHIVE.
 Prints one line per check and exits non-zero at the first failure."""
 import sys
+import time
 
 import docker
 from docker import errors
@@ -29,6 +30,10 @@ c = client.containers.run("busybox", ["sh", "-c", "echo up; exec sleep 300"], de
 c.reload()
 check("detached container runs", c.status == "running", c.status)
 check("containers.list", [x.name for x in client.containers.list()] == ["py"], client.containers.list())
+# Running is not yet "echo up" done: wait for the line (bounded).
+deadline = time.monotonic() + 10
+while b"up\n" not in c.logs() and time.monotonic() < deadline:
+    time.sleep(0.05)
 check("logs", b"up\n" in c.logs(), c.logs())
 driver = c.attrs["GraphDriver"]["Name"]
 check("GraphDriver", driver == "overlay2", driver)
