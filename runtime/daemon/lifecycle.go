@@ -402,6 +402,14 @@ func (d *Daemon) WaitContainer(ctx context.Context, ref string, cond container.W
 	code, removeErr := l.code, l.removeErr
 	l.mu.Unlock()
 	if ch == nil {
+		// Read again: a run that ended between the first read and the
+		// check above has its exit in the record by now (finish records
+		// it before it lets go of the container); the first read could
+		// still say running, exit code 0 (`docker kill` then `docker
+		// wait` answered 0 instead of 137, seen in CI).
+		if now, err := d.ctrs.Get(r.ID); err == nil {
+			r = now
+		}
 		code = r.State.ExitCode
 	}
 	resp := container.WaitResponse{StatusCode: int64(code)}
