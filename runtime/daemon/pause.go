@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	eventtypes "github.com/docker/docker/api/types/events"
 
@@ -65,10 +67,21 @@ func (d *Daemon) PauseContainer(ctx context.Context, ref string) error {
 	if r.State.Status == containers.Paused {
 		return fmt.Errorf("Container %s is already paused: %w", r.ID, drivers.ErrFailedPrecondition)
 	}
-	if err := c.Pause(ctx); err != nil {
+	// No new probe from here; one already starting (an exec joining the
+	// container's cgroup) can keep the v1 freezer from settling, so a
+	// refused freeze is tried again a few times before it is an error.
+	l.health.halt() // dockerd probes no paused container; unpause starts a monitor again
+	err = c.Pause(ctx)
+	for try := 0; err != nil && strings.Contains(err.Error(), "unable to freeze") && try < 5; try++ {
+		time.Sleep(100 * time.Millisecond)
+		err = c.Pause(ctx)
+	}
+	if err != nil {
+		if l.c != nil {
+			d.startHealth(r, l) // still running, not paused: probes go on
+		}
 		return err
 	}
-	l.health.halt() // dockerd probes no paused container; unpause starts a monitor again
 	d.containerEvent(r, eventtypes.ActionPause, nil)
 	return d.setStatus(r.ID, containers.Paused)
 }
