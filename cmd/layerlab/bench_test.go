@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,13 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("LAYERLAB_TEST_CLI") != "" {
 		main()
+		os.Exit(0)
+	}
+	if spec := os.Getenv(refEnv); spec != "" {
+		if err := serveReference(spec); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())

@@ -98,12 +98,18 @@ func (s *serveProc) kill() {
 // client is containerd's proxy client on the serve socket: a second
 // client beside containerd, to read the driver's store.
 func (s *serveProc) client(t testing.TB) snapshots.Snapshotter {
-	conn, err := grpc.NewClient("unix://"+s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return proxyClient(t, s.addr, s.name)
+}
+
+// proxyClient is containerd's proxy snapshotter client (as containerd
+// dials a proxy plugin: no options on the connection) on the socket addr.
+func proxyClient(t testing.TB, addr, name string) snapshots.Snapshotter {
+	conn, err := grpc.NewClient("unix://"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return proxy.NewSnapshotter(snapshotsapi.NewSnapshotsClient(conn), s.name)
+	return proxy.NewSnapshotter(snapshotsapi.NewSnapshotsClient(conn), name)
 }
 
 // ctrd is a containerd the test runs in its own mount and network

@@ -130,8 +130,8 @@ func TestEndToEndHealth(t *testing.T) {
 	// Paused, it is not probed (as dockerd); unpaused, it is again.
 	c.expect(0, "", "pause", "inh")
 	tPaused := time.Now()
-	// A probe under way as it froze ends after the unpause; none starts
-	// in between. Give the 100 ms interval room to show a wrong probe.
+	// A probe under way was ended before the freeze; none starts in
+	// between. Give the 100 ms interval room to show a wrong probe.
 	time.Sleep(time.Second)
 	tUnpause := time.Now()
 	c.expect(0, "", "unpause", "inh")

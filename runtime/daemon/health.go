@@ -56,6 +56,20 @@ func (m *healthMonitor) wait() {
 	}
 }
 
+// returned says whether the monitor's goroutine has returned (true for
+// none).
+func (m *healthMonitor) returned() bool {
+	if m == nil {
+		return true
+	}
+	select {
+	case <-m.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // startHealth starts the monitor of the running container r when its
 // healthcheck has a probe; l.mu is held. A monitor halted before (at a
 // pause) is waited for by the new one before it probes, so finish, which

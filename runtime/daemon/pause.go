@@ -53,13 +53,33 @@ func (d *Daemon) locked(ref string) (containers.Record, *live, error) {
 }
 
 // PauseContainer answers POST /containers/{id}/pause: the freezer stops
-// every process of the container.
+// every process of the container. dockerd probes no paused container, so
+// the health monitor is halted first and waited for, with l.mu released
+// (a probe takes it to start its exec): a probe's exec still joining the
+// container's cgroup keeps the v1 freezer from settling ("unable to
+// freeze"). Unpause starts a monitor again.
 func (d *Daemon) PauseContainer(ctx context.Context, ref string) error {
-	r, l, err := d.locked(ref)
-	if err != nil {
-		return err
+	for {
+		r, l, err := d.locked(ref)
+		if err != nil {
+			return err
+		}
+		m := l.health
+		if m.returned() {
+			defer l.mu.Unlock()
+			return d.pauseLocked(ctx, r, l)
+		}
+		m.halt()
+		l.mu.Unlock()
+		m.wait()
+		// The container may have changed meanwhile: look again.
 	}
-	defer l.mu.Unlock()
+}
+
+// pauseLocked freezes the running container r, whose monitor (if any)
+// has returned; l.mu is held. Another exec joining the cgroup can still
+// refuse a freeze, so a refused one is tried again a few times.
+func (d *Daemon) pauseLocked(ctx context.Context, r containers.Record, l *live) error {
 	c, err := running(r, l)
 	if err != nil {
 		return err
@@ -67,10 +87,6 @@ func (d *Daemon) PauseContainer(ctx context.Context, ref string) error {
 	if r.State.Status == containers.Paused {
 		return fmt.Errorf("Container %s is already paused: %w", r.ID, drivers.ErrFailedPrecondition)
 	}
-	// No new probe from here; one already starting (an exec joining the
-	// container's cgroup) can keep the v1 freezer from settling, so a
-	// refused freeze is tried again a few times before it is an error.
-	l.health.halt() // dockerd probes no paused container; unpause starts a monitor again
 	err = c.Pause(ctx)
 	for try := 0; err != nil && strings.Contains(err.Error(), "unable to freeze") && try < 5; try++ {
 		time.Sleep(100 * time.Millisecond)

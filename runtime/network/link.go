@@ -133,18 +133,14 @@ type Veth struct {
 // under its final name, then gives the peer its address and the default
 // route. On error nothing is left.
 func (h *Host) Attach(v Veth) (err error) {
-	ns, err := netns.GetFromPath(v.NetnsPath)
+	ns, mac, err := target(v.NetnsPath, v.MAC)
 	if err != nil {
-		return fmt.Errorf("network namespace %s: %w", v.NetnsPath, err)
+		return err
 	}
 	defer ns.Close()
 	br, err := h.h.LinkByName(v.Bridge)
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", v.Bridge, err)
-	}
-	mac, err := net.ParseMAC(v.MAC)
-	if err != nil {
-		return fmt.Errorf("MAC %q: %w: %w", v.MAC, err, drivers.ErrInvalidArgument)
 	}
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{Name: v.HostName, MasterIndex: br.Attrs().Index},
@@ -162,6 +158,20 @@ func (h *Host) Attach(v Veth) (err error) {
 		return fmt.Errorf("veth %s up: %w", v.HostName, err)
 	}
 	return configure(ns, v.IfName, v.Addr, v.Gateway)
+}
+
+// target opens the container's namespace and parses the MAC its
+// interface gets; the caller closes the handle.
+func target(nsPath, mac string) (netns.NsHandle, net.HardwareAddr, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return 0, nil, fmt.Errorf("MAC %q: %w: %w", mac, err, drivers.ErrInvalidArgument)
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return 0, nil, fmt.Errorf("network namespace %s: %w", nsPath, err)
+	}
+	return ns, hw, nil
 }
 
 // configure gives the interface ifname in ns its address, brings it up
@@ -205,18 +215,14 @@ type Macvlan struct {
 // container's namespace under its final name, and configures it. It dies
 // with the namespace; on error nothing is left.
 func (h *Host) AttachMacvlan(m Macvlan) (err error) {
-	ns, err := netns.GetFromPath(m.NetnsPath)
+	ns, mac, err := target(m.NetnsPath, m.MAC)
 	if err != nil {
-		return fmt.Errorf("network namespace %s: %w", m.NetnsPath, err)
+		return err
 	}
 	defer ns.Close()
 	parent, err := h.h.LinkByName(m.Parent)
 	if err != nil {
 		return fmt.Errorf("macvlan parent %s: %w: %w", m.Parent, err, drivers.ErrFailedPrecondition)
-	}
-	mac, err := net.ParseMAC(m.MAC)
-	if err != nil {
-		return fmt.Errorf("MAC %q: %w: %w", m.MAC, err, drivers.ErrInvalidArgument)
 	}
 	link := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: m.IfName, ParentIndex: parent.Attrs().Index,
 		HardwareAddr: mac, Namespace: netlink.NsFd(int(ns))}, Mode: netlink.MACVLAN_MODE_BRIDGE}

@@ -448,6 +448,23 @@ func (s *Store) Of(containerID string) ([]Attached, error) {
 
 // Rename gives the container's endpoints its new name.
 func (s *Store) Rename(containerID, name string) error {
+	return s.eachEndpoint(containerID, func(r *Record, ep Endpoint) {
+		ep.Container = name
+		r.Endpoints[containerID] = ep
+	})
+}
+
+// Release removes the container from every network, freeing its
+// addresses; the daemon calls it when the container is removed.
+func (s *Store) Release(containerID string) error {
+	return s.eachEndpoint(containerID, func(r *Record, _ Endpoint) {
+		delete(r.Endpoints, containerID)
+	})
+}
+
+// eachEndpoint calls fn for every network the container is on, in one
+// transaction, and stores what fn made of each network.
+func (s *Store) eachEndpoint(containerID string, fn func(r *Record, ep Endpoint)) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketNetworks)
 		all, err := list(b)
@@ -456,29 +473,7 @@ func (s *Store) Rename(containerID, name string) error {
 		}
 		for _, r := range all {
 			if ep, ok := r.Endpoints[containerID]; ok {
-				ep.Container = name
-				r.Endpoints[containerID] = ep
-				if err := put(b, r); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-}
-
-// Release removes the container from every network, freeing its
-// addresses; the daemon calls it when the container is removed.
-func (s *Store) Release(containerID string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNetworks)
-		all, err := list(b)
-		if err != nil {
-			return err
-		}
-		for _, r := range all {
-			if _, ok := r.Endpoints[containerID]; ok {
-				delete(r.Endpoints, containerID)
+				fn(&r, ep)
 				if err := put(b, r); err != nil {
 					return err
 				}
