@@ -20,18 +20,21 @@ import (
 	"github.com/layerlab/layerlab/drivers"
 )
 
-// memBackend keeps images in memory and runs no container: enough for
-// the builder's logic on instructions that add no layer (the end-to-end
-// tests in cmd/layerlabd run the rest on a real daemon).
+// memBackend keeps images in memory and their files in directories, and
+// runs no container: enough for the builder's logic on every instruction
+// but RUN (the end-to-end tests in cmd/layerlabd run the rest on a real
+// daemon).
 type memBackend struct {
-	images map[string]Image // by ID and by name
+	images map[string]Image  // by ID and by name
+	trees  map[string]string // an image's or a container's files, by ID
 	cache  map[string]string
 	tags   map[string]string
+	dir    string
 	n      int
 }
 
-func newMem() *memBackend {
-	m := &memBackend{images: map[string]Image{}, cache: map[string]string{}, tags: map[string]string{}}
+func newMem(t *testing.T) *memBackend {
+	m := &memBackend{images: map[string]Image{}, trees: map[string]string{}, cache: map[string]string{}, tags: map[string]string{}, dir: t.TempDir()}
 	base := Image{ID: "sha256:base", Config: dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{
 		Env: []string{"PATH=/bin"}, Cmd: []string{"sh"},
 	}}}
@@ -49,22 +52,43 @@ func (m *memBackend) Image(_ context.Context, ref string) (Image, error) {
 	return img, nil
 }
 
-func (m *memBackend) CreateContainer(context.Context, string, *container.Config, string) (string, error) {
-	return "", errNoContainers
-}
-func (m *memBackend) Run(context.Context, string, io.Writer) (int, error) { return 0, errNoContainers }
-func (m *memBackend) WithRootfs(context.Context, string, func(string) error) error {
-	return errNoContainers
-}
-func (m *memBackend) RemoveContainer(context.Context, string) error { return errNoContainers }
-
-func (m *memBackend) Commit(_ context.Context, c Commit) (string, error) {
-	if c.Container != "" {
-		return "", errNoContainers
+// CreateContainer copies the image's files to the container's directory.
+func (m *memBackend) CreateContainer(_ context.Context, image string, _ *container.Config, _ string) (string, error) {
+	img, err := m.Image(context.Background(), image)
+	if err != nil {
+		return "", err
 	}
+	m.n++
+	id := fmt.Sprintf("ctr%d", m.n)
+	dir := filepath.Join(m.dir, id)
+	if tree, ok := m.trees[img.ID]; ok {
+		err = os.CopyFS(dir, os.DirFS(tree))
+	} else {
+		err = os.Mkdir(dir, 0o755)
+	}
+	m.trees[id] = dir
+	return id, err
+}
+
+func (m *memBackend) Run(context.Context, string, io.Writer) (int, error) { return 0, errNoContainers }
+func (m *memBackend) WithRootfs(_ context.Context, id string, fn func(string) error) error {
+	return fn(m.trees[id])
+}
+func (m *memBackend) RemoveContainer(_ context.Context, id string) error {
+	delete(m.trees, id)
+	return nil
+}
+
+// Commit makes an image; one of a container keeps the container's files.
+func (m *memBackend) Commit(_ context.Context, c Commit) (string, error) {
 	m.n++
 	id := fmt.Sprintf("sha256:%064d", m.n)
 	m.images[id] = Image{ID: id, Config: c.Config}
+	if c.Container != "" {
+		m.trees[id] = m.trees[c.Container]
+	} else if tree, ok := m.trees[c.Parent]; ok {
+		m.trees[id] = tree
+	}
 	m.cache[c.Parent+"\x00"+c.Key] = id
 	return id, nil
 }
@@ -78,6 +102,11 @@ func (m *memBackend) Tag(_ context.Context, id, ref string) error {
 	m.tags[ref] = id
 	m.images[ref] = m.images[id]
 	return nil
+}
+
+func isDir(p string) bool {
+	fi, err := os.Lstat(p)
+	return err == nil && fi.IsDir()
 }
 
 // recorder is an Output keeping what the build said.
@@ -118,7 +147,7 @@ func build(t *testing.T, m *memBackend, files map[string]string, o Options) (str
 func str(s string) *string { return &s }
 
 func TestBuildMetadata(t *testing.T) {
-	m := newMem()
+	m := newMem(t)
 	df := `ARG BASE=busybox
 FROM $BASE AS one
 ARG WHO
@@ -148,7 +177,7 @@ ENTRYPOINT ["/entry"]
 	want := map[string]bool{
 		"env":        slices.Contains(c.Env, "GREETING=hello world") && slices.Contains(c.Env, "UNSET=[]") && !slices.ContainsFunc(c.Env, func(e string) bool { return strings.HasPrefix(e, "WHO=") }),
 		"labels":     c.Labels["who"] == "world" && c.Labels["extra"] == "yes",
-		"workdir":    c.WorkingDir == "/app/sub",
+		"workdir":    c.WorkingDir == "/app/sub" && isDir(filepath.Join(m.trees[id], "app/sub")),
 		"user":       c.User == "1000:1000",
 		"ports":      len(c.ExposedPorts) == 2 && c.ExposedPorts["80/tcp"] == struct{}{} && c.ExposedPorts["53/udp"] == struct{}{},
 		"volume":     len(c.Volumes) == 1,
@@ -194,7 +223,7 @@ ENTRYPOINT ["/entry"]
 }
 
 func TestBuildStages(t *testing.T) {
-	m := newMem()
+	m := newMem(t)
 	df := "FROM busybox AS a\nENV STAGE=a\nFROM a AS b\nENV STAGE=b\nFROM 0\nENV FROM0=1\n"
 	id, out, err := build(t, m, map[string]string{"Dockerfile": df}, Options{Target: "b"})
 	if err != nil || !slices.Contains(m.images[id].Config.Env, "STAGE=b") || strings.Contains(out, "FROM 0") {
@@ -221,18 +250,18 @@ func TestBuildRefusals(t *testing.T) {
 		"FROM busybox\n" + strings.Repeat("ENV A=1\n", maxSteps): drivers.ErrInvalidArgument,
 		"FROM scratch\n":                                         drivers.ErrInvalidArgument,
 	} {
-		_, out, err := build(t, newMem(), map[string]string{"Dockerfile": df}, Options{})
+		_, out, err := build(t, newMem(t), map[string]string{"Dockerfile": df}, Options{})
 		if !errors.Is(err, want) {
 			t.Errorf("%.40q: %v, want %v\n%s", df, err, want, out)
 		}
 	}
-	if _, _, err := build(t, newMem(), map[string]string{"Dockerfile": "FROM busybox AS a\n"}, Options{Target: "nosuch"}); !errors.Is(err, drivers.ErrInvalidArgument) {
+	if _, _, err := build(t, newMem(t), map[string]string{"Dockerfile": "FROM busybox AS a\n"}, Options{Target: "nosuch"}); !errors.Is(err, drivers.ErrInvalidArgument) {
 		t.Errorf("unknown target: %v", err)
 	}
-	if _, _, err := build(t, newMem(), map[string]string{"Other": "FROM busybox\n"}, Options{}); err == nil || !strings.Contains(err.Error(), "Dockerfile") {
+	if _, _, err := build(t, newMem(t), map[string]string{"Other": "FROM busybox\n"}, Options{}); err == nil || !strings.Contains(err.Error(), "Dockerfile") {
 		t.Errorf("no Dockerfile: %v", err)
 	}
-	if _, _, err := build(t, newMem(), map[string]string{"Dockerfile": "FROM busybox\n"}, Options{Dockerfile: "../Dockerfile"}); !errors.Is(err, drivers.ErrInvalidArgument) {
+	if _, _, err := build(t, newMem(t), map[string]string{"Dockerfile": "FROM busybox\n"}, Options{Dockerfile: "../Dockerfile"}); !errors.Is(err, drivers.ErrInvalidArgument) {
 		t.Errorf("-f ../Dockerfile: %v", err)
 	}
 }
@@ -324,5 +353,42 @@ func TestResolve(t *testing.T) {
 	}
 	if _, err := resolve(dir, []string{"../x"}, false); !errors.Is(err, drivers.ErrInvalidArgument) {
 		t.Errorf("resolve(../x): %v", err)
+	}
+}
+
+// WORKDIR makes its directory inside the image, never through a symlink
+// out of it, and a file in its way is a clear error.
+func TestBuildWorkdir(t *testing.T) {
+	m := newMem(t)
+	outside := t.TempDir()
+	base, err := m.CreateContainer(context.Background(), "busybox", nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := m.trees[base]
+	if err := os.Symlink(outside, filepath.Join(root, "out")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := m.Commit(context.Background(), Commit{Container: base, Parent: "sha256:base", Key: "links"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.images["links"] = m.images[img]
+	id, out, err := build(t, m, map[string]string{"Dockerfile": "FROM links\nWORKDIR /out/x\n"}, Options{})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("WORKDIR through a symlink wrote outside the image: %v", entries)
+	}
+	if !isDir(filepath.Join(m.trees[id], "out", "x")) && !isDir(filepath.Join(m.trees[id], outside, "x")) {
+		t.Errorf("WORKDIR /out/x: no directory in the image")
+	}
+	_, out, err = build(t, m, map[string]string{"Dockerfile": "FROM links\nWORKDIR /file/sub\n"}, Options{})
+	if !errors.Is(err, drivers.ErrInvalidArgument) || !strings.Contains(err.Error(), "WORKDIR /file/sub") {
+		t.Errorf("WORKDIR under a file: %v\n%s", err, out)
 	}
 }

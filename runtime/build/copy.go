@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -134,6 +135,38 @@ func (s *session) copyStep(ctx context.Context, st *stage, c copySpec) error {
 	}
 	err = s.b.WithRootfs(ctx, cid, func(root string) error {
 		return s.apply(ctx, root, c, srcs, stagedTar, dest)
+	})
+	return s.commitContainer(ctx, st, cid, createdBy, key, err)
+}
+
+// workdirStep makes the stage's working directory in its image (owned by
+// root, 0755), as dockerd's classic builder does: in a container,
+// committed, so a directory that was there already gives an empty layer.
+func (s *session) workdirStep(ctx context.Context, st *stage, createdBy string) error {
+	cfgJSON, err := json.Marshal(st.cfg)
+	if err != nil {
+		return err
+	}
+	key := cacheKey("workdir", createdBy, st.author, string(cfgJSON))
+	if s.cached(ctx, st, key) {
+		return nil
+	}
+	if err := s.ensureBase(ctx, st); err != nil {
+		return err
+	}
+	cid, err := s.b.CreateContainer(ctx, st.img, &container.Config{Image: st.img, Entrypoint: []string{"/"}}, s.o.Driver)
+	if err != nil {
+		return err
+	}
+	err = s.b.WithRootfs(ctx, cid, func(root string) error {
+		dir, err := securejoin.SecureJoin(root, st.cfg.WorkingDir)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err != nil {
+			return fmt.Errorf("WORKDIR %s: %w: %w", st.cfg.WorkingDir, err, drivers.ErrInvalidArgument)
+		}
+		return nil
 	})
 	return s.commitContainer(ctx, st, cid, createdBy, key, err)
 }

@@ -235,7 +235,7 @@ func (s *session) dispatch(ctx context.Context, st *stage, cmd instructions.Comm
 			p = path.Join("/", cfg.WorkingDir, p)
 		}
 		cfg.WorkingDir = path.Clean(p)
-		text = "WORKDIR " + cfg.WorkingDir
+		return s.workdirStep(ctx, st, "/bin/sh -c #(nop)  WORKDIR "+cfg.WorkingDir)
 	case *instructions.UserCommand:
 		cfg.User = c.User
 		text = "USER " + c.User

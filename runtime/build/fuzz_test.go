@@ -51,7 +51,7 @@ func FuzzDockerfile(f *testing.F) {
 		if len(dockerfile) > 1<<16 {
 			return
 		}
-		m := newMem()
+		m := newMem(t)
 		var out recorder
 		ctx := contextTar(t, map[string]string{"Dockerfile": dockerfile})
 		id, err := New(m, t.TempDir()).Build(context.Background(), ctx, Options{Target: target}, &out)
