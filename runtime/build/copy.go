@@ -126,6 +126,14 @@ func (s *session) copyStep(ctx context.Context, st *stage, c copySpec) error {
 	if s.cached(ctx, st, key) {
 		return nil
 	}
+	return s.writeStep(ctx, st, createdBy, key, func(root string) error {
+		return s.apply(ctx, root, c, srcs, stagedTar, dest)
+	})
+}
+
+// writeStep runs fn on the rootfs of a (never started) container of the
+// stage's image and commits what fn wrote as the step's layer.
+func (s *session) writeStep(ctx context.Context, st *stage, createdBy, key string, fn func(root string) error) error {
 	if err := s.ensureBase(ctx, st); err != nil {
 		return err
 	}
@@ -133,9 +141,7 @@ func (s *session) copyStep(ctx context.Context, st *stage, c copySpec) error {
 	if err != nil {
 		return err
 	}
-	err = s.b.WithRootfs(ctx, cid, func(root string) error {
-		return s.apply(ctx, root, c, srcs, stagedTar, dest)
-	})
+	err = s.b.WithRootfs(ctx, cid, fn)
 	return s.commitContainer(ctx, st, cid, createdBy, key, err)
 }
 
@@ -151,14 +157,7 @@ func (s *session) workdirStep(ctx context.Context, st *stage, createdBy string) 
 	if s.cached(ctx, st, key) {
 		return nil
 	}
-	if err := s.ensureBase(ctx, st); err != nil {
-		return err
-	}
-	cid, err := s.b.CreateContainer(ctx, st.img, &container.Config{Image: st.img, Entrypoint: []string{"/"}}, s.o.Driver)
-	if err != nil {
-		return err
-	}
-	err = s.b.WithRootfs(ctx, cid, func(root string) error {
+	return s.writeStep(ctx, st, createdBy, key, func(root string) error {
 		dir, err := securejoin.SecureJoin(root, st.cfg.WorkingDir)
 		if err == nil {
 			err = os.MkdirAll(dir, 0o755)
@@ -168,7 +167,6 @@ func (s *session) workdirStep(ctx context.Context, st *stage, createdBy string) 
 		}
 		return nil
 	})
-	return s.commitContainer(ctx, st, cid, createdBy, key, err)
 }
 
 func isURL(p string) bool {
