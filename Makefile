@@ -2,7 +2,7 @@
 # on setup, which installs them idempotently (a fresh machine has none).
 GO       ?= go
 PACKAGES := e2fsprogs xfsprogs btrfs-progs util-linux mount \
-            qemu-system-x86 debootstrap kmod file xz-utils cpio zfs-fuse chromium busybox-static \
+            qemu-system-x86 debootstrap kmod file xz-utils bzip2 cpio zfs-fuse chromium busybox-static \
             vagrant shellcheck libseccomp-dev pkg-config python3-docker \
             docker.io runc rsyslog prometheus iproute2 containerd docker-registry skopeo umoci
 # runc is layerlabd's --runtime runc (tested); docker.io (dockerd 20.10) is

@@ -32,6 +32,7 @@ targets=(
   "./runtime/build/ FuzzParseArgs 100000"
   "./runtime/build/ FuzzDockerfile 2000"
   "./runtime/build/ FuzzIgnore 5000"
+  "./runtime/build/ FuzzAddArchive 3000"
   "./runtime/network/ FuzzParsePool 100000"
   "./runtime/network/ FuzzParseBindings 100000"
   "./runtime/network/ FuzzParseResolv 100000"

@@ -20,8 +20,10 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/klauspost/compress/zstd"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/sys/user"
+	"github.com/ulikunitz/xz"
 
 	"github.com/docker/docker/api/types/container"
 
@@ -253,12 +255,20 @@ func isArchive(p string) bool {
 // reads gzip and zstd itself; the peek is only for the tar check).
 func decompress(f io.Reader) (io.Reader, error) {
 	br := bufio.NewReader(f)
-	magic, _ := br.Peek(4)
+	magic, _ := br.Peek(6)
 	switch {
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
 		return gzip.NewReader(br)
 	case bytes.HasPrefix(magic, []byte("BZh")):
 		return bzip2.NewReader(br), nil
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
+		return xz.NewReader(br)
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		d, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1)) // no goroutines to close
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
 	}
 	return br, nil
 }
@@ -467,16 +477,17 @@ func (s *session) retag(staged, base string, uid, gid int) (string, error) {
 	return out.Name(), tw.Close()
 }
 
-// applyFile applies the tar (plain, gzip, zstd or bzip2) at p under dir.
+// applyFile applies the tar (plain or compressed as ADD extracts: gzip,
+// bzip2, xz, zstd) at p under dir.
 func applyFile(ctx context.Context, dir, p, tmp string) error {
 	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	var r io.Reader = f
-	if magic := make([]byte, 3); func() bool { n, _ := f.ReadAt(magic, 0); return n == 3 && string(magic) == "BZh" }() {
-		r = bzip2.NewReader(f)
+	r, err := decompress(f)
+	if err != nil {
+		return err
 	}
 	_, err = layer.Apply(ctx, dir, r, layer.WithTempDir(tmp))
 	return err

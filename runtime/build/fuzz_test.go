@@ -1,6 +1,8 @@
 package build
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -35,7 +37,8 @@ func FuzzParseArgs(f *testing.F) {
 
 // FuzzDockerfile: any Dockerfile goes through BuildKit's parser and the
 // builder's dispatch without a panic, ending in an image or an error
-// (the in-memory backend runs no container, so RUN and COPY fail).
+// (the in-memory backend runs no container, so RUN fails; COPY, ADD and
+// WORKDIR write into its temporary directories).
 func FuzzDockerfile(f *testing.F) {
 	for _, s := range []string{
 		"FROM busybox\nENV A=1\nCMD [\"sh\"]\n",
@@ -94,6 +97,47 @@ func FuzzIgnore(f *testing.F) {
 		}
 		if _, err := os.Stat(guard); err != nil {
 			t.Fatalf("%q removed a file outside the context: %v", patterns, err)
+		}
+	})
+}
+
+// FuzzAddArchive: whatever file ADD finds in the context, taking it for
+// an archive or not and extracting it never panics and never writes
+// outside the destination.
+func FuzzAddArchive(f *testing.F) {
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	_ = tw.WriteHeader(&tar.Header{Name: "d/", Mode: 0o755, Typeflag: tar.TypeDir})
+	_ = tw.WriteHeader(&tar.Header{Name: "d/f", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+	_, _ = tw.Write([]byte("x"))
+	_ = tw.WriteHeader(&tar.Header{Name: "l", Linkname: "../../x", Typeflag: tar.TypeSymlink})
+	_ = tw.Close()
+	f.Add(tb.Bytes())
+	f.Add([]byte("BZh91AY&SY"))
+	f.Add([]byte{0xfd, '7', 'z', 'X', 'Z', 0x00, 0, 0})
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0})
+	f.Add([]byte{0x1f, 0x8b, 8, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent := t.TempDir()
+		p := filepath.Join(parent, "file")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		root := filepath.Join(parent, "root")
+		if err := os.Mkdir(root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if isArchive(p) {
+			_ = applyFile(context.Background(), root, p, parent)
+		}
+		entries, err := os.ReadDir(parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Name() != "file" && e.Name() != "root" {
+				t.Fatalf("extracting wrote %s outside the destination", e.Name())
+			}
 		}
 	})
 }
