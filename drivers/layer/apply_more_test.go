@@ -144,6 +144,34 @@ func TestApplyWhiteoutsPlainDir(t *testing.T) {
 	checkWhiteoutResult(t, root, st)
 }
 
+// TestApplyLiteralNames: with LiteralNames a ".wh." entry is an ordinary
+// file (a build context), deleting nothing; without it the same tar
+// deletes the file it names.
+func TestApplyLiteralNames(t *testing.T) {
+	data := buildTar(t, file(".wh.keep", "a file"), dir("d"), file("d/.wh..wh..opq", "x"))
+	for _, literal := range []bool{true, false} {
+		root := t.TempDir()
+		must(t, os.WriteFile(filepath.Join(root, "keep"), []byte("lower"), 0o644))
+		must(t, os.Mkdir(filepath.Join(root, "d"), 0o755))
+		must(t, os.WriteFile(filepath.Join(root, "d", "lower"), nil, 0o644))
+		var opts []Option
+		if literal {
+			opts = append(opts, LiteralNames())
+		}
+		st, err := Apply(context.Background(), root, bytes.NewReader(data), opts...)
+		must(t, err)
+		_, keepErr := os.Stat(filepath.Join(root, "keep"))
+		_, lowerErr := os.Stat(filepath.Join(root, "d", "lower"))
+		b, markerErr := os.ReadFile(filepath.Join(root, ".wh.keep"))
+		if literal && (keepErr != nil || lowerErr != nil || markerErr != nil || string(b) != "a file" || st.Whiteouts != 0) {
+			t.Errorf("LiteralNames: keep %v, d/lower %v, .wh.keep %q %v, %d whiteouts", keepErr, lowerErr, b, markerErr, st.Whiteouts)
+		}
+		if !literal && (!os.IsNotExist(keepErr) || !os.IsNotExist(lowerErr) || !os.IsNotExist(markerErr)) {
+			t.Errorf("a layer: keep %v, d/lower %v, .wh.keep %v; want all deleted or absent", keepErr, lowerErr, markerErr)
+		}
+	}
+}
+
 // TestApplyWhiteoutsOverlay applies to a mounted overlay: the deletions in
 // the merged view become overlay whiteouts in the upper directory.
 func TestApplyWhiteoutsOverlay(t *testing.T) {

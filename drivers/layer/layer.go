@@ -52,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 
@@ -95,9 +96,16 @@ type options struct {
 	tempDir     string
 	diffID      digest.Digest
 	budget      *Budget
+	literal     bool
 }
 
 func (o options) allowAbs() bool { return o.absSymlinks == nil || *o.absSymlinks }
+
+// whiteout says whether an entry's base name is a whiteout or opaque
+// marker under these options.
+func (o options) whiteout(base string) bool {
+	return !o.literal && strings.HasPrefix(base, whiteoutPrefix)
+}
 
 // AllowAbsoluteSymlinks says whether symlinks with absolute targets, such
 // as /etc/localtime -> /usr/share/zoneinfo/UTC, are accepted. They are by
@@ -110,6 +118,11 @@ func (o options) allowAbs() bool { return o.absSymlinks == nil || *o.absSymlinks
 func AllowAbsoluteSymlinks(allow bool) Option {
 	return func(o *options) { o.absSymlinks = &allow }
 }
+
+// LiteralNames applies a tar that is not an image layer (a build context,
+// an archive ADD extracts): entries named ".wh.*" are ordinary files, as
+// a plain untar makes them, not deletions. Every other check stays.
+func LiteralNames() Option { return func(o *options) { o.literal = true } }
 
 // AllowDevices accepts character and block device nodes, which a container
 // image has no business shipping unless the caller knows it wants them.

@@ -80,7 +80,7 @@ func (m *model) check(hdr *tar.Header) error {
 		return nil // the root's own entry: Apply leaves the root as it is
 	}
 	base := path.Base(clean)
-	wh := strings.HasPrefix(base, whiteoutPrefix)
+	wh := m.o.whiteout(base)
 	parent, ok, err := m.resolve(name, path.Dir(clean), !wh)
 	if err != nil {
 		return err

@@ -41,7 +41,7 @@ func checkHeader(hdr *tar.Header, o options) error {
 		return reject(name, "entry would replace the root directory with a non-directory (type %q)", hdr.Typeflag)
 	}
 	base := path.Base(clean)
-	if strings.HasPrefix(base, whiteoutPrefix) {
+	if o.whiteout(base) {
 		switch {
 		case base == whiteoutOpaque:
 		case strings.HasPrefix(base, whiteoutMeta):

@@ -147,7 +147,7 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader, job fileJob) error {
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(base, whiteoutPrefix) {
+	if a.o.whiteout(base) {
 		a.st.Entries++
 		a.st.Whiteouts++
 		if !ok {

@@ -392,3 +392,19 @@ func TestBuildWorkdir(t *testing.T) {
 		t.Errorf("WORKDIR under a file: %v\n%s", err, out)
 	}
 }
+
+// A context file named ".wh.*" is a file to COPY, as with dockerd, not a
+// deletion of its namesake.
+func TestBuildWhiteoutNamedFile(t *testing.T) {
+	m := newMem(t)
+	files := map[string]string{"Dockerfile": "FROM busybox\nCOPY . /dst/\n", "keep": "k", ".wh.keep": "not a whiteout"}
+	id, out, err := build(t, m, files, Options{})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for name, want := range map[string]string{"keep": "k", ".wh.keep": "not a whiteout"} {
+		if b, err := os.ReadFile(filepath.Join(m.trees[id], "dst", name)); err != nil || string(b) != want {
+			t.Errorf("/dst/%s: %q, %v; want %q", name, b, err, want)
+		}
+	}
+}

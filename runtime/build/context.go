@@ -31,14 +31,15 @@ type buildContext struct {
 }
 
 // openContext unpacks the context tar into dir/context, with the layer
-// checks (no entry leaves the directory, no write through a symlink),
-// reads the Dockerfile and applies .dockerignore.
+// checks (no entry leaves the directory, no write through a symlink) but
+// ".wh." names kept as files (a context is no image layer), reads the
+// Dockerfile and applies .dockerignore.
 func openContext(ctx context.Context, r io.Reader, dir, dockerfile string) (*buildContext, error) {
 	root := filepath.Join(dir, "context")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return nil, err
 	}
-	if _, err := layer.Apply(ctx, root, r, layer.WithTempDir(dir)); err != nil {
+	if _, err := layer.Apply(ctx, root, r, layer.WithTempDir(dir), layer.LiteralNames()); err != nil {
 		return nil, fmt.Errorf("the build context: %w", err)
 	}
 	if dockerfile == "" {

@@ -251,8 +251,8 @@ func isArchive(p string) bool {
 	return err == nil
 }
 
-// decompress opens gzip and bzip2 (zstd is left to layer.Apply, which
-// reads gzip and zstd itself; the peek is only for the tar check).
+// decompress opens what ADD extracts (gzip, bzip2, xz, zstd), telling
+// them by their magic numbers; anything else is read as it is.
 func decompress(f io.Reader) (io.Reader, error) {
 	br := bufio.NewReader(f)
 	magic, _ := br.Peek(6)
@@ -478,7 +478,8 @@ func (s *session) retag(staged, base string, uid, gid int) (string, error) {
 }
 
 // applyFile applies the tar (plain or compressed as ADD extracts: gzip,
-// bzip2, xz, zstd) at p under dir.
+// bzip2, xz, zstd) at p under dir as a plain untar does: ".wh." names are
+// files, not deletions (LiteralNames), as in dockerd's classic builder.
 func applyFile(ctx context.Context, dir, p, tmp string) error {
 	f, err := os.Open(p)
 	if err != nil {
@@ -489,6 +490,6 @@ func applyFile(ctx context.Context, dir, p, tmp string) error {
 	if err != nil {
 		return err
 	}
-	_, err = layer.Apply(ctx, dir, r, layer.WithTempDir(tmp))
+	_, err = layer.Apply(ctx, dir, r, layer.WithTempDir(tmp), layer.LiteralNames())
 	return err
 }
