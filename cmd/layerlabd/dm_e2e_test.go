@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/layerlab/layerlab/drivers/devicemapper"
 	"github.com/layerlab/layerlab/drivers/feature"
@@ -42,7 +43,8 @@ func TestEndToEndDevicemapper(t *testing.T) {
 		t.Errorf("inspect thin: GraphDriver %+v (%v), want devicemapper", insp, err)
 	}
 	c.expect(0, "written\n", "exec", "thin", "sh", "-c", "echo written > /f; cat /f")
-	c.expect(0, "up\n", "logs", "thin")
+	// The log copy runs beside the container: wait for the line.
+	eventually(t, time.Minute, "thin's first line in its logs", func() bool { out, _ := c.run("logs", "thin"); return out == "up\n" })
 	c.expect(0, "thin", "rm", "-f", "thin")
 	// overlay2 in the same daemon.
 	c.expect(0, "overlay", "run", "--rm", "busybox", "sh", "-c", "grep ' / ' /proc/mounts")

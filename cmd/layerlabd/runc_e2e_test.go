@@ -5,6 +5,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/layerlab/layerlab/drivers/feature"
 )
@@ -32,7 +33,7 @@ func TestEndToEndRuncRuntime(t *testing.T) {
 	c.expect(0, "sl", "pause", "sl")
 	c.expect(0, "(Paused)", "ps", "--filter", "name=sl")
 	c.expect(0, "sl", "unpause", "sl")
-	c.expect(0, "up\n", "logs", "sl")
+	eventually(t, time.Minute, "sl's first line in its logs", func() bool { out, _ := c.run("logs", "sl"); return out == "up\n" })
 	c.expect(0, "sl", "stop", "-t", "1", "sl")
 	c.expect(0, "Exited (137)", "ps", "-a", "--filter", "name=sl")
 	c.expect(0, "sl", "rm", "sl")
