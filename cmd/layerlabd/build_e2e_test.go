@@ -107,8 +107,7 @@ func TestEndToEndBuild(t *testing.T) {
 	e.drivers = "vfs,overlay2,btrfs"
 	e.opts = []string{"--storage-opt", "btrfs.home=" + filepath.Join(btrfs.Dir, "layerlabd")}
 	e.start(t, "layerlabd.log")
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 	ctx := t.TempDir()
 	writeFiles(t, ctx, map[string]string{
 		"Dockerfile":        buildDockerfile,

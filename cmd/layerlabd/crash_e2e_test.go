@@ -19,8 +19,7 @@ import (
 func TestEndToEndDaemonKilled(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := startTestDaemon(t)
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 	c.expect(3, "finished", "run", "--name", "done", "busybox", "sh", "-c", "echo finished; exit 3")
 	c.expect(0, "", "run", "-d", "--name", "runner", "busybox", "sh", "-c", "echo started; exec sleep 1000")
 	pid := containerPid(t, c, "runner")

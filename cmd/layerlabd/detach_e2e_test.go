@@ -18,8 +18,7 @@ import (
 func TestEndToEndDetachKeys(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := startTestDaemon(t)
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 	c.expect(0, "", "run", "-dit", "--name", "dk", "busybox", "sh")
 
 	// detach runs the CLI command (attach or exec -it) in a terminal,

@@ -24,8 +24,7 @@ func TestEndToEndStorageDrivers(t *testing.T) {
 	e.drivers = "vfs,overlay,overlay2,btrfs,zfs"
 	e.opts = []string{"--storage-opt", "btrfs.home=" + filepath.Join(btrfs.Dir, "layerlabd"), "--storage-opt", "zfs.home=" + zfsHome}
 	e.start(t, "layerlabd.log")
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 
 	out := c.expect(0, "Storage Driver: overlay2", "info")
 	for _, name := range []string{"vfs", "overlay", "overlay2", "btrfs", "zfs"} {

@@ -144,6 +144,15 @@ type testEnv struct {
 
 // startTestDaemon skips unless the test runs as root with the docker CLI,
 // then builds and starts layerlabd.
+// busyboxCLI is the docker CLI on the started daemon, with the busybox
+// image loaded.
+func (e testEnv) busyboxCLI(t testing.TB) cli {
+	t.Helper()
+	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
+	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	return c
+}
+
 func startTestDaemon(t testing.TB) testEnv {
 	t.Helper()
 	e := newTestEnv(t)

@@ -74,8 +74,7 @@ func nextEvent(t *testing.T, lines <-chan string) string {
 func TestEndToEndEvents(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := startTestDaemon(t)
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 	c.expect(0, "", "run", "--name", "before", "busybox", "true")
 
 	// Live: --since t0 covers the moment between the CLI's start and the

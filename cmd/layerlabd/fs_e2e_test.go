@@ -23,8 +23,7 @@ import (
 func TestEndToEndFilesystem(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := startTestDaemon(t)
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 
 	for _, drv := range []string{"overlay2", "vfs"} {
 		name, img := "c1-"+drv, "img-"+drv+":v1"

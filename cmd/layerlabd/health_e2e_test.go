@@ -50,8 +50,7 @@ func (c cli) psNames(args ...string) []string {
 func TestEndToEndHealth(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := startTestDaemon(t)
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 	t0 := time.Now()
 	events, _ := watchEvents(t, e, "--since", apiTime(t0), "--filter", "event=health_status", "--format", "{{.Actor.Attributes.name}} {{.Action}}")
 

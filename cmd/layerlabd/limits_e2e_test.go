@@ -68,8 +68,7 @@ func checkMemoryAndCPULimits(t *testing.T, c cli) {
 func TestEndToEndLimits(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := startTestDaemon(t)
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 	checkMemoryAndCPULimits(t, c)
 
 	c.expect(0, "", "run", "-d", "--name", "pinned", "--cpuset-cpus", "0", "--cpu-shares", "512", "--pids-limit", "50",

@@ -30,8 +30,7 @@ func TestEndToEndLogDrivers(t *testing.T) {
 	e.opts = []string{"--log-driver", "local", "--log-opt", "max-file=4"}
 	withLoopback(t, &e) // the daemon reaches rsyslogd and fluentd on lo
 	e.start(t, "layerlabd.log")
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 	c.expect(0, "local [fluentd json-file local none syslog]", "info", "--format", "{{.LoggingDriver}} {{.Plugins.Log}}")
 	dir := func(name string) string {
 		id := strings.TrimSpace(c.expect(0, "", "inspect", "-f", "{{.Id}}", name))

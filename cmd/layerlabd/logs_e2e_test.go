@@ -16,8 +16,7 @@ import (
 func TestEndToEndLogs(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := startTestDaemon(t)
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 
 	// 300 lines of ~60 bytes of JSON each rotate a 2 KiB log many times;
 	// two files are kept.

@@ -233,8 +233,7 @@ func startMetricsDaemon(t testing.TB) (testEnv, cli) {
 	withLoopback(t, &e)
 	e.opts = []string{"--metrics-addr", "127.0.0.1:9323"}
 	e.start(t, "layerlabd.log")
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 	return e, c
 }
 

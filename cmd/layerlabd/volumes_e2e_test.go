@@ -41,8 +41,7 @@ func TestEndToEndVolumes(t *testing.T) {
 	e.drivers = "vfs,overlay2,btrfs"
 	e.opts = []string{"--storage-opt", "btrfs.home=" + filepath.Join(btrfs.Dir, "layerlabd")}
 	e.start(t, "layerlabd.log")
-	c := cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := e.busyboxCLI(t)
 	host := t.TempDir()
 	since := strconv.FormatInt(time.Now().Unix()-1, 10)
 
