@@ -142,14 +142,20 @@ func TestEndToEndHealth(t *testing.T) {
 		t.Errorf("probes while paused:\n%s", out)
 	}
 	eventually(t, time.Minute, "a probe after the unpause", func() bool { return byAction(tUnpause, time.Now()) != "" })
-	// A kill thaws a paused container; one that survives it (sleep, its
-	// pid 1, has no SIGHUP handler) is probed again.
+	// As with dockerd, a kill with SIGKILL or the stop signal thaws a
+	// paused container, another signal waits for the unpause; one that
+	// survives the stop signal (sleep, its pid 1, has no handler) is
+	// probed again.
 	c.expect(0, "", "pause", "inh")
 	c.expect(0, "", "kill", "-s", "HUP", "inh")
+	if st, _, paused, _, _, _ := c.state("inh"); st != "paused" || !paused {
+		t.Errorf("after kill -s HUP of the paused inh: %s paused=%v, want still paused", st, paused)
+	}
+	c.expect(0, "", "kill", "-s", "TERM", "inh")
 	tKill := time.Now()
 	eventually(t, time.Minute, "a probe after a kill thawed it", func() bool { return byAction(tKill, time.Now()) != "" })
 	if st, running, paused, _, _, _ := c.state("inh"); st != "running" || !running || paused {
-		t.Errorf("after kill -s HUP of the paused inh: %s running=%v paused=%v", st, running, paused)
+		t.Errorf("after kill -s TERM (its stop signal) of the paused inh: %s running=%v paused=%v", st, running, paused)
 	}
 
 	// A daemon restart: the policy starts inh again, and its monitor with

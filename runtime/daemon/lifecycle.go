@@ -521,7 +521,9 @@ func (d *Daemon) KillContainer(ctx context.Context, ref, signal string) error {
 		return err
 	}
 	d.containerEvent(r, eventtypes.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
-	d.thawAfterKill(ctx, r.ID, l, true)
+	if isStopSignal(r, sig) {
+		d.thawAfterKill(ctx, r.ID, l, true)
+	}
 	return nil
 }
 

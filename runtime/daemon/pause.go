@@ -134,8 +134,9 @@ func (d *Daemon) setStatus(id, status string) error {
 	return err
 }
 
-// thawAfterKill resumes a paused container after a signal was sent to it,
-// so the signal is delivered, as dockerd's kill does. With probe (a
+// thawAfterKill resumes a paused container after SIGKILL or its stop
+// signal was sent to it, so the signal is delivered, as dockerd's kill
+// does (any other signal waits, pending, for an unpause). With probe (a
 // kill, which the container may survive; not a stop) its health monitor
 // runs again, as after an unpause; if it dies, finish ends the monitor.
 func (d *Daemon) thawAfterKill(ctx context.Context, id string, l *live, probe bool) {
