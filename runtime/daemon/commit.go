@@ -95,7 +95,7 @@ func (d *Daemon) pauseFor(ctx context.Context, r containers.Record, pause bool) 
 	if c == nil {
 		return nothing, nil
 	}
-	if err := c.Pause(ctx); err != nil {
+	if err := freeze(ctx, c); err != nil {
 		return nil, fmt.Errorf("pausing %s for the commit: %w", r.Name, err)
 	}
 	return func() error { return c.Resume(context.WithoutCancel(ctx)) }, nil

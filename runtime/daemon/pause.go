@@ -77,8 +77,7 @@ func (d *Daemon) PauseContainer(ctx context.Context, ref string) error {
 }
 
 // pauseLocked freezes the running container r, whose monitor (if any)
-// has returned; l.mu is held. Another exec joining the cgroup can still
-// refuse a freeze, so a refused one is tried again a few times.
+// has returned; l.mu is held.
 func (d *Daemon) pauseLocked(ctx context.Context, r containers.Record, l *live) error {
 	c, err := running(r, l)
 	if err != nil {
@@ -87,12 +86,7 @@ func (d *Daemon) pauseLocked(ctx context.Context, r containers.Record, l *live) 
 	if r.State.Status == containers.Paused {
 		return fmt.Errorf("Container %s is already paused: %w", r.ID, drivers.ErrFailedPrecondition)
 	}
-	err = c.Pause(ctx)
-	for try := 0; err != nil && strings.Contains(err.Error(), "unable to freeze") && try < 5; try++ {
-		time.Sleep(100 * time.Millisecond)
-		err = c.Pause(ctx)
-	}
-	if err != nil {
+	if err := freeze(ctx, c); err != nil {
 		if l.c != nil {
 			d.startHealth(r, l) // still running, not paused: probes go on
 		}
@@ -100,6 +94,18 @@ func (d *Daemon) pauseLocked(ctx context.Context, r containers.Record, l *live) 
 	}
 	d.containerEvent(r, eventtypes.ActionPause, nil)
 	return d.setStatus(r.ID, containers.Paused)
+}
+
+// freeze pauses c. An exec joining the container's cgroup (a user's, or
+// a health probe's when a commit pauses) can keep the v1 freezer from
+// settling, so a refused freeze is tried again a few times.
+func freeze(ctx context.Context, c executor.Container) error {
+	err := c.Pause(ctx)
+	for try := 0; err != nil && strings.Contains(err.Error(), "unable to freeze") && try < 5; try++ {
+		time.Sleep(100 * time.Millisecond)
+		err = c.Pause(ctx)
+	}
+	return err
 }
 
 // UnpauseContainer answers POST /containers/{id}/unpause.
