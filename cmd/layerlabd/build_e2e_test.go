@@ -334,6 +334,14 @@ func TestEndToEndBuild(t *testing.T) {
 	// WORKDIR made its directory in the image (as dockerd's builder), not
 	// only the runtime when a container starts there.
 	c.expect(0, "/made/here", "run", "--rm", "-w", "/", "wd", "ls", "-d", "/made/here")
+	// A step that changes nothing adds no layer, only history (0B), as
+	// with dockerd: a WORKDIR that exists.
+	writeFiles(t, hostile, map[string]string{"Dockerfile": "FROM busybox\nWORKDIR /tmp\n"})
+	c.expect(0, "Successfully tagged nochange", "build", "-t", "nochange", hostile)
+	if sizes := c.expect(0, "", "history", "--format", "{{.Size}}", "nochange"); !strings.HasPrefix(sizes, "0B\n") {
+		t.Errorf("history of a step that changed nothing: %q, want 0B on top", sizes)
+	}
+	c.expect(0, c.expect(0, "", "inspect", "-f", "{{len .RootFS.Layers}}", "busybox"), "inspect", "-f", "{{len .RootFS.Layers}}", "nochange")
 
 	// BuildKit requests and bad build queries are refused, saying why and
 	// what to do; /_ping tells the CLI to use the classic builder.

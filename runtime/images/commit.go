@@ -58,6 +58,10 @@ func (s *Store) TempFile(pattern string) (*os.File, error) {
 // opens: scratch space that a crash cannot leak (a build's context).
 func (s *Store) TempDir() string { return s.tmpDir() }
 
+// emptyLayer is the DiffID of a tar with no entry (its two zero blocks):
+// what the diff of a container that changed nothing is.
+const emptyLayer = digest.Digest("sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef")
+
 // Create records the image n describes and returns its ID: its config
 // lists the parent's DiffIDs and history plus the new layer's, with the
 // config given, as `docker commit` and `docker import` make them.
@@ -69,7 +73,9 @@ func (s *Store) Create(n NewImage) (digest.Digest, error) {
 			return "", err
 		}
 	}
-	empty := n.Layer == ""
+	// A child whose layer holds nothing adds none, as dockerd's commit and
+	// build make it (a WORKDIR that was there, RUN true): history only.
+	empty := n.Layer == "" || (n.Parent != "" && n.DiffID == emptyLayer)
 	var layerSize int64
 	if !empty {
 		if err := n.DiffID.Validate(); err != nil {
@@ -123,7 +129,12 @@ func (s *Store) Create(n NewImage) (digest.Digest, error) {
 		return "", err
 	}
 	if empty {
-		// No layer to move into place.
+		// No layer to move into place; an empty one given goes.
+		if n.Layer != "" {
+			if err := os.Remove(n.Layer); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return "", err
+			}
+		}
 	} else if _, err := os.Stat(s.blobPath(n.DiffID)); err == nil {
 		// The same layer is stored already (an identical commit).
 		if err := os.Remove(n.Layer); err != nil {
