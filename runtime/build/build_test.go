@@ -72,7 +72,11 @@ func (m *memBackend) CreateContainer(_ context.Context, image string, _ *contain
 
 func (m *memBackend) Run(context.Context, string, io.Writer) (int, error) { return 0, errNoContainers }
 func (m *memBackend) WithRootfs(_ context.Context, id string, fn func(string) error) error {
-	return fn(m.trees[id])
+	tree, ok := m.trees[id]
+	if !ok {
+		return fmt.Errorf("no container %s: %w", id, drivers.ErrNotFound)
+	}
+	return fn(tree)
 }
 func (m *memBackend) RemoveContainer(_ context.Context, id string) error {
 	delete(m.trees, id)

@@ -18,6 +18,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/klauspost/compress/zstd"
@@ -161,11 +162,15 @@ func (s *session) workdirStep(ctx context.Context, st *stage, createdBy string) 
 	}
 	return s.writeStep(ctx, st, createdBy, key, func(root string) error {
 		dir, err := securejoin.SecureJoin(root, st.cfg.WorkingDir)
-		if err == nil {
-			err = os.MkdirAll(dir, 0o755)
-		}
 		if err != nil {
 			return fmt.Errorf("WORKDIR %s: %w: %w", st.cfg.WorkingDir, err, drivers.ErrInvalidArgument)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
+				// Something of the image's that is no directory is in the way.
+				return fmt.Errorf("WORKDIR %s: %w: %w", st.cfg.WorkingDir, err, drivers.ErrInvalidArgument)
+			}
+			return fmt.Errorf("WORKDIR %s: %w", st.cfg.WorkingDir, err)
 		}
 		return nil
 	})
@@ -232,8 +237,8 @@ func resolve(root string, patterns []string, add bool) ([]source, error) {
 	return out, nil
 }
 
-// isArchive says whether an ADD source is a tar (plain, gzip or bzip2),
-// which ADD extracts.
+// isArchive says whether an ADD source is a tar (plain, gzip, bzip2, xz
+// or zstd), which ADD extracts.
 func isArchive(p string) bool {
 	f, err := os.Open(p)
 	if err != nil {
@@ -264,7 +269,9 @@ func decompress(f io.Reader) (io.Reader, error) {
 	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
 		return xz.NewReader(br)
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		d, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1)) // no goroutines to close
+		// One goroutine: none to close. A window above zstd's --long=27
+		// (128 MiB) is refused rather than allocated.
+		d, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(128<<20))
 		if err != nil {
 			return nil, err
 		}

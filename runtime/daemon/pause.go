@@ -59,20 +59,31 @@ func (d *Daemon) locked(ref string) (containers.Record, *live, error) {
 // container's cgroup keeps the v1 freezer from settling ("unable to
 // freeze"). Unpause starts a monitor again.
 func (d *Daemon) PauseContainer(ctx context.Context, ref string) error {
+	halted := false
 	for {
 		r, l, err := d.locked(ref)
 		if err != nil {
 			return err
 		}
 		m := l.health
-		if m.returned() {
+		if m.returned() || ctx.Err() != nil {
 			defer l.mu.Unlock()
-			return d.pauseLocked(ctx, r, l)
+			err := ctx.Err()
+			if err == nil {
+				err = d.pauseLocked(ctx, r, l)
+			}
+			if err != nil && halted && l.c != nil && r.State.Status == containers.Running {
+				d.startHealth(r, l) // not paused after all: probes go on
+			}
+			return err
 		}
 		m.halt()
+		halted = true
 		l.mu.Unlock()
 		m.wait()
-		// The container may have changed meanwhile: look again.
+		// The container may have changed meanwhile (by ID from here: its
+		// name may now be another's): look again.
+		ref = r.ID
 	}
 }
 
@@ -87,9 +98,6 @@ func (d *Daemon) pauseLocked(ctx context.Context, r containers.Record, l *live) 
 		return fmt.Errorf("Container %s is already paused: %w", r.ID, drivers.ErrFailedPrecondition)
 	}
 	if err := freeze(ctx, c); err != nil {
-		if l.c != nil {
-			d.startHealth(r, l) // still running, not paused: probes go on
-		}
 		return err
 	}
 	d.containerEvent(r, eventtypes.ActionPause, nil)
