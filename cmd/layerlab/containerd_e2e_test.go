@@ -59,6 +59,8 @@ func (s *serveProc) start(t testing.TB) {
 	s.cmd = exec.Command(os.Args[0], args...)
 	s.cmd.Env = append(os.Environ(), "LAYERLAB_TEST_CLI=1")
 	s.cmd.Stdout, s.cmd.Stderr = f, f
+	// Killed with the test if that dies first (a -timeout panic).
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +103,10 @@ func (s *serveProc) client(t testing.TB) snapshots.Snapshotter {
 	return proxyClient(t, s.addr, s.name)
 }
 
-// proxyClient is containerd's proxy snapshotter client (as containerd
-// dials a proxy plugin: no options on the connection) on the socket addr.
+// proxyClient is containerd's proxy snapshotter client on the socket
+// addr, on a connection with gRPC's defaults (containerd adds message
+// size limits, a backoff and its dialer, none of which changes a call's
+// cost).
 func proxyClient(t testing.TB, addr, name string) snapshots.Snapshotter {
 	conn, err := grpc.NewClient("unix://"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

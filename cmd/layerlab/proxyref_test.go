@@ -16,18 +16,21 @@ import (
 	"github.com/layerlab/layerlab/cmd/internal/socket"
 )
 
-// refEnv, set to ROOT:SOCKET, makes the test binary a reference proxy
-// plugin: containerd's own overlayfs snapshotter served on SOCKET by the
-// same server `snapshotter serve` uses, so BenchmarkPrepareProxy can tell
-// what the proxy hop costs containerd's snapshotter from what it costs
-// layerlab's.
-const refEnv = "LAYERLAB_TEST_REF_PROXY"
+// refEnv (the socket) and refRootEnv (the home) make the test binary a
+// reference proxy plugin: containerd's own overlayfs snapshotter served
+// on the socket by the same server `snapshotter serve` uses, so
+// BenchmarkPrepareProxy can tell what the proxy hop costs containerd's
+// snapshotter from what it costs layerlab's.
+const (
+	refEnv     = "LAYERLAB_TEST_REF_PROXY"
+	refRootEnv = "LAYERLAB_TEST_REF_ROOT"
+)
 
 // serveReference is the reference plugin's main; it returns at SIGTERM.
-func serveReference(spec string) error {
-	var root, addr string
-	if _, err := fmt.Sscanf(spec, "%s %s", &root, &addr); err != nil {
-		return fmt.Errorf("%s=%q: want ROOT SOCKET: %w", refEnv, spec, err)
+func serveReference(addr string) error {
+	root := os.Getenv(refRootEnv)
+	if root == "" {
+		return fmt.Errorf("%s is not set", refRootEnv)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
@@ -56,15 +59,20 @@ type refProc struct {
 func startReference(b *testing.B, dir string) *refProc {
 	r := &refProc{addr: filepath.Join(dir, "ref.sock")}
 	r.cmd = exec.Command(os.Args[0])
-	r.cmd.Env = append(os.Environ(), refEnv+"="+filepath.Join(dir, "ref")+" "+r.addr)
+	r.cmd.Env = append(os.Environ(), refEnv+"="+r.addr, refRootEnv+"="+filepath.Join(dir, "ref"))
 	r.cmd.Stdout, r.cmd.Stderr = os.Stderr, os.Stderr
+	// Killed with the benchmark if that dies first (a -timeout panic).
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
 	b.Cleanup(func() {
+		if r.cmd == nil {
+			return // exited before it served
+		}
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- r.cmd.Wait() }()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -76,9 +84,19 @@ func startReference(b *testing.B, dir string) *refProc {
 			b.Error("reference plugin did not stop on SIGTERM in 20s")
 		}
 	})
-	waitUntil(b, 20*time.Second, "reference plugin listening", func() bool {
-		fi, err := os.Stat(r.addr)
-		return err == nil && fi.Mode().Type() == os.ModeSocket
-	})
-	return r
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if fi, err := os.Stat(r.addr); err == nil && fi.Mode().Type() == os.ModeSocket {
+			return r
+		}
+		select {
+		case err := <-done:
+			r.cmd = nil
+			b.Fatalf("the reference plugin exited before it served: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the reference plugin is not listening after 20s")
+		}
+	}
 }
