@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -260,5 +261,37 @@ func TestDiffDigests(t *testing.T) {
 		if d2, err := Diff(context.Background(), &again, "", dst); err != nil || d2.DiffID != d0.DiffID {
 			t.Errorf("round trip: %+v %v, want DiffID %s", d2, err, d0.DiffID)
 		}
+	}
+}
+
+// filterFunc is an io.WriteCloser made of two funcs.
+type filterFunc struct {
+	write func([]byte) (int, error)
+	close func() error
+}
+
+func (f filterFunc) Write(p []byte) (int, error) { return f.write(p) }
+func (f filterFunc) Close() error                { return f.close() }
+
+// TestDiffTarFilter: the layer's digests are those of what the filter
+// passed on, and a filter that fails fails the diff.
+func TestDiffTarFilter(t *testing.T) {
+	upper := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(upper, "a"), []byte("a"), 0o644))
+	var seen int
+	var out bytes.Buffer
+	d, err := Diff(context.Background(), &out, "", upper, WithTarFilter(func(w io.Writer) io.WriteCloser {
+		return filterFunc{write: func(p []byte) (int, error) { seen += len(p); return w.Write(p) }, close: func() error { return nil }}
+	}))
+	must(t, err)
+	if seen == 0 || d.DiffID != digest.FromBytes(out.Bytes()) || d.Size != int64(out.Len()) {
+		t.Errorf("through a filter: %d bytes seen, %+v for %d bytes written", seen, d, out.Len())
+	}
+	broken := errors.New("filter broke")
+	_, err = Diff(context.Background(), io.Discard, "", upper, WithTarFilter(func(w io.Writer) io.WriteCloser {
+		return filterFunc{write: w.Write, close: func() error { return broken }}
+	}))
+	if !errors.Is(err, broken) {
+		t.Errorf("a failing filter: %v", err)
 	}
 }

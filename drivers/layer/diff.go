@@ -34,7 +34,20 @@ type Digests struct {
 // DiffOption changes how Diff writes the layer.
 type DiffOption func(*diffOptions)
 
-type diffOptions struct{ compression compression.Compression }
+type diffOptions struct {
+	compression compression.Compression
+	filter      func(io.Writer) io.WriteCloser
+}
+
+// WithTarFilter passes the layer's tar through filter before it is
+// digested and compressed: filter(w) returns the writer the diff writes
+// its tar into, which writes the tar the layer holds to w; its Close ends
+// that tar and says whether the filter failed. The layer's digests are
+// those of the filtered tar. A runtime uses it to keep out what its
+// containers' mountpoints left in a snapshot.
+func WithTarFilter(filter func(w io.Writer) io.WriteCloser) DiffOption {
+	return func(o *diffOptions) { o.filter = filter }
+}
 
 // WithCompression compresses the layer Diff writes: compression.Gzip or
 // compression.Zstd (compression.Uncompressed is the default).
@@ -73,17 +86,21 @@ func writeLayer(w io.Writer, opts []DiffOption, write func(io.Writer) error) (Di
 	if err != nil {
 		return Digests{}, err
 	}
-	if err := write(lw.plain); err != nil {
+	if err := write(lw.in); err != nil {
+		lw.abort()
 		return Digests{}, err
 	}
 	return lw.finish()
 }
 
-// layerWriter takes a layer's tar, compresses it as the options say into
-// w, and digests both forms. Nothing reaches w before the first Write.
+// layerWriter takes a layer's tar (in: through the filter, if any),
+// compresses it as the options say into w, and digests both forms.
+// Nothing reaches w before the first Write.
 type layerWriter struct {
 	blob, plain *digestWriter
 	cw          io.WriteCloser
+	in          io.Writer
+	filter      io.WriteCloser // nil without one
 }
 
 func newLayerWriter(w io.Writer, opts []DiffOption) (*layerWriter, error) {
@@ -96,15 +113,35 @@ func newLayerWriter(w io.Writer, opts []DiffOption) (*layerWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("diff: compression %v: %w: %w", o.compression, drivers.ErrInvalidArgument, err)
 	}
-	return &layerWriter{blob: blob, plain: &digestWriter{w: cw, d: digest.SHA256.Digester()}, cw: cw}, nil
+	lw := &layerWriter{blob: blob, plain: &digestWriter{w: cw, d: digest.SHA256.Digester()}, cw: cw}
+	lw.in = lw.plain
+	if o.filter != nil {
+		lw.filter = o.filter(lw.plain)
+		lw.in = lw.filter
+	}
+	return lw, nil
 }
 
-// finish ends the compressed stream and returns the digests.
+// finish ends the filter and the compressed stream and returns the
+// digests.
 func (l *layerWriter) finish() (Digests, error) {
+	if l.filter != nil {
+		if err := l.filter.Close(); err != nil {
+			return Digests{}, fmt.Errorf("diff: tar filter: %w", err)
+		}
+	}
 	if err := l.cw.Close(); err != nil {
 		return Digests{}, err
 	}
 	return Digests{DiffID: l.plain.d.Digest(), Digest: l.blob.d.Digest(), Size: l.blob.n}, nil
+}
+
+// abort ends a filter after the diff failed, so its goroutine (if any)
+// ends too; the layer is not used.
+func (l *layerWriter) abort() {
+	if l.filter != nil {
+		_ = l.filter.Close()
+	}
 }
 
 // digestWriter hashes and counts what passes through to w.

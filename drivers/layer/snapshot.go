@@ -48,7 +48,7 @@ func DiffSnapshot(ctx context.Context, w io.Writer, sn drivers.Snapshotter, key 
 		var chw *archive.ChangeWriter
 		start := func(root string) (err error) {
 			if lw, err = newLayerWriter(w, opts); err == nil {
-				chw = archive.NewChangeWriter(lw.plain, root)
+				chw = archive.NewChangeWriter(lw.in, root)
 			}
 			return err
 		}
@@ -61,6 +61,9 @@ func DiffSnapshot(ctx context.Context, w io.Writer, sn drivers.Snapshotter, key 
 		switch {
 		case lw == nil && errors.Is(err, drivers.ErrNotImplemented):
 		case err != nil:
+			if lw != nil {
+				lw.abort()
+			}
 			return Digests{}, fmt.Errorf("diff snapshot %q: %w", key, err)
 		default:
 			return lw.finish()

@@ -132,7 +132,7 @@ func (b buildOps) Commit(ctx context.Context, c build.Commit) (string, error) {
 			return "", err
 		}
 		defer os.Remove(f.Name()) // gone already once Create moved it
-		dg, err := layer.DiffSnapshot(ctx, f, drv, r.SnapshotKey)
+		dg, err := layer.DiffSnapshot(ctx, f, drv, r.SnapshotKey, layer.WithTarFilter(mountpointFilter))
 		if err := errors.Join(err, f.Close()); err != nil {
 			return "", fmt.Errorf("committing the build step's container %s: %w", r.Name, err)
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path"
 	"slices"
@@ -23,8 +22,8 @@ import (
 
 // CommitContainer answers POST /commit: the container's changes, as the
 // layer layer.DiffSnapshot writes (from an overlay upper directory or
-// btrfs send where the driver has them), become a new image on top of
-// the container's, with the container's config (the request's on top,
+// btrfs send where the driver has them) less the runtime's mountpoints
+// (mountpoints.go), become a new image on top of the container's, with the container's config (the request's on top,
 // then the changes). A running container is paused meanwhile unless
 // o.Pause is false.
 func (d *Daemon) CommitContainer(ctx context.Context, ref string, o container.CommitOptions) (string, error) {
@@ -64,7 +63,7 @@ func (d *Daemon) CommitContainer(ctx context.Context, ref string, o container.Co
 		f.Close()
 		return "", err
 	}
-	dg, err := layer.DiffSnapshot(ctx, f, drv, r.SnapshotKey)
+	dg, err := layer.DiffSnapshot(ctx, f, drv, r.SnapshotKey, layer.WithTarFilter(mountpointFilter))
 	err = errors.Join(err, resume(), f.Close())
 	if err != nil {
 		return "", fmt.Errorf("commit %s: %w", r.Name, err)
@@ -153,13 +152,6 @@ func overlayConfig(cfg *dockerspec.DockerOCIImageConfig, c *container.Config) {
 	}
 }
 
-// runtimeMountPoint reports the directories the runtime makes in a rootfs
-// that lacks them, to mount /proc, /dev and /sys on. dockerd keeps them in
-// an "init" layer below the container's, so its diff never lists them;
-// here they are in the container's snapshot, and the diff leaves them out
-// when they were added.
-func runtimeMountPoint(p string) bool { return p == "/dev" || p == "/proc" || p == "/sys" }
-
 // ContainerChanges answers GET /containers/{id}/changes: the layer a
 // commit would make, read as changes against the image's tree (a path
 // the image has is modified, else added; a whiteout is a deletion), the
@@ -180,7 +172,7 @@ func (d *Daemon) ContainerChanges(ctx context.Context, ref string) ([]container.
 	pr, pw := io.Pipe()
 	diffErr := make(chan error, 1)
 	go func() {
-		_, err := layer.DiffSnapshot(ctx, pw, drv, r.SnapshotKey)
+		_, err := layer.DiffSnapshot(ctx, pw, drv, r.SnapshotKey, layer.WithTarFilter(mountpointFilter))
 		pw.CloseWithError(err)
 		diffErr <- err
 	}()
@@ -213,16 +205,6 @@ func (d *Daemon) ContainerChanges(ctx context.Context, ref string) ([]container.
 			}
 		}
 	}
-	// The files the runtime made to bind-mount the managed /etc files
-	// on: dockerd's init layer holds them, so they never show.
-	for _, p := range []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"} {
-		if kinds[p] == container.ChangeAdd {
-			delete(kinds, p)
-		}
-	}
-	if !slices.ContainsFunc(slices.Collect(maps.Keys(kinds)), func(p string) bool { return strings.HasPrefix(p, "/etc/") }) {
-		delete(kinds, "/etc") // the layer has it only for those files
-	}
 	// dockerd lists the directories holding a change as modified.
 	for p := range kinds {
 		for dir := path.Dir(p); dir != "/"; dir = path.Dir(dir) {
@@ -237,9 +219,6 @@ func (d *Daemon) ContainerChanges(ctx context.Context, ref string) ([]container.
 	}
 	out := make([]container.FilesystemChange, 0, len(kinds))
 	for p, k := range kinds {
-		if k == container.ChangeAdd && runtimeMountPoint(p) {
-			continue
-		}
 		out = append(out, container.FilesystemChange{Path: p, Kind: k})
 	}
 	slices.SortFunc(out, func(a, b container.FilesystemChange) int { return strings.Compare(a.Path, b.Path) })
