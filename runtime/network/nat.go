@@ -3,6 +3,7 @@ package network
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -13,9 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NATTable is the nftables table (family ip) layerlabd's DNAT rules live
-// in, in the daemon's namespace; the daemon removes it at shutdown and a
-// restarted one removes what a killed one left.
+// NATTable is the nftables table (family ip) layerlabd's DNAT and
+// masquerade rules live in, in the daemon's namespace; the daemon removes
+// it at shutdown and a restarted one removes what a killed one left.
 const NATTable = "layerlab"
 
 // DNAT is one published port as a destination NAT rule.
@@ -26,19 +27,29 @@ type DNAT struct {
 	Target   netip.AddrPort // the container's address and port
 }
 
-// NAT publishes ports by nftables DNAT (dockerd's --userland-proxy=false):
-// a prerouting chain for traffic arriving from other namespaces and an
-// output chain for the daemon's namespace's own (not to 127/8, which a
-// DNAT to a bridge cannot answer). The table is written whole on every
-// change, in one atomic batch.
+// NAT is layerlabd's nftables table. It publishes ports by DNAT
+// (dockerd's --userland-proxy=false): a prerouting chain for traffic
+// arriving from other namespaces and an output chain for the daemon's
+// namespace's own (not to 127/8, which a DNAT to a bridge cannot answer).
+// It gives bridge networks outbound NAT: a postrouting chain masquerades
+// what leaves a network's subnet through another interface than its
+// bridge (masquerade.go). The table is written whole on every change, in
+// one atomic batch.
 type NAT struct {
 	nsFd  int // the namespace's fd; -1: the caller's
 	mu    sync.Mutex
-	rules map[string][]DNAT // by container ID
+	rules map[string][]DNAT     // by container ID
+	masq  map[string]Masquerade // by network ID
+	// present says the table may exist: until something was written or
+	// swept, Close writes nothing (a daemon that made no rule sends no
+	// batch to a namespace it does not own, e.g. a unit test's host).
+	present bool
 }
 
 // NewNAT returns a NAT for the namespace of nsFd (-1: the caller's).
-func NewNAT(nsFd int) *NAT { return &NAT{nsFd: nsFd, rules: map[string][]DNAT{}} }
+func NewNAT(nsFd int) *NAT {
+	return &NAT{nsFd: nsFd, rules: map[string][]DNAT{}, masq: map[string]Masquerade{}}
+}
 
 func (n *NAT) conn() (*nftables.Conn, error) {
 	var opts []nftables.ConnOption
@@ -72,8 +83,13 @@ func (n *NAT) Set(id string, rules []DNAT) error {
 	return n.write()
 }
 
-// write rewrites the table from n.rules; with none left the table goes.
+// write rewrites the table from n.rules and n.masq; with none left the
+// table goes.
 func (n *NAT) write() error {
+	empty := len(n.rules) == 0 && len(n.masq) == 0
+	if empty && !n.present {
+		return nil
+	}
 	c, err := n.conn()
 	if err != nil {
 		return err
@@ -82,30 +98,38 @@ func (n *NAT) write() error {
 	// batch, adding one that does is a no-op.
 	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: NATTable})
 	c.DelTable(t)
-	if len(n.rules) > 0 {
+	if !empty {
 		t = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: NATTable})
-		pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
-			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
-		out := c.AddChain(&nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeNAT,
-			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
-		ids := make([]string, 0, len(n.rules))
-		for id := range n.rules {
-			ids = append(ids, id)
+		if err := n.addDNAT(c, t); err != nil {
+			return err
 		}
-		slices.Sort(ids)
-		for _, id := range ids {
-			for _, r := range n.rules[id] {
-				match, err := dnatMatch(r)
-				if err != nil {
-					return err
-				}
-				c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: append(match, dnatTo(r.Target)...)})
-				c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: append(append(notLoopback(), match...), dnatTo(r.Target)...)})
-			}
-		}
+		n.addMasquerades(c, t)
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("writing nftables table %s: %w", NATTable, err)
+	}
+	n.present = !empty
+	return nil
+}
+
+// addDNAT adds the DNAT chains and rules to the batch, if there are rules.
+func (n *NAT) addDNAT(c *nftables.Conn, t *nftables.Table) error {
+	if len(n.rules) == 0 {
+		return nil
+	}
+	pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
+	out := c.AddChain(&nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
+	for _, id := range slices.Sorted(maps.Keys(n.rules)) {
+		for _, r := range n.rules[id] {
+			match, err := dnatMatch(r)
+			if err != nil {
+				return err
+			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: append(match, dnatTo(r.Target)...)})
+			c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: append(append(notLoopback(), match...), dnatTo(r.Target)...)})
+		}
 	}
 	return nil
 }
@@ -158,6 +182,7 @@ func (n *NAT) Close() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.rules = map[string][]DNAT{}
+	n.masq = map[string]Masquerade{}
 	return n.write()
 }
 
@@ -175,5 +200,8 @@ func (n *NAT) Sweep() error {
 	if !slices.ContainsFunc(all, func(t *nftables.Table) bool { return t.Name == NATTable }) {
 		return nil
 	}
+	n.mu.Lock()
+	n.present = true
+	n.mu.Unlock()
 	return n.Close()
 }

@@ -3,8 +3,9 @@
 // the daemon's bbolt file, so allocations survive a restart; the kernel
 // side through netlink (a bridge per network, a veth pair per endpoint,
 // a network namespace per container kept as a bind-mounted nsfs file);
-// the /etc/hosts, /etc/resolv.conf and /etc/hostname a container gets; and
-// published ports through a userland proxy.
+// the /etc/hosts, /etc/resolv.conf and /etc/hostname a container gets;
+// published ports through a userland proxy or nftables DNAT; and bridge
+// networks' outbound NAT (nftables masquerade).
 package network
 
 import (
@@ -16,6 +17,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,11 @@ const (
 	HostNetwork   = "host"
 	NoneNetwork   = "none"
 )
+
+// OptionMasquerade is dockerd's bridge option that turns a network's
+// outbound NAT off with "false"; inspect shows it as given, and on the
+// default bridge as "true".
+const OptionMasquerade = "com.docker.network.bridge.enable_ip_masquerade"
 
 // defaultSubnet is the default bridge's; userPool is where user networks
 // without --subnet get a /24. Neither is Docker's 172.17/16, so a
@@ -85,6 +92,18 @@ type Endpoint struct {
 // macvlan networks.
 func (r Record) Addressed() bool { return r.Driver == DriverBridge || r.Driver == DriverMacvlan }
 
+// Masquerades says containers on r reach beyond the daemon's namespace
+// through outbound NAT: a bridge network, not --internal, without
+// OptionMasquerade false (Create refused any value ParseBool does not
+// take, so one that fails here is none).
+func (r Record) Masquerades() bool {
+	if r.Driver != DriverBridge || r.Internal {
+		return false
+	}
+	on, err := strconv.ParseBool(r.Options[OptionMasquerade])
+	return on || err != nil
+}
+
 // Pool is the record's address plan.
 func (r Record) Pool() (Pool, error) { return ParsePool(r.Subnet, r.IPRange, r.Gateway) }
 
@@ -120,8 +139,14 @@ func NewStore(db *bolt.DB, bridge string) (*Store, error) {
 			{Name: HostNetwork, Driver: DriverHost},
 			{Name: NoneNetwork, Driver: DriverNull},
 			{Name: DefaultBridge, Driver: DriverBridge, Subnet: defaultSubnet, BridgeName: bridge,
-				Options: map[string]string{"com.docker.network.bridge.name": bridge, "com.docker.network.bridge.default_bridge": "true"}},
+				Options: map[string]string{"com.docker.network.bridge.name": bridge, "com.docker.network.bridge.default_bridge": "true",
+					OptionMasquerade: "true"}},
 		} {
+			if r.Name == DefaultBridge && have(r.Name) {
+				if err := masqueradeOption(b, all); err != nil {
+					return err
+				}
+			}
 			if have(r.Name) || (r.Name == DefaultBridge && bridge == "") {
 				continue
 			}
@@ -143,6 +168,21 @@ func NewStore(db *bolt.DB, bridge string) (*Store, error) {
 		return nil, fmt.Errorf("network store: %w", err)
 	}
 	return s, nil
+}
+
+// masqueradeOption gives a default bridge stored by a layerlabd without
+// outbound NAT the option dockerd's inspect shows.
+func masqueradeOption(b *bolt.Bucket, all []Record) error {
+	i := slices.IndexFunc(all, func(r Record) bool { return r.Name == DefaultBridge })
+	if _, ok := all[i].Options[OptionMasquerade]; ok {
+		return nil
+	}
+	r := all[i]
+	if r.Options == nil {
+		r.Options = map[string]string{}
+	}
+	r.Options[OptionMasquerade] = "true"
+	return put(b, r)
 }
 
 func newID() string {
@@ -249,6 +289,11 @@ func (s *Store) Create(o CreateOptions) (Record, error) {
 	}
 	switch o.Driver {
 	case DriverBridge:
+		if v, ok := o.Options[OptionMasquerade]; ok {
+			if _, err := strconv.ParseBool(v); err != nil {
+				return Record{}, fmt.Errorf("-o %s=%s: want true or false: %w", OptionMasquerade, v, drivers.ErrInvalidArgument)
+			}
+		}
 	case DriverMacvlan:
 		if o.Options["parent"] == "" {
 			return Record{}, fmt.Errorf("macvlan network %s: give its parent interface with -o parent=IFACE (layerlabd makes no dummy parent): %w", o.Name, drivers.ErrInvalidArgument)

@@ -142,3 +142,61 @@ func TestStoreNoBridge(t *testing.T) {
 		t.Errorf("bridge with --bridge none: %v", err)
 	}
 }
+
+// TestMasquerades: bridge networks get outbound NAT unless --internal or
+// -o com.docker.network.bridge.enable_ip_masquerade=false; the default
+// bridge shows the option "true" as dockerd's does (also one stored by a
+// layerlabd that did not write it), a user network only what it was given,
+// and a value that is no boolean is refused.
+func TestMasquerades(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db := openDB(t, path)
+	s, err := NewStore(db, "layerlab0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := s.Get(DefaultBridge)
+	if err != nil || br.Options[OptionMasquerade] != "true" || !br.Masquerades() {
+		t.Fatalf("default bridge: %+v, %v", br, err)
+	}
+	for _, c := range []struct {
+		o    CreateOptions
+		want bool
+	}{
+		{CreateOptions{Name: "plain"}, true},
+		{CreateOptions{Name: "on", Options: map[string]string{OptionMasquerade: "1"}}, true},
+		{CreateOptions{Name: "off", Options: map[string]string{OptionMasquerade: "false"}}, false},
+		{CreateOptions{Name: "internal", Internal: true}, false},
+		{CreateOptions{Name: "mv", Driver: DriverMacvlan, Subnet: "10.99.0.0/24", Options: map[string]string{"parent": "eth0"}}, false},
+	} {
+		c.o.BridgeName = bridgeName
+		r, err := s.Create(c.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Masquerades() != c.want {
+			t.Errorf("network %s masquerades: %v, want %v", r.Name, r.Masquerades(), c.want)
+		}
+		if _, ok := r.Options[OptionMasquerade]; ok != (c.o.Options[OptionMasquerade] != "") {
+			t.Errorf("network %s options %v: the option should be there only when given", r.Name, r.Options)
+		}
+	}
+	if _, err := s.Create(CreateOptions{Name: "bad", Options: map[string]string{OptionMasquerade: "maybe"}, BridgeName: bridgeName}); !errors.Is(err, drivers.ErrInvalidArgument) {
+		t.Errorf("enable_ip_masquerade=maybe: %v, want ErrInvalidArgument", err)
+	}
+
+	// A default bridge stored without the option gets it at the next open.
+	br.Options = map[string]string{"com.docker.network.bridge.name": "layerlab0"}
+	if err := db.Update(func(tx *bolt.Tx) error { return put(tx.Bucket(bucketNetworks), br) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openDB(t, path)
+	defer db.Close()
+	if s, err = NewStore(db, "layerlab0"); err != nil {
+		t.Fatal(err)
+	}
+	if br, err = s.Get(DefaultBridge); err != nil || br.Options[OptionMasquerade] != "true" || br.Options["com.docker.network.bridge.name"] != "layerlab0" {
+		t.Errorf("default bridge after a reopen: %+v, %v", br, err)
+	}
+}
