@@ -89,7 +89,7 @@ type Daemon struct {
 	nets    *network.Store
 	host    *network.Host     // netlink in the daemon's network namespace
 	dns     *network.Resolver // user bridges' embedded DNS servers
-	nat     *network.NAT      // nil: published ports go through the userland proxy
+	nat     *network.NAT      // nil: no nftables here (no outbound NAT; the userland proxy publishes)
 	reg     *registry.Service // pull, push, login (registry.go)
 
 	// unpackMu: a rootfs is unpacked and prepared under it for reading,

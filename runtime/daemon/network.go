@@ -63,16 +63,16 @@ func (d *Daemon) openNetworks() error {
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
 	d.dns = network.NewResolver(d.dnsLookup, hostResolv)
 	// The table a killed daemon left goes, whichever way this one
-	// publishes.
-	if err := network.NewNAT(-1).Sweep(); err != nil {
+	// publishes. Without nftables the networks still work, locally.
+	nat := network.NewNAT(-1)
+	if err := nat.Sweep(); err != nil {
 		if d.cfg.NATPorts {
 			return fmt.Errorf("--userland-proxy=false publishes through nftables, which fails here: %w", err)
 		}
-		d.cfg.Log.Debug("no nftables here to sweep; the userland proxy needs none", "err", err)
+		d.cfg.Log.Warn("nftables is unavailable: outbound NAT is off, containers on bridge networks reach only their bridges and this network namespace", "err", err)
+		return nil
 	}
-	if d.cfg.NATPorts {
-		d.nat = network.NewNAT(-1)
-	}
+	d.nat = nat
 	return nil
 }
 
@@ -293,6 +293,13 @@ func (d *Daemon) plug(id string, nw network.Record, ep network.Endpoint, ifname 
 	if err := d.host.EnsureBridge(nw.BridgeName, netip.PrefixFrom(p.Gateway, p.Subnet.Bits())); err != nil {
 		return err
 	}
+	// With the bridge: a rule written again (a bridge a killed daemon
+	// left, its table swept) or already there (a no-op).
+	if d.nat != nil && nw.Masquerades() {
+		if err := d.nat.Masquerade(nw.ID, network.Masquerade{Subnet: p.Subnet, Bridge: nw.BridgeName}); err != nil {
+			return fmt.Errorf("outbound NAT of network %s: %w", nw.Name, err)
+		}
+	}
 	if embeddedDNS(nw) {
 		if err := d.dns.Serve(nw.ID, p.Gateway); err != nil {
 			return err
@@ -313,11 +320,11 @@ func (d *Daemon) publish(r containers.Record, target netip.Addr) error {
 	if err != nil || len(bindings) == 0 || !target.IsValid() {
 		return err
 	}
-	proxy, pub, err := network.Publish(bindings, target, d.nat == nil)
+	proxy, pub, err := network.Publish(bindings, target, !d.cfg.NATPorts)
 	if err != nil {
 		return err
 	}
-	if d.nat != nil {
+	if d.cfg.NATPorts {
 		var rules []network.DNAT
 		for _, p := range pub {
 			rules = append(rules, network.DNAT{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, Target: netip.AddrPortFrom(target, uint16(p.CtrPort))})
@@ -376,7 +383,8 @@ func (d *Daemon) sweepNetwork() error {
 }
 
 // removeBridges deletes the Linux bridges of every network (and the DNS
-// servers and nftables table that go with them) at shutdown,
+// servers and the nftables table of DNAT and masquerade rules that go
+// with them) at shutdown,
 // once no container runs: a stopped daemon leaves no bridge, and the next
 // one makes them again when a container needs them.
 func (d *Daemon) removeBridges() error {

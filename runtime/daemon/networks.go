@@ -194,6 +194,11 @@ func (d *Daemon) RemoveNetwork(_ context.Context, ref string) error {
 			d.cfg.Log.Error("removing a network's bridge failed; ip link del it", "bridge", nw.BridgeName, "err", err)
 		}
 	}
+	if d.nat != nil {
+		if err := d.nat.Unmasquerade(nw.ID); err != nil {
+			d.cfg.Log.Error("removing a network's masquerade rule failed; the next daemon start sweeps it", "network", nw.Name, "err", err)
+		}
+	}
 	d.networkEvent(eventtypes.ActionDestroy, nw, "")
 	return nil
 }
