@@ -54,12 +54,18 @@ type daemonProc struct {
 // nothing the daemon mounts comes back.
 func startDaemon(t testing.TB, bin, logPath string, args ...string) *daemonProc {
 	t.Helper()
+	return startDaemonCmd(t, logPath, exec.Command("unshare", append([]string{"--mount", "--propagation", "slave", "--net", bin}, args...)...))
+}
+
+// startDaemonCmd is startDaemon with the command that runs layerlabd
+// given: it must exec layerlabd in the process it starts.
+func startDaemonCmd(t testing.TB, logPath string, cmd *exec.Cmd) *daemonProc {
+	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
-	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "slave", "--net", bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -180,10 +186,14 @@ func newTestEnv(t testing.TB) testEnv {
 // start starts the daemon (again), logging to the file logName.
 func (e *testEnv) start(t testing.TB, logName string) {
 	t.Helper()
-	args := append([]string{"-H", "unix://" + e.sock, "--data-root", e.dataRoot, "--exec-root", filepath.Join(e.tmp, "exec"),
-		"--storage-driver", "overlay2", "--storage-drivers", e.drivers, "-D"}, e.opts...)
-	e.d = startDaemon(t, e.bin, filepath.Join(e.tmp, logName), args...)
+	e.d = startDaemon(t, e.bin, filepath.Join(e.tmp, logName), e.args()...)
 	e.d.waitSocket(t, e.sock)
+}
+
+// args are the daemon's flags.
+func (e *testEnv) args() []string {
+	return append([]string{"-H", "unix://" + e.sock, "--data-root", e.dataRoot, "--exec-root", filepath.Join(e.tmp, "exec"),
+		"--storage-driver", "overlay2", "--storage-drivers", e.drivers, "-D"}, e.opts...)
 }
 
 // buildDaemon builds layerlabd for the test, or takes the one

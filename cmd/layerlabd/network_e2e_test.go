@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
 )
 
@@ -386,6 +385,9 @@ func TestEndToEndNetworks(t *testing.T) {
 	// namespaces and bridges.
 	c.expect(0, "", "rm", "-f", "web", "ca", "cb")
 	c.expect(0, "net1", "network", "rm", "net1")
+	if _, rules := nftState(t, fmt.Sprintf("/proc/%d/ns/net", e.d.cmd.Process.Pid)); rules["postrouting"] != 1 {
+		t.Errorf("masquerade rules %v once net1 went, want the default bridge's only", rules)
+	}
 	c.expect(0, "", "network", "create", "spare")
 	if got := c.expect(0, "spare", "network", "ls", "--filter", "dangling=true", "--format", "{{.Name}}"); strings.TrimSpace(got) != "spare" {
 		t.Errorf("network ls --filter dangling=true: %q", got)
@@ -420,6 +422,7 @@ func TestEndToEndNetworks(t *testing.T) {
 	killLeftovers(t)
 	e.start(t, "layerlabd2.log")
 	c = netCLI{cli: cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}, e: e}
+	held, nsPath := holdNetns(t, e.d.cmd.Process.Pid)
 	c.expect(0, "exited", "inspect", "-f", "{{.State.Status}}", "orphan")
 	if left, _ := os.ReadDir(filepath.Join(e.tmp, "exec", "netns")); len(left) > 0 {
 		t.Errorf("network namespace files the killed daemon left were not swept: %v", left)
@@ -432,6 +435,17 @@ func TestEndToEndNetworks(t *testing.T) {
 		}
 	}
 	e.d.terminate(t)
+	// The namespace the daemon ran in, after it: no table, bridge or
+	// veth, and nothing but the test holding it.
+	if tables, rules := nftState(t, nsPath); tables != 0 {
+		t.Errorf("layerlab nftables table left after shutdown: rules %v", rules)
+	}
+	if got := linksIn(t, nsPath); strings.Join(got, ",") != "lo" {
+		t.Errorf("links left after shutdown: %v, want only lo", got)
+	}
+	ino := nsInode(t, held)
+	held.Close()
+	checkNetnsGone(t, ino)
 }
 
 func contains(list []string, s string) bool {
@@ -537,36 +551,11 @@ func (c netCLI) inspectQuiet(name string) inspectNet {
 	return got[0]
 }
 
-// natTables counts the layerlab nftables tables in the network namespace
-// of process pid.
-func natTables(t *testing.T, pid int) int {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	conn, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, tb := range all {
-		if tb.Name == "layerlab" {
-			n++
-		}
-	}
-	return n
-}
-
 // TestEndToEndNetworksNAT publishes with nftables DNAT
 // (--userland-proxy=false): the port answers through the rules from the
-// daemon's namespace, docker port names it, and the table goes with the
-// last published container.
+// daemon's namespace, docker port names it, the DNAT rules go with the
+// last published container (the bridge's masquerade stays with the
+// bridge) and the table at shutdown.
 func TestEndToEndNetworksNAT(t *testing.T) {
 	t.Cleanup(func() { killLeftovers(t) })
 	e := newTestEnv(t)
@@ -577,8 +566,9 @@ func TestEndToEndNetworksNAT(t *testing.T) {
 	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
 	c.expect(0, "", "run", "-d", "--name", "web", "-p", "8082:80", "busybox", "sh", "-c", httpdLine(80, "hello-through-dnat"))
 	c.expect(0, "80/tcp -> 0.0.0.0:8082", "port", "web")
-	if n := natTables(t, e.d.cmd.Process.Pid); n != 1 {
-		t.Errorf("%d layerlab nftables tables with a port published, want 1", n)
+	held, nsPath := holdNetns(t, e.d.cmd.Process.Pid)
+	if tables, rules := nftState(t, nsPath); tables != 1 || rules["prerouting"] != 1 || rules["output"] != 1 || rules["postrouting"] != 1 {
+		t.Errorf("%d layerlab nftables tables, rules %v with a port published, want 1 with a DNAT rule per chain and the bridge's masquerade", tables, rules)
 	}
 	// To the bridge's address: the output chain's DNAT takes it to the
 	// container (the ports' listeners only hold them).
@@ -586,8 +576,12 @@ func TestEndToEndNetworksNAT(t *testing.T) {
 		t.Errorf("GET through DNAT: %q", got)
 	}
 	c.expect(0, "", "rm", "-f", "web")
-	if n := natTables(t, e.d.cmd.Process.Pid); n != 0 {
-		t.Errorf("%d layerlab nftables tables left after the container went", n)
+	if _, rules := nftState(t, nsPath); rules["prerouting"]+rules["output"] != 0 || rules["postrouting"] != 1 {
+		t.Errorf("rules %v after the container went, want only the bridge's masquerade", rules)
 	}
 	e.d.terminate(t)
+	if tables, rules := nftState(t, nsPath); tables != 0 {
+		t.Errorf("layerlab table left after shutdown: rules %v", rules)
+	}
+	held.Close()
 }
