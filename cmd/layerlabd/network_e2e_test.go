@@ -161,8 +161,7 @@ func TestEndToEndNetworks(t *testing.T) {
 	e := newTestEnv(t)
 	withLoopback(t, &e)
 	e.start(t, "layerlabd.log")
-	c := netCLI{cli: cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}, e: e}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := netCLI{cli: e.busyboxCLI(t), e: e}
 	since := strconv.FormatInt(time.Now().Unix()-1, 10)
 
 	ls := c.expect(0, "bridge", "network", "ls")
@@ -562,8 +561,7 @@ func TestEndToEndNetworksNAT(t *testing.T) {
 	withLoopback(t, &e)
 	e.opts = []string{"--userland-proxy=false"}
 	e.start(t, "layerlabd.log")
-	c := netCLI{cli: cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}, e: e}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := netCLI{cli: e.busyboxCLI(t), e: e}
 	c.expect(0, "", "run", "-d", "--name", "web", "-p", "8082:80", "busybox", "sh", "-c", httpdLine(80, "hello-through-dnat"))
 	c.expect(0, "80/tcp -> 0.0.0.0:8082", "port", "web")
 	held, nsPath := holdNetns(t, e.d.cmd.Process.Pid)

@@ -277,8 +277,7 @@ func TestEndToEndNetworksOutbound(t *testing.T) {
 	e := newTestEnv(t)
 	withLoopback(t, &e)
 	e.start(t, "layerlabd.log")
-	c := netCLI{cli: cli{t: t, sock: e.sock, dir: e.tmp, d: e.d}, e: e}
-	c.expect(0, "Loaded image: busybox:latest", "load", "-i", e.archive)
+	c := netCLI{cli: e.busyboxCLI(t), e: e}
 	held, daemonNS := holdNetns(t, e.d.cmd.Process.Pid)
 	if got, err := c.inDaemonNet("cat", "/proc/sys/net/ipv4/ip_forward"); err != nil || strings.TrimSpace(got) != "0" {
 		t.Fatalf("ip_forward of the daemon's new namespace before any bridge: %q, %v", got, err)
