@@ -326,6 +326,21 @@ func TestEndToEndNetworksOutbound(t *testing.T) {
 		t.Errorf("postrouting rules %v, want 2 (bridge and outnet, not intnet or nomasq)", rules)
 	}
 
+	// Forwarding is on, yet bridges stay apart, as dockerd's isolation
+	// chains keep them: a container on outnet does not reach one on the
+	// default bridge, which one beside it on that bridge does.
+	c.expect(0, "", "run", "-d", "--name", "target", "busybox", "sleep", "600")
+	targetIP := strings.TrimSpace(c.expect(0, "", "inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", "target"))
+	ping := []string{"busybox", "sh", "-c", "timeout 3 ping -c1 " + targetIP + "; exit $?"}
+	c.expect(0, "1 packets received", append([]string{"run", "--rm", "--network", "bridge"}, ping...)...)
+	if got, code := c.run(append([]string{"run", "--rm", "--network", "outnet"}, ping...)...); code == 0 {
+		t.Errorf("a container on outnet reached %s on the default bridge:\n%s", targetIP, got)
+	}
+	c.expect(0, "", "rm", "-f", "target")
+	if _, rules := nftState(t, daemonNS); rules["forward"] != 8 {
+		t.Errorf("forward rules %v, want 8 (6 for the pairs of bridge, outnet, nomasq; 2 for intnet)", rules)
+	}
+
 	var nets []struct {
 		Name    string
 		Options map[string]string

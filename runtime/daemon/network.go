@@ -300,6 +300,11 @@ func (d *Daemon) plug(id string, nw network.Record, ep network.Endpoint, ifname 
 			return fmt.Errorf("outbound NAT of network %s: %w", nw.Name, err)
 		}
 	}
+	if d.nat != nil {
+		if err := d.nat.Isolate(nw.ID, network.Isolation{Bridge: nw.BridgeName, Internal: nw.Internal}); err != nil {
+			return fmt.Errorf("isolating network %s: %w", nw.Name, err)
+		}
+	}
 	if embeddedDNS(nw) {
 		if err := d.dns.Serve(nw.ID, p.Gateway); err != nil {
 			return err

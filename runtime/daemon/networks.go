@@ -195,8 +195,8 @@ func (d *Daemon) RemoveNetwork(_ context.Context, ref string) error {
 		}
 	}
 	if d.nat != nil {
-		if err := d.nat.Unmasquerade(nw.ID); err != nil {
-			d.cfg.Log.Error("removing a network's masquerade rule failed; the next daemon start sweeps it", "network", nw.Name, "err", err)
+		if err := errors.Join(d.nat.Unmasquerade(nw.ID), d.nat.Unisolate(nw.ID)); err != nil {
+			d.cfg.Log.Error("removing a network's masquerade and isolation rules failed; the next daemon start sweeps them", "network", nw.Name, "err", err)
 		}
 	}
 	d.networkEvent(eventtypes.ActionDestroy, nw, "")

@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NATTable is the nftables table (family ip) layerlabd's DNAT and
-// masquerade rules live in, in the daemon's namespace; the daemon removes
+// NATTable is the nftables table (family ip) layerlabd's DNAT,
+// masquerade and bridge isolation rules live in, in the daemon's namespace; the daemon removes
 // it at shutdown and a restarted one removes what a killed one left.
 const NATTable = "layerlab"
 
@@ -40,6 +40,7 @@ type NAT struct {
 	mu    sync.Mutex
 	rules map[string][]DNAT     // by container ID
 	masq  map[string]Masquerade // by network ID
+	iso   map[string]Isolation  // by network ID (isolation.go)
 	// present says the table may exist: until something was written or
 	// swept, Close writes nothing (a daemon that made no rule sends no
 	// batch to a namespace it does not own, e.g. a unit test's host).
@@ -48,7 +49,7 @@ type NAT struct {
 
 // NewNAT returns a NAT for the namespace of nsFd (-1: the caller's).
 func NewNAT(nsFd int) *NAT {
-	return &NAT{nsFd: nsFd, rules: map[string][]DNAT{}, masq: map[string]Masquerade{}}
+	return &NAT{nsFd: nsFd, rules: map[string][]DNAT{}, masq: map[string]Masquerade{}, iso: map[string]Isolation{}}
 }
 
 func (n *NAT) conn() (*nftables.Conn, error) {
@@ -83,10 +84,10 @@ func (n *NAT) Set(id string, rules []DNAT) error {
 	return n.write()
 }
 
-// write rewrites the table from n.rules and n.masq; with none left the
-// table goes.
+// write rewrites the table from n.rules, n.masq and n.iso; with no rule
+// left the table goes.
 func (n *NAT) write() error {
-	empty := len(n.rules) == 0 && len(n.masq) == 0
+	empty := len(n.rules) == 0 && len(n.masq) == 0 && len(isolationRules(slices.Collect(maps.Values(n.iso)))) == 0
 	if empty && !n.present {
 		return nil
 	}
@@ -104,6 +105,7 @@ func (n *NAT) write() error {
 			return err
 		}
 		n.addMasquerades(c, t)
+		n.addIsolation(c, t)
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("writing nftables table %s: %w", NATTable, err)
@@ -183,6 +185,7 @@ func (n *NAT) Close() error {
 	defer n.mu.Unlock()
 	n.rules = map[string][]DNAT{}
 	n.masq = map[string]Masquerade{}
+	n.iso = map[string]Isolation{}
 	return n.write()
 }
 
