@@ -30,20 +30,7 @@ func (n *NAT) Isolate(id string, i Isolation) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	old, had := n.iso[id]
-	if had && old == i {
-		return nil
-	}
-	n.iso[id] = i
-	if err := n.write(); err != nil {
-		if had {
-			n.iso[id] = old
-		} else {
-			delete(n.iso, id)
-		}
-		return err
-	}
-	return nil
+	return update(n, n.iso, id, i, false)
 }
 
 // Unisolate removes network id's bridge from the isolation rules; none is
@@ -51,16 +38,7 @@ func (n *NAT) Isolate(id string, i Isolation) error {
 func (n *NAT) Unisolate(id string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	old, ok := n.iso[id]
-	if !ok {
-		return nil
-	}
-	delete(n.iso, id)
-	if err := n.write(); err != nil {
-		n.iso[id] = old
-		return err
-	}
-	return nil
+	return update(n, n.iso, id, Isolation{}, true)
 }
 
 // addIsolation adds the forward filter chain and its rules to the batch

@@ -49,39 +49,20 @@ func (n *NAT) Masquerade(id string, m Masquerade) error {
 	m.Subnet = m.Subnet.Masked()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	old, had := n.masq[id]
-	if had && old == m {
+	if old, had := n.masq[id]; had && old == m {
 		return nil
 	}
 	if err := n.enableForwarding(); err != nil {
 		return err
 	}
-	n.masq[id] = m
-	if err := n.write(); err != nil {
-		if had {
-			n.masq[id] = old
-		} else {
-			delete(n.masq, id)
-		}
-		return err
-	}
-	return nil
+	return update(n, n.masq, id, m, false)
 }
 
 // Unmasquerade removes network id's outbound NAT; none is not an error.
 func (n *NAT) Unmasquerade(id string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	old, ok := n.masq[id]
-	if !ok {
-		return nil
-	}
-	delete(n.masq, id)
-	if err := n.write(); err != nil {
-		n.masq[id] = old
-		return err
-	}
-	return nil
+	return update(n, n.masq, id, Masquerade{}, true)
 }
 
 // addMasquerades adds the postrouting chain and a rule per network to

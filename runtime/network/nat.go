@@ -114,6 +114,30 @@ func (n *NAT) write() error {
 	return nil
 }
 
+// update sets m[id] to v (with del, removes it) and rewrites the table,
+// putting back what was there if the write fails; the same value again,
+// or removing what is not there, writes nothing. n.mu is held.
+func update[T comparable](n *NAT, m map[string]T, id string, v T, del bool) error {
+	old, had := m[id]
+	if (del && !had) || (!del && had && old == v) {
+		return nil
+	}
+	if del {
+		delete(m, id)
+	} else {
+		m[id] = v
+	}
+	if err := n.write(); err != nil {
+		if had {
+			m[id] = old
+		} else {
+			delete(m, id)
+		}
+		return err
+	}
+	return nil
+}
+
 // addDNAT adds the DNAT chains and rules to the batch, if there are rules.
 func (n *NAT) addDNAT(c *nftables.Conn, t *nftables.Table) error {
 	if len(n.rules) == 0 {
