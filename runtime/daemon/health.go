@@ -209,8 +209,8 @@ func (d *Daemon) runProbe(id string, cmd []string, timeout time.Duration, stop <
 	stdio.Stdout, stdio.Stderr = pw, pw
 	ctx := context.Background()
 	p, err := c.Exec(ctx, proc, stdio)
-	pw.Close()
 	if err != nil {
+		pw.Close()
 		pr.Close()
 		code := startFailureCode(err)
 		e.mu.Lock()
@@ -242,6 +242,10 @@ func (d *Daemon) runProbe(id string, cmd []string, timeout time.Duration, stop <
 		}
 		<-exited
 	}
+	// Ours closes only now: a runtime that copies the probe's output
+	// itself (runc's executor) writes into it until the exec ended; the
+	// read below ends once nothing else holds the pipe.
+	pw.Close()
 	d.execDied(r, e)
 	drain := time.NewTimer(probeDrain)
 	select {
