@@ -23,8 +23,8 @@ import (
 // CommitContainer answers POST /commit: the container's changes, as the
 // layer layer.DiffSnapshot writes (from an overlay upper directory or
 // btrfs send where the driver has them) less the runtime's mountpoints
-// (mountpoints.go), become a new image on top of the container's, with the container's config (the request's on top,
-// then the changes). A running container is paused meanwhile unless
+// (mountpoints.go), become a new image on top of the container's, with
+// the container's config (the request's on top, then the changes). A running container is paused meanwhile unless
 // o.Pause is false.
 func (d *Daemon) CommitContainer(ctx context.Context, ref string, o container.CommitOptions) (string, error) {
 	r, err := d.ctrs.Get(ref)

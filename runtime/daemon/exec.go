@@ -343,10 +343,22 @@ func (k *keepDraining) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// consoleDrain is how long the output still in an exec's terminal is read
-// after the process exited: a child it left behind may hold the terminal
-// open for ever.
+// consoleDrain is how long the output still in a terminal (an exec's, a
+// container's) is read after its process exited: a child it left behind
+// may hold the terminal open for ever.
 const consoleDrain = 2 * time.Second
+
+// drained waits for copied to close, for at most limit: the copy of a
+// process's output ends by itself once nothing holds its terminal or
+// pipe; the caller then closes its end to cut off what still holds it.
+func drained(copied <-chan struct{}, limit time.Duration) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-copied:
+	case <-t.C:
+	}
+}
 
 // wait records how the process ended once it has, and its terminal's
 // output was read.
@@ -357,10 +369,7 @@ func (e *execInstance) wait(p executor.Process, copied chan struct{}) {
 		code = 255
 	}
 	if copied != nil {
-		select {
-		case <-copied:
-		case <-time.After(consoleDrain):
-		}
+		drained(copied, consoleDrain)
 		_ = p.Console().Close()
 		<-copied
 	}

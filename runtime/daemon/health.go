@@ -247,12 +247,7 @@ func (d *Daemon) runProbe(id string, cmd []string, timeout time.Duration, stop <
 	// read below ends once nothing else holds the pipe.
 	pw.Close()
 	d.execDied(r, e)
-	drain := time.NewTimer(probeDrain)
-	select {
-	case <-copied:
-	case <-drain.C:
-	}
-	drain.Stop()
+	drained(copied, probeDrain)
 	pr.Close() // ends the copy if a child still holds the pipe
 	<-copied
 	if timedOut {

@@ -296,10 +296,6 @@ func lookupUser(rootfs, spec string) (*user.ExecUser, error) {
 	return u, nil
 }
 
-// ttyDrain bounds how long a TTY's output is still read after the
-// container's init exited: a child it left may hold the terminal open.
-const ttyDrain = time.Second
-
 // finish waits for the container's exit, records it, cleans up the
 // container and its mount, ends the attached streams, wakes the waiters
 // and, with AutoRemove, removes the container.
@@ -309,15 +305,8 @@ func (d *Daemon) finish(id string, l *live, c executor.Container, log *logs.Writ
 	d.endHealth(l)
 	d.statsStopped(id)
 	if copied != nil {
-		// The terminal's last output is read before Delete closes it: the
-		// copy ends by itself (EIO) once nothing holds the terminal; a
-		// child that keeps it open gets a moment, then is cut off.
-		drain := time.NewTimer(ttyDrain)
-		select {
-		case <-copied:
-		case <-drain.C:
-		}
-		drain.Stop()
+		// The terminal's last output is read before Delete closes it.
+		drained(copied, consoleDrain)
 	}
 	delErr := c.Delete(ctx) // closes the console, which ends its copy
 	if copied != nil {

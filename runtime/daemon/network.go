@@ -282,25 +282,24 @@ func (d *Daemon) plug(id string, nw network.Record, ep network.Endpoint, ifname 
 	if err != nil {
 		return fmt.Errorf("endpoint address %q: %w", ep.IP, err)
 	}
+	ifc := network.Iface{NetnsPath: d.netnsPath(id), IfName: ifname, Addr: netip.PrefixFrom(ip, p.Subnet.Bits()), MAC: ep.MAC}
+	if gw && !nw.Internal {
+		ifc.Gateway = p.Gateway
+	}
 	if nw.Driver == network.DriverMacvlan {
-		m := network.Macvlan{Parent: nw.Options["parent"], NetnsPath: d.netnsPath(id), IfName: ifname,
-			Addr: netip.PrefixFrom(ip, p.Subnet.Bits()), MAC: ep.MAC}
-		if gw && !nw.Internal {
-			m.Gateway = p.Gateway
-		}
-		return d.host.AttachMacvlan(m)
+		return d.host.AttachMacvlan(network.Macvlan{Iface: ifc, Parent: nw.Options["parent"]})
 	}
 	if err := d.host.EnsureBridge(nw.BridgeName, netip.PrefixFrom(p.Gateway, p.Subnet.Bits())); err != nil {
 		return err
 	}
-	// With the bridge: a rule written again (a bridge a killed daemon
-	// left, its table swept) or already there (a no-op).
-	if d.nat != nil && nw.Masquerades() {
-		if err := d.nat.Masquerade(nw.ID, network.Masquerade{Subnet: p.Subnet, Bridge: nw.BridgeName}); err != nil {
-			return fmt.Errorf("outbound NAT of network %s: %w", nw.Name, err)
-		}
-	}
+	// With the bridge, its rules: written again (a bridge a killed
+	// daemon left, its table swept) or already there (a no-op).
 	if d.nat != nil {
+		if nw.Masquerades() {
+			if err := d.nat.Masquerade(nw.ID, network.Masquerade{Subnet: p.Subnet, Bridge: nw.BridgeName}); err != nil {
+				return fmt.Errorf("outbound NAT of network %s: %w", nw.Name, err)
+			}
+		}
 		if err := d.nat.Isolate(nw.ID, network.Isolation{Bridge: nw.BridgeName, Internal: nw.Internal}); err != nil {
 			return fmt.Errorf("isolating network %s: %w", nw.Name, err)
 		}
@@ -310,12 +309,7 @@ func (d *Daemon) plug(id string, nw network.Record, ep network.Endpoint, ifname 
 			return err
 		}
 	}
-	v := network.Veth{HostName: network.VethName(id, nw.ID), Bridge: nw.BridgeName, NetnsPath: d.netnsPath(id),
-		IfName: ifname, Addr: netip.PrefixFrom(ip, p.Subnet.Bits()), MAC: ep.MAC}
-	if gw && !nw.Internal {
-		v.Gateway = p.Gateway
-	}
-	return d.host.Attach(v)
+	return d.host.Attach(network.Veth{Iface: ifc, HostName: network.VethName(id, nw.ID), Bridge: nw.BridgeName})
 }
 
 // publish starts the port proxy of r towards target, its address on its

@@ -118,22 +118,28 @@ func (h *Host) Links(prefix string) ([]string, error) {
 	return out, nil
 }
 
-// Veth is one endpoint's interface pair.
-type Veth struct {
-	HostName  string       // VethName
-	Bridge    string       // the host end's master
+// Iface is the interface an endpoint gets inside the container's
+// namespace, whichever link makes it.
+type Iface struct {
 	NetnsPath string       // the container's namespace
-	IfName    string       // the container end's name, ethN
+	IfName    string       // its name there, ethN
 	Addr      netip.Prefix // the container's address with the subnet's length
 	Gateway   netip.Addr   // default route through it when valid
 	MAC       string
+}
+
+// Veth is one endpoint's interface pair.
+type Veth struct {
+	Iface
+	HostName string // VethName
+	Bridge   string // the host end's master
 }
 
 // Attach makes the veth pair, its peer born in the container's namespace
 // under its final name, then gives the peer its address and the default
 // route. On error nothing is left.
 func (h *Host) Attach(v Veth) (err error) {
-	ns, mac, err := target(v.NetnsPath, v.MAC)
+	ns, mac, err := v.target()
 	if err != nil {
 		return err
 	}
@@ -157,26 +163,28 @@ func (h *Host) Attach(v Veth) (err error) {
 	if err := h.h.LinkSetUp(veth); err != nil {
 		return fmt.Errorf("veth %s up: %w", v.HostName, err)
 	}
-	return configure(ns, v.IfName, v.Addr, v.Gateway)
+	return v.configure(ns)
 }
 
-// target opens the container's namespace and parses the MAC its
+// target opens the container's namespace and parses the MAC the
 // interface gets; the caller closes the handle.
-func target(nsPath, mac string) (netns.NsHandle, net.HardwareAddr, error) {
-	hw, err := net.ParseMAC(mac)
+func (f Iface) target() (netns.NsHandle, net.HardwareAddr, error) {
+	hw, err := net.ParseMAC(f.MAC)
 	if err != nil {
-		return 0, nil, fmt.Errorf("MAC %q: %w: %w", mac, err, drivers.ErrInvalidArgument)
+		return 0, nil, fmt.Errorf("MAC %q: %w: %w", f.MAC, err, drivers.ErrInvalidArgument)
 	}
-	ns, err := netns.GetFromPath(nsPath)
+	ns, err := netns.GetFromPath(f.NetnsPath)
 	if err != nil {
-		return 0, nil, fmt.Errorf("network namespace %s: %w", nsPath, err)
+		return 0, nil, fmt.Errorf("network namespace %s: %w", f.NetnsPath, err)
 	}
 	return ns, hw, nil
 }
 
-// configure gives the interface ifname in ns its address, brings it up
-// and, when gw is valid, routes the default through it.
-func configure(ns netns.NsHandle, ifname string, addr netip.Prefix, gw netip.Addr) error {
+// configure gives the interface in ns (the container's namespace, open)
+// its address, brings it up and, when the gateway is valid, routes the
+// default through it.
+func (f Iface) configure(ns netns.NsHandle) error {
+	ifname, addr, gw := f.IfName, f.Addr, f.Gateway
 	in, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
@@ -203,19 +211,15 @@ func configure(ns netns.NsHandle, ifname string, addr netip.Prefix, gw netip.Add
 
 // Macvlan is one endpoint's macvlan interface on a parent of the host.
 type Macvlan struct {
-	Parent    string
-	NetnsPath string
-	IfName    string
-	Addr      netip.Prefix
-	Gateway   netip.Addr
-	MAC       string
+	Iface
+	Parent string
 }
 
 // AttachMacvlan makes a bridge-mode macvlan on the parent, born in the
 // container's namespace under its final name, and configures it. It dies
 // with the namespace; on error nothing is left.
 func (h *Host) AttachMacvlan(m Macvlan) (err error) {
-	ns, mac, err := target(m.NetnsPath, m.MAC)
+	ns, mac, err := m.target()
 	if err != nil {
 		return err
 	}
@@ -229,7 +233,7 @@ func (h *Host) AttachMacvlan(m Macvlan) (err error) {
 	if err := h.h.LinkAdd(link); err != nil {
 		return fmt.Errorf("macvlan on %s for %s: %w", m.Parent, m.NetnsPath, err)
 	}
-	if err := configure(ns, m.IfName, m.Addr, m.Gateway); err != nil {
+	if err := m.configure(ns); err != nil {
 		return errors.Join(err, DeleteByMAC(m.NetnsPath, m.MAC))
 	}
 	return nil

@@ -57,8 +57,8 @@ func TestAttach(t *testing.T) {
 		}
 	}
 	ip := netip.MustParseAddr("10.88.0.2")
-	v := Veth{HostName: VethName("c1", "n1"), Bridge: "lltest0", NetnsPath: ctrPath, IfName: "eth0",
-		Addr: netip.PrefixFrom(ip, 24), Gateway: gw.Addr(), MAC: MAC(ip)}
+	v := Veth{HostName: VethName("c1", "n1"), Bridge: "lltest0",
+		Iface: Iface{NetnsPath: ctrPath, IfName: "eth0", Addr: netip.PrefixFrom(ip, 24), Gateway: gw.Addr(), MAC: MAC(ip)}}
 	if err := h.Attach(v); err != nil {
 		t.Fatal(err)
 	}
